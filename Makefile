@@ -1,0 +1,68 @@
+# ngx_realtime_module: developer entry points.
+#   make            build build/ngx_realtime_module.so (nginx's own build system)
+#   make run        build and run the demo on http://127.0.0.1:8080/
+#   make test       unit tests (ASan+UBSan) and integration tests against real nginx
+#   make unit       unit tests only;  make itest  integration tests only
+
+NGINX_SRC   ?= /usr/share/nginx/src
+BUILD       := $(CURDIR)/build
+NGX_BUILD   := $(BUILD)/nginx
+MODULE      := $(BUILD)/ngx_realtime_module.so
+PYTHON      := /usr/bin/python3
+SHELL       := /bin/bash
+
+CORE_SRCS   := $(wildcard src/core/*.cpp)
+CORE_HDRS   := $(wildcard src/core/*.h)
+NGX_SRCS    := $(wildcard src/ngx/*.cpp) $(wildcard src/ngx/*.h)
+UNIT_SRCS   := $(wildcard t/unit/*.cpp)
+
+CXX         ?= g++
+UNIT_FLAGS  := -std=c++17 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=all -Isrc
+
+.PHONY: all module deps test-deps unit itest test run bench clean
+
+all: module
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+module: deps $(MODULE)
+
+# configure runs once (about 20 s); later builds only recompile what changed.
+$(NGX_BUILD)/Makefile: config
+	@mkdir -p $(NGX_BUILD)
+	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS)" \
+	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC" \
+	    "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(CURDIR) --builddir=$(NGX_BUILD) >$(NGX_BUILD)/configure.log 2>&1 \
+	    || { tail -30 $(NGX_BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/Makefile $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
+	$(MAKE) -s -f $(NGX_BUILD)/Makefile -C $(NGINX_SRC) modules
+	cp $(NGX_BUILD)/ngx_realtime_module.so $@
+
+$(BUILD)/unit_tests: $(CORE_SRCS) $(CORE_HDRS) $(UNIT_SRCS) $(wildcard t/unit/*.h)
+	@mkdir -p $(BUILD)
+	$(CXX) $(UNIT_FLAGS) -o $@ $(UNIT_SRCS) $(CORE_SRCS) -lgtest -lgtest_main -lpthread -lcrypto -ljansson
+
+unit: test-deps $(BUILD)/unit_tests
+	$(BUILD)/unit_tests --gtest_brief=1
+
+itest: test-deps module
+	$(PYTHON) -m pytest -q t/integration
+
+# The one command for everything: its last line is pytest's summary.
+test: test-deps module $(BUILD)/unit_tests
+	$(BUILD)/unit_tests --gtest_brief=1
+	$(PYTHON) -m pytest -q t/integration
+
+run: module
+	scripts/run-demo.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs the Debian packages a make target needs, only when some are missing.
+# Usage: scripts/deps.sh build|test|bench
+set -eu
+
+build="nginx nginx-dev libssl-dev libjansson-dev g++ make"
+test="$build libgtest-dev python3-pytest python3-websockets openssl curl chromium"
+bench="$build libnginx-mod-nchan util-linux"
+
+case "${1:-build}" in
+    build) want=$build ;;
+    test)  want=$test ;;
+    bench) want=$bench ;;
+    *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Debian starts the packaged nginx on port 80; our tests and demo run their own.
+if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,76 @@
+// Outbound frames of one connection, shared by reference.
+//
+// A broadcast is framed once into a SharedFrame; every connection that must
+// send it queues a reference, never a copy. The queue is a ring of frame
+// pointers that grows only when needed, so queuing a frame allocates nothing
+// in the steady state, and a connection that never sends holds no ring.
+// Single-threaded by design: one nginx worker owns a queue and its frames.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace realtime {
+
+// An immutable, reference-counted byte string (a whole WebSocket frame, or
+// several). Allocated with malloc; freed when the last reference goes.
+struct SharedFrame {
+    uint32_t refs;
+    uint32_t size;
+    uint8_t* data() noexcept { return reinterpret_cast<uint8_t*>(this + 1); }
+    const uint8_t* data() const noexcept { return reinterpret_cast<const uint8_t*>(this + 1); }
+
+    // Returns a frame with one reference and room for size bytes, or nullptr.
+    static SharedFrame* create(size_t size) noexcept;
+};
+
+inline void retain(SharedFrame* f) noexcept { ++f->refs; }
+void release(SharedFrame* f) noexcept;
+
+// A piece of pending output: where it starts and how long it is.
+struct OutSlice {
+    const uint8_t* data;
+    size_t size;
+};
+
+class SendQueue {
+public:
+    SendQueue() = default;
+    SendQueue(const SendQueue&) = delete;
+    SendQueue& operator=(const SendQueue&) = delete;
+    ~SendQueue() { clear(); }
+
+    // Queues f and takes a reference to it. False only if the ring could not
+    // grow (out of memory); the frame is then not queued.
+    bool push(SharedFrame* f) noexcept;
+
+    // Unsent bytes.
+    size_t bytes() const noexcept { return bytes_; }
+    bool empty() const noexcept { return count_ == 0; }
+    size_t frames() const noexcept { return count_; }
+
+    // Fills up to max slices of pending output in order; returns how many.
+    size_t gather(OutSlice* out, size_t max) const noexcept;
+
+    // Marks n bytes as sent, releasing frames that are fully sent.
+    void consume(size_t n) noexcept;
+
+    // Drops every frame not yet partly sent, keeping the framing intact:
+    // used to make room for a close frame when a reader is too slow.
+    void drop_unstarted() noexcept;
+
+    // Drops everything, releasing every frame, and frees the ring.
+    void clear() noexcept;
+
+private:
+    bool grow() noexcept;
+
+    SharedFrame** ring_ = nullptr;
+    uint32_t capacity_ = 0;  // a power of two
+    uint32_t head_ = 0;
+    uint32_t count_ = 0;
+    uint32_t head_offset_ = 0;  // bytes of the front frame already sent
+    size_t bytes_ = 0;
+};
+
+}  // namespace realtime

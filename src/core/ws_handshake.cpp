@@ -1,0 +1,168 @@
+#include "ws_handshake.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+namespace realtime::ws {
+
+namespace {
+
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (lower(a[i]) != lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+// Calls f(element) for each trimmed, non-empty element of a comma list;
+// stops early when f returns true and reports whether it did.
+template <class F>
+bool any_element(std::string_view value, F f) {
+    while (true) {
+        size_t comma = value.find(',');
+        std::string_view item = trim(value.substr(0, comma));
+        if (!item.empty() && f(item)) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            return false;
+        }
+        value.remove_prefix(comma + 1);
+    }
+}
+
+bool any_has_token(const std::vector<std::string_view>& values, std::string_view token) {
+    for (auto v : values) {
+        if (has_token(v, token)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool is_base64_char(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/';
+}
+
+HandshakeResult refuse(int status, std::string_view reason) {
+    HandshakeResult r;
+    r.status = status;
+    r.reason = reason;
+    return r;
+}
+
+}  // namespace
+
+bool has_token(std::string_view value, std::string_view token) noexcept {
+    return any_element(value, [&](std::string_view item) { return iequals(item, token); });
+}
+
+bool is_valid_key(std::string_view key) noexcept {
+    if (key.size() != 24 || key[22] != '=' || key[23] != '=') {
+        return false;
+    }
+    for (size_t i = 0; i < 22; ++i) {
+        if (!is_base64_char(key[i])) {
+            return false;
+        }
+    }
+    // 16 bytes leave the last character's low 4 bits unused: they must be 0.
+    static constexpr std::string_view kAlphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    return (kAlphabet.find(key[21]) & 0x0F) == 0;
+}
+
+std::string compute_accept(std::string_view key) {
+    std::string input(key);
+    input.append(kGuid);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+    unsigned char out[32];  // base64 of 20 bytes is 28 chars + NUL
+    int n = EVP_EncodeBlock(out, digest, SHA_DIGEST_LENGTH);
+    return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
+}
+
+std::string_view select_subprotocol(const std::vector<std::string_view>& offered,
+                                    const std::vector<std::string>& supported) {
+    std::string_view chosen;
+    for (auto value : offered) {
+        bool found = any_element(value, [&](std::string_view item) {
+            for (const auto& s : supported) {
+                if (item == s) {  // subprotocol names are case-sensitive tokens
+                    chosen = s;
+                    return true;
+                }
+            }
+            return false;
+        });
+        if (found) {
+            break;
+        }
+    }
+    return chosen;
+}
+
+bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) noexcept {
+    if (allowed.empty()) {
+        return true;
+    }
+    for (const auto& a : allowed) {
+        if (a == "*" || iequals(a, origin)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePolicy& policy) {
+    if (req.method != "GET") {
+        return refuse(405, "WebSocket handshake must use GET");
+    }
+    if (req.http_major != 1 || req.http_minor < 1) {
+        return refuse(400, "WebSocket handshake needs HTTP/1.1");
+    }
+    if (!any_has_token(req.upgrade, "websocket")) {
+        return refuse(426, "this location only speaks WebSocket (Upgrade: websocket)");
+    }
+    if (!any_has_token(req.connection, "upgrade")) {
+        return refuse(400, "Connection header lacks 'upgrade'");
+    }
+    if (req.version.size() != 1 || trim(req.version[0]) != "13") {
+        return refuse(426, "unsupported Sec-WebSocket-Version (need 13)");
+    }
+    if (req.key.size() != 1 || !is_valid_key(trim(req.key[0]))) {
+        return refuse(400, "missing or invalid Sec-WebSocket-Key");
+    }
+    // A request without Origin comes from a non-browser client, which cross-site
+    // hijacking cannot use, so only a present Origin is checked.
+    if (req.has_origin && !origin_allowed(req.origin, policy.allowed_origins)) {
+        return refuse(403, "Origin not allowed");
+    }
+    HandshakeResult r;
+    r.status = 101;
+    r.accept = compute_accept(trim(req.key[0]));
+    r.subprotocol = select_subprotocol(req.protocols, policy.subprotocols);
+    return r;
+}
+
+}  // namespace realtime::ws

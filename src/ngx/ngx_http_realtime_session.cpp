@@ -1,0 +1,669 @@
+/*
+ * ngx_realtime_module: the WebSocket connection loop after the 101.
+ *
+ * The connection's read and write handlers are replaced by ours, as
+ * ngx_http_upstream_upgrade() does for proxied WebSockets. Input is read
+ * into one per-worker buffer and parsed in place, so an idle connection
+ * holds no read buffer; output is a queue of shared frames written with
+ * one send_chain() (writev) per batch.
+ */
+
+#include "ngx_http_realtime_session.h"
+
+
+#define NGX_HTTP_REALTIME_READ_BUF      16384
+#define NGX_HTTP_REALTIME_READ_BUDGET   16      /* reads per event, fairness */
+#define NGX_HTTP_REALTIME_PAUSE_READING 65536   /* own replies pending */
+#define NGX_HTTP_REALTIME_IOVS          64
+
+
+static void ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept;
+static void ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept;
+static void ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
+    u_char *data, size_t len);
+static void ngx_http_realtime_flush(ngx_http_realtime_session_t *s);
+static void ngx_http_realtime_schedule(ngx_http_realtime_session_t *s);
+static void ngx_http_realtime_finish(ngx_http_realtime_session_t *s);
+static realtime::SharedFrame *ngx_http_realtime_frame(
+    realtime::ws::Opcode op, std::string_view payload) noexcept;
+
+
+/* Per worker: input is parsed in place and never kept between reads. */
+static u_char  ngx_http_realtime_read_buf[NGX_HTTP_REALTIME_READ_BUF];
+
+/* Per worker: every connection's pings share one frame. */
+static realtime::SharedFrame  *ngx_http_realtime_ping_frame;
+
+
+ngx_http_realtime_session_t::ngx_http_realtime_session_t(
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *lc) noexcept
+    : request(r), connection(r->connection), conf(lc),
+      parser(lc->max_message_size, true),
+      timer(), last_rx(ngx_current_msec), last_data(ngx_current_msec),
+      ping_sent(0), leftover(NULL), leftover_end(NULL),
+      awaiting_pong(0), close_sent(0), close_received(0),
+      close_after_flush(0), write_shut(0), read_paused(0), done(0)
+{
+}
+
+
+ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
+{
+    if (timer.timer_set) {
+        ngx_del_timer(&timer);
+    }
+
+    if (timer.posted) {
+        ngx_delete_posted_event(&timer);
+    }
+}
+
+
+ngx_int_t
+ngx_http_realtime_session_start(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf) noexcept
+{
+    ngx_connection_t             *c;
+    ngx_http_realtime_session_t  *s;
+
+    c = r->connection;
+
+    s = ngx_http_realtime_pool_new<ngx_http_realtime_session_t>(r->pool, r,
+                                                                 rlcf);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_set_ctx(r, s, ngx_realtime_module);
+
+    if (r->header_in && r->header_in->pos < r->header_in->last) {
+        s->leftover = r->header_in->pos;
+        s->leftover_end = r->header_in->last;
+    }
+
+    s->timer.handler = ngx_http_realtime_timer_handler;
+    s->timer.data = s;
+    s->timer.log = c->log;
+    s->timer.cancelable = 1;    /* pings must not keep an exiting worker */
+
+    c->log->action = (char *) "serving WebSocket";
+    c->read->handler = ngx_http_realtime_read_handler;
+    c->write->handler = ngx_http_realtime_write_handler;
+
+    /* nginx -s quit/reload reaches idle connections: we answer with 1001 */
+    c->idle = 1;
+
+    /* the request outlives the content phase until we finalize it */
+    r->main->count++;
+
+    ngx_http_realtime_schedule(s);
+
+    /*
+     * Data may already wait in the socket (edge-triggered epoll will not
+     * report it again) or in the header buffer; the read handler takes it.
+     */
+    ngx_post_event(c->read, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+static ngx_http_realtime_session_t *
+ngx_http_realtime_get_session(ngx_connection_t *c)
+{
+    ngx_http_request_t  *r = (ngx_http_request_t *) c->data;
+
+    return (ngx_http_realtime_session_t *)
+               ngx_http_get_module_ctx(r, ngx_realtime_module);
+}
+
+
+static void
+ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
+{
+    ssize_t                       n;
+    ngx_uint_t                    budget;
+    ngx_connection_t             *c;
+    ngx_http_realtime_session_t  *s;
+
+    c = (ngx_connection_t *) rev->data;
+    s = ngx_http_realtime_get_session(c);
+
+    try {
+        if ((c->close || ngx_exiting) && !s->close_sent) {
+            c->close = 0;
+            ngx_http_realtime_session_close(s, realtime::ws::close_code::kGoingAway,
+                                            "server shutting down");
+        }
+
+        if (s->leftover) {
+            u_char *p = s->leftover;
+            s->leftover = NULL;
+            s->last_rx = ngx_current_msec;
+            ngx_http_realtime_process(s, p, s->leftover_end - p);
+        }
+
+        for (budget = NGX_HTTP_REALTIME_READ_BUDGET; !s->done; budget--) {
+
+            if (s->out.bytes() >= NGX_HTTP_REALTIME_PAUSE_READING) {
+                /* the peer does not read our replies: stop reading too */
+                s->read_paused = 1;
+                break;
+            }
+
+            if (budget == 0) {
+                ngx_post_event(rev, &ngx_posted_events);
+                break;
+            }
+
+            n = c->recv(c, ngx_http_realtime_read_buf,
+                        NGX_HTTP_REALTIME_READ_BUF);
+
+            if (n == NGX_AGAIN) {
+                if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                    s->done = 1;
+                }
+                break;
+            }
+
+            if (n == 0 || n == NGX_ERROR) {
+                if (!s->close_received) {
+                    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                                  "realtime: client closed connection%s",
+                                  s->close_sent ? " after our close frame"
+                                                : " without a close frame");
+                }
+
+                c->error = (n == NGX_ERROR);
+                s->done = 1;
+                break;
+            }
+
+            s->last_rx = ngx_current_msec;
+            s->awaiting_pong = 0;   /* any traffic proves the peer alive */
+            ngx_http_realtime_process(s, ngx_http_realtime_read_buf, n);
+        }
+
+        ngx_http_realtime_flush(s);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "realtime: out of memory while reading");
+        s->done = 1;
+    }
+
+    ngx_http_realtime_finish(s);
+}
+
+
+static void
+ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept
+{
+    ngx_connection_t             *c;
+    ngx_http_realtime_session_t  *s;
+
+    c = (ngx_connection_t *) wev->data;
+    s = ngx_http_realtime_get_session(c);
+
+    ngx_http_realtime_flush(s);
+    ngx_http_realtime_finish(s);
+}
+
+
+/* Feeds client bytes to the parser; acts on what it decodes. */
+
+static void
+ngx_http_realtime_process(ngx_http_realtime_session_t *s, u_char *data,
+    size_t len)
+{
+    size_t                               consumed;
+    ngx_connection_t                    *c;
+    realtime::ws::FrameParser::Result    rc;
+
+    c = s->connection;
+
+    if (s->parser.closed()) {
+        return;     /* close frame seen: the rest is ignored (RFC 6455 5.5.1) */
+    }
+
+    if (s->parser.error().code) {
+        /*
+         * We failed the connection and sent our close frame. Whatever
+         * the client sends now (usually its close reply) tells it has
+         * stopped; it was read, so closing now sends FIN, not RST.
+         */
+        if (s->out.empty()) {
+            s->done = 1;
+        }
+
+        return;
+    }
+
+    rc = s->parser.feed(data, len, *s, &consumed);
+
+    if (rc == realtime::ws::FrameParser::Result::kError) {
+        const realtime::ws::ParseError &e = s->parser.error();
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "realtime: client sent an invalid frame: %*s, "
+                      "closing with %ui",
+                      e.reason.size(), e.reason.data(), (ngx_uint_t) e.code);
+
+        ngx_http_realtime_session_close(s, e.code, e.reason);
+    }
+}
+
+
+bool
+ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
+    std::string_view payload)
+{
+    realtime::SharedFrame  *f;
+
+    if (close_sent) {
+        return true;    /* closing: data is no longer acted upon */
+    }
+
+    last_data = ngx_current_msec;
+
+    if (conf->echo) {
+        f = ngx_http_realtime_frame(op, payload);
+        if (f == NULL) {
+            ngx_http_realtime_session_close(this,
+                realtime::ws::close_code::kInternalError, "out of memory");
+            return false;
+        }
+
+        ngx_http_realtime_session_send(this, f);
+        realtime::release(f);
+    }
+
+    return true;
+}
+
+
+bool
+ngx_http_realtime_session_t::on_ping(std::string_view payload)
+{
+    realtime::SharedFrame  *f;
+
+    if (close_sent) {
+        return true;    /* no control frames after our close (5.5.1) */
+    }
+
+    f = ngx_http_realtime_frame(realtime::ws::Opcode::kPong, payload);
+    if (f == NULL) {
+        ngx_http_realtime_session_close(this,
+            realtime::ws::close_code::kInternalError, "out of memory");
+        return false;
+    }
+
+    ngx_http_realtime_session_send(this, f);
+    realtime::release(f);
+
+    return true;
+}
+
+
+bool
+ngx_http_realtime_session_t::on_pong(std::string_view payload)
+{
+    /* any traffic proves liveness (last_rx); an unsolicited pong is fine */
+    return true;
+}
+
+
+bool
+ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
+{
+    realtime::SharedFrame  *f;
+
+    close_received = 1;
+    close_after_flush = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, connection->log, 0,
+                   "realtime: client close %ui", (ngx_uint_t) code);
+
+    if (close_sent) {
+        return false;   /* the reply to our close: done once flushed */
+    }
+
+    /* echo the status code back, then close TCP (RFC 6455 5.5.1, 7.1.1) */
+    f = ngx_http_realtime_frame(realtime::ws::Opcode::kClose,
+            code == realtime::ws::close_code::kNoStatus
+                ? std::string()
+                : realtime::ws::close_payload(code, std::string_view()));
+    if (f == NULL) {
+        done = 1;
+        return false;
+    }
+
+    close_sent = 1;
+    ngx_http_realtime_session_send(this, f);
+    realtime::release(f);
+
+    return false;
+}
+
+
+void
+ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f) noexcept
+{
+    if (s->done) {
+        return;
+    }
+
+    if (!s->out.push(f)) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "realtime: out of memory queuing a frame");
+        s->done = 1;
+        return;
+    }
+
+    if (s->out.bytes() > s->conf->send_buffer_size && !s->close_sent) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "realtime: client reads too slowly, %uz bytes pending, "
+                      "closing with %ui", s->out.bytes(),
+                      (ngx_uint_t) realtime::ws::close_code::kSlowConsumer);
+
+        /* frames not yet started are dropped so the close can go out */
+        s->out.drop_unstarted();
+
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kSlowConsumer, "send buffer full");
+    }
+}
+
+
+void
+ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
+    std::string_view reason) noexcept
+{
+    realtime::SharedFrame  *f;
+
+    if (s->close_sent || s->done) {
+        return;
+    }
+
+    try {
+        f = ngx_http_realtime_frame(realtime::ws::Opcode::kClose,
+                                    realtime::ws::close_payload(code, reason));
+    } catch (...) {
+        f = NULL;
+    }
+
+    if (f == NULL) {
+        s->done = 1;
+        return;
+    }
+
+    s->close_sent = 1;
+    ngx_http_realtime_session_send(s, f);
+    realtime::release(f);
+
+    /*
+     * Wait a bounded time for the client's close. The timer is not
+     * cancelable: a worker that is shutting down lets the handshake end.
+     */
+    s->timer.cancelable = 0;
+    ngx_add_timer(&s->timer, NGX_HTTP_REALTIME_CLOSE_WAIT);
+}
+
+
+/* Writes as much queued output as the socket takes, in batches. */
+
+static void
+ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
+{
+    off_t                  sent;
+    size_t                 i, n;
+    ngx_buf_t              bufs[NGX_HTTP_REALTIME_IOVS];
+    ngx_chain_t            links[NGX_HTTP_REALTIME_IOVS], *rest;
+    ngx_connection_t      *c;
+    realtime::OutSlice     slices[NGX_HTTP_REALTIME_IOVS];
+
+    c = s->connection;
+
+    if (s->done) {
+        return;
+    }
+
+    if (c->buffered) {
+        /* the 101 response is not fully sent yet: it goes first */
+        if (ngx_http_output_filter(s->request, NULL) == NGX_ERROR) {
+            s->done = 1;
+            return;
+        }
+
+        if (c->buffered) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                s->done = 1;
+            }
+
+            return;
+        }
+    }
+
+    while (!s->out.empty() && c->write->ready) {
+
+        n = s->out.gather(slices, NGX_HTTP_REALTIME_IOVS);
+        if (n == 0) {
+            s->out.consume(0);
+            continue;
+        }
+
+        for (i = 0; i < n; i++) {
+            ngx_memzero(&bufs[i], sizeof(ngx_buf_t));
+            bufs[i].pos = (u_char *) slices[i].data;
+            bufs[i].last = bufs[i].pos + slices[i].size;
+            bufs[i].start = bufs[i].pos;
+            bufs[i].end = bufs[i].last;
+            bufs[i].memory = 1;
+
+            links[i].buf = &bufs[i];
+            links[i].next = (i + 1 < n) ? &links[i + 1] : NULL;
+        }
+
+        sent = c->sent;
+
+        rest = c->send_chain(c, links, 0);
+
+        if (rest == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            s->done = 1;
+            return;
+        }
+
+        s->out.consume((size_t) (c->sent - sent));
+
+        if (rest != NULL) {
+            break;      /* the socket is full */
+        }
+    }
+
+    if (!s->out.empty()) {
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            s->done = 1;
+        }
+
+        return;
+    }
+
+    if (s->close_after_flush) {
+        s->done = 1;
+        return;
+    }
+
+    if (s->parser.error().code && s->close_sent && !s->write_shut && !c->ssl) {
+        /*
+         * Failed connection: our close frame is out. A FIN after it lets
+         * the client finish at once instead of waiting for our timeout.
+         */
+        s->write_shut = 1;
+        (void) shutdown(c->fd, SHUT_WR);
+    }
+
+    if (s->read_paused) {
+        s->read_paused = 0;
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * The one timer of a connection. While open it sends pings and enforces
+ * the pong and idle deadlines; once our close frame is out it bounds the
+ * wait for the client's reply.
+ */
+
+static void
+ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept
+{
+    ngx_msec_t                     now;
+    ngx_http_realtime_session_t   *s;
+    ngx_http_realtime_loc_conf_t  *conf;
+
+    s = (ngx_http_realtime_session_t *) ev->data;
+    conf = s->conf;
+    now = ngx_current_msec;
+
+    if (s->close_sent) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "realtime: no close reply from client in time");
+        s->done = 1;
+        ngx_http_realtime_finish(s);
+        return;
+    }
+
+    if (s->awaiting_pong && now - s->ping_sent >= conf->pong_timeout) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "realtime: no pong from client in %M ms, closing with %ui",
+                      conf->pong_timeout,
+                      (ngx_uint_t) realtime::ws::close_code::kPongTimeout);
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kPongTimeout, "pong timeout");
+        goto done;
+    }
+
+    if (conf->idle_timeout && now - s->last_data >= conf->idle_timeout) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "realtime: idle for %M ms, closing with %ui",
+                      conf->idle_timeout,
+                      (ngx_uint_t) realtime::ws::close_code::kIdleTimeout);
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kIdleTimeout, "idle timeout");
+        goto done;
+    }
+
+    if (conf->ping_interval && !s->awaiting_pong
+        && now - s->last_rx >= conf->ping_interval)
+    {
+        if (ngx_http_realtime_ping_frame == NULL) {
+            ngx_http_realtime_ping_frame = ngx_http_realtime_frame(
+                realtime::ws::Opcode::kPing, std::string_view());
+        }
+
+        if (ngx_http_realtime_ping_frame) {
+            s->awaiting_pong = 1;
+            s->ping_sent = now;
+            ngx_http_realtime_session_send(s, ngx_http_realtime_ping_frame);
+        }
+    }
+
+    ngx_http_realtime_schedule(s);
+
+done:
+
+    ngx_http_realtime_flush(s);
+    ngx_http_realtime_finish(s);
+}
+
+
+/* Arms the timer for the nearest of the ping, pong and idle deadlines. */
+
+static void
+ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
+{
+    ngx_msec_t                     now, at, t;
+    ngx_http_realtime_loc_conf_t  *conf;
+
+    conf = s->conf;
+    now = ngx_current_msec;
+    at = 0;
+
+    if (s->close_sent) {
+        return;
+    }
+
+    if (s->awaiting_pong) {
+        at = s->ping_sent + conf->pong_timeout;
+
+    } else if (conf->ping_interval) {
+        at = s->last_rx + conf->ping_interval;
+    }
+
+    if (conf->idle_timeout) {
+        t = s->last_data + conf->idle_timeout;
+        if (at == 0 || (ngx_msec_int_t) (t - at) < 0) {
+            at = t;
+        }
+    }
+
+    if (at == 0) {
+        return;
+    }
+
+    t = (ngx_msec_int_t) (at - now) > 0 ? at - now : 1;
+
+    ngx_add_timer(&s->timer, t);
+}
+
+
+/* Ends the request once a handler decided so; s is gone afterwards. */
+
+static void
+ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (!s->done) {
+        return;
+    }
+
+    r = s->request;
+    c = r->connection;
+
+    s->out.clear();
+
+    ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* A server frame (never masked) holding payload, with one reference. */
+
+static realtime::SharedFrame *
+ngx_http_realtime_frame(realtime::ws::Opcode op, std::string_view payload)
+    noexcept
+{
+    size_t                  hlen;
+    u_char                  header[realtime::ws::kMaxServerHeader + 4];
+    realtime::SharedFrame  *f;
+
+    hlen = realtime::ws::encode_header(header, op, payload.size());
+
+    f = realtime::SharedFrame::create(hlen + payload.size());
+    if (f == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(f->data(), header, hlen);
+    if (payload.size()) {
+        ngx_memcpy(f->data() + hlen, payload.data(), payload.size());
+    }
+
+    return f;
+}

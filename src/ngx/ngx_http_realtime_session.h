@@ -1,0 +1,57 @@
+/*
+ * ngx_realtime_module: one upgraded WebSocket connection.
+ */
+
+#pragma once
+
+#include "ngx_http_realtime_module.h"
+#include "core/send_queue.h"
+#include "core/ws_frame.h"
+
+
+struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
+
+    ngx_http_realtime_session_t(ngx_http_request_t *r,
+                                ngx_http_realtime_loc_conf_t *conf) noexcept;
+    ~ngx_http_realtime_session_t();
+
+    /* realtime::ws::FrameSink: what the parser decoded from the client */
+    bool on_message(realtime::ws::Opcode op, std::string_view payload) override;
+    bool on_ping(std::string_view payload) override;
+    bool on_pong(std::string_view payload) override;
+    bool on_close(uint16_t code, std::string_view reason) override;
+
+    ngx_http_request_t            *request;
+    ngx_connection_t              *connection;
+    ngx_http_realtime_loc_conf_t  *conf;
+
+    realtime::ws::FrameParser      parser;
+    realtime::SendQueue            out;
+
+    /* ping, pong and idle deadlines; then the wait for the peer's close */
+    ngx_event_t                    timer;
+    ngx_msec_t                     last_rx;     /* any bytes from the client */
+    ngx_msec_t                     last_data;   /* data message either way */
+    ngx_msec_t                     ping_sent;
+
+    /* bytes that arrived with the handshake, not yet parsed */
+    u_char                        *leftover;
+    u_char                        *leftover_end;
+
+    unsigned                       awaiting_pong:1;
+    unsigned                       close_sent:1;      /* close frame queued */
+    unsigned                       close_received:1;
+    unsigned                       close_after_flush:1;
+    unsigned                       write_shut:1;
+    unsigned                       read_paused:1;
+    unsigned                       done:1;            /* finalize now */
+};
+
+
+/* Queues a frame (taking a reference) and enforces the send buffer limit. */
+void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f) noexcept;
+
+/* Queues a close frame and waits for the peer's reply. */
+void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
+    uint16_t code, std::string_view reason) noexcept;
