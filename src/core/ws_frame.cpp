@@ -142,7 +142,7 @@ FrameParser::Result FrameParser::start_frame() {
     return Result::kOk;
 }
 
-FrameParser::Result FrameParser::take_payload(uint8_t* p, size_t n, FrameSink& sink) {
+FrameParser::Result FrameParser::take_payload(uint8_t* p, size_t n, FrameSink& /*sink*/) {
     apply_mask(p, n, mask_, frame_len_ - remaining_);
     remaining_ -= n;
     if (is_control(opcode_)) {

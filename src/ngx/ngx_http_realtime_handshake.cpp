@@ -5,21 +5,23 @@
  * sends either the 101 or a JSON error, and hands the connection over.
  */
 
-#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_session.h"
+
+#include "core/group_name.h"
 
 
 static void ngx_http_realtime_collect(ngx_http_request_t *r,
     realtime::ws::HandshakeRequest *hr);
-static ngx_int_t ngx_http_realtime_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, std::string_view reason);
-static ngx_int_t ngx_http_realtime_add_header(ngx_http_request_t *r,
-    const char *name, std::string_view value);
+static ngx_int_t ngx_http_realtime_groups(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_array_t *groups);
 
 
 ngx_int_t
 ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                      rc;
+    ngx_array_t                    groups;
+    ngx_http_realtime_session_t   *s;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
     if (r != r->main) {
@@ -65,7 +67,39 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
                 }
             }
 
-            return ngx_http_realtime_refuse(r, res.status, res.reason);
+            return ngx_http_realtime_send_error(r, res.status, res.reason);
+        }
+
+        if (ngx_array_init(&groups, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_realtime_groups(r, rlcf, &groups);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        s = ngx_http_realtime_session_create(r, rlcf);
+        if (s == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rlcf->zone) {
+            rc = ngx_http_realtime_session_subscribe(s, &groups);
+
+            if (rc == NGX_DECLINED) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "realtime: zone \"%V\" is full or this worker "
+                              "has no slot in it, handshake refused",
+                              &rlcf->zone->name);
+                return ngx_http_realtime_send_error(r,
+                           NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "realtime zone is full, try again later");
+            }
+
+            if (rc != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
         r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
@@ -103,7 +137,71 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_ERROR;
     }
 
-    return ngx_http_realtime_session_start(r, rlcf);
+    return ngx_http_realtime_session_start(s);
+}
+
+
+/*
+ * Evaluates realtime_subscribe: one group per argument, empty values
+ * skipped, duplicates joined once; an invalid name refuses the handshake.
+ */
+
+static ngx_int_t
+ngx_http_realtime_groups(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_array_t *groups)
+{
+    ngx_str_t                  value, *name;
+    ngx_uint_t                 i, j;
+    ngx_http_complex_value_t  *cv;
+
+    if (rlcf->subscribe == NULL) {
+        return NGX_OK;
+    }
+
+    cv = (ngx_http_complex_value_t *) rlcf->subscribe->elts;
+
+    for (i = 0; i < rlcf->subscribe->nelts; i++) {
+
+        if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (value.len == 0) {
+            continue;
+        }
+
+        if (!realtime::is_valid_group_name(ngx_http_realtime_sv(value))) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "realtime: handshake refused with 400: "
+                          "invalid group name \"%V\"", &value);
+
+            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+        }
+
+        name = (ngx_str_t *) groups->elts;
+
+        for (j = 0; j < groups->nelts; j++) {
+            if (name[j].len == value.len
+                && ngx_memcmp(name[j].data, value.data, value.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < groups->nelts) {
+            continue;
+        }
+
+        name = (ngx_str_t *) ngx_array_push(groups);
+        if (name == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *name = value;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -170,82 +268,4 @@ ngx_http_realtime_collect(ngx_http_request_t *r,
 
 #undef ngx_http_realtime_is
     }
-}
-
-
-static ngx_int_t
-ngx_http_realtime_add_header(ngx_http_request_t *r, const char *name,
-    std::string_view value)
-{
-    ngx_table_elt_t  *h;
-
-    h = (ngx_table_elt_t *) ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-
-    h->value.data = (u_char *) ngx_pnalloc(r->pool, value.size());
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, value.data(), value.size());
-    h->value.len = value.size();
-
-    return NGX_OK;
-}
-
-
-/* Answers a refused handshake with {"error": "..."}. */
-
-static ngx_int_t
-ngx_http_realtime_refuse(ngx_http_request_t *r, ngx_uint_t status,
-    std::string_view reason)
-{
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* reasons are static ASCII text without quotes or backslashes */
-    len = sizeof("{\"error\":\"\"}\n") - 1 + reason.size();
-
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_cpymem(b->last, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
-    b->last = ngx_cpymem(b->last, reason.data(), reason.size());
-    b->last = ngx_cpymem(b->last, "\"}\n", sizeof("\"}\n") - 1);
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-
-    if (status == 426) {
-        /* nginx has no reason phrase for 426 */
-        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
-    }
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
 }

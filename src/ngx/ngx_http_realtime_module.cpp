@@ -4,19 +4,56 @@
 
 #include "ngx_http_realtime_module.h"
 
+#include "core/group_name.h"
 
+
+static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child) noexcept;
 static char *ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+static char *ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+static char *ngx_http_realtime_merge_zone(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
+static void ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
 
 
 static ngx_command_t  ngx_http_realtime_commands[] = {
 
+    { ngx_string("realtime_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_realtime_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_websocket"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_realtime_websocket,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, websocket),
+      NULL },
+
+    { ngx_string("realtime_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_realtime_websocket,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, publish),
+      NULL },
+
+    { ngx_string("realtime_stats"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_realtime_websocket,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, stats),
+      NULL },
+
+    { ngx_string("realtime_subscribe"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_subscribe,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -85,7 +122,7 @@ static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_realtime_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -103,13 +140,35 @@ ngx_module_t  ngx_realtime_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_realtime_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_realtime_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept
+{
+    ngx_http_realtime_main_conf_t  *conf;
+
+    conf = (ngx_http_realtime_main_conf_t *)
+               ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_main_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&conf->zones, cf->pool, 2,
+                       sizeof(ngx_http_realtime_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return conf;
+}
 
 
 static void *
@@ -127,9 +186,15 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
      * set by ngx_pcalloc():
      *
      *     conf->policy = NULL;
+     *     conf->zone_name = { 0, NULL };
+     *     conf->zone = NULL;
+     *     conf->max_body_size = 0;
      */
 
     conf->websocket = NGX_CONF_UNSET;
+    conf->publish = NGX_CONF_UNSET;
+    conf->stats = NGX_CONF_UNSET;
+    conf->subscribe = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->subprotocols = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->allowed_origins = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
@@ -170,7 +235,23 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_realtime_loc_conf_t  *prev = (ngx_http_realtime_loc_conf_t *) parent;
     ngx_http_realtime_loc_conf_t  *conf = (ngx_http_realtime_loc_conf_t *) child;
 
-    ngx_conf_merge_value(conf->websocket, prev->websocket, 0);
+    /* handlers are per location: not inherited */
+    if (conf->websocket == NGX_CONF_UNSET) {
+        conf->websocket = 0;
+    }
+
+    if (conf->publish == NGX_CONF_UNSET) {
+        conf->publish = 0;
+    }
+
+    if (conf->stats == NGX_CONF_UNSET) {
+        conf->stats = 0;
+    }
+
+    if (conf->subscribe == NGX_CONF_UNSET_PTR) {
+        conf->subscribe = NULL;
+    }
+
     ngx_conf_merge_ptr_value(conf->subprotocols, prev->subprotocols, NULL);
     ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins, NULL);
     ngx_conf_merge_size_value(conf->max_message_size, prev->max_message_size,
@@ -181,6 +262,32 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->pong_timeout, prev->pong_timeout, 10000);
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
+
+    if (conf->subscribe && !conf->websocket) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"realtime_subscribe\" needs \"realtime_websocket\" "
+                           "in the same location");
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (conf->websocket + conf->publish + conf->stats > 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"realtime_websocket\", \"realtime_publish\" and "
+                           "\"realtime_stats\" need separate locations");
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (!conf->websocket && !conf->publish && !conf->stats) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_realtime_merge_zone(cf, conf) != NGX_CONF_OK) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (conf->publish) {
+        ngx_http_realtime_publish_body_limits(cf, conf);
+    }
 
     if (!conf->websocket) {
         return NGX_CONF_OK;
@@ -219,28 +326,188 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/*
+ * realtime_websocket [zone=NAME];
+ * realtime_publish [zone=NAME];
+ * realtime_stats [zone=NAME];
+ */
+
 static char *
 ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept
 {
     ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
 
+    ngx_str_t                 *value;
+    ngx_flag_t                *flag;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (rlcf->websocket != NGX_CONF_UNSET) {
+    flag = (ngx_flag_t *) ((char *) conf + cmd->offset);
+
+    if (*flag != NGX_CONF_UNSET) {
         return (char *) "is duplicate";
     }
 
-    rlcf->websocket = 1;
+    *flag = 1;
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (value[1].len <= 5
+            || ngx_strncmp(value[1].data, "zone=", 5) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[1]);
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        rlcf->zone_name.data = value[1].data + 5;
+        rlcf->zone_name.len = value[1].len - 5;
+    }
 
     clcf = (ngx_http_core_loc_conf_t *)
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     /*
-     * A content handler: it runs after the access phase, so allow/deny,
-     * auth_request and friends decide before any upgrade happens.
+     * Content handlers: they run after the access phase, so allow/deny,
+     * auth_request and friends decide before any upgrade or publish.
      */
-    clcf->handler = ngx_http_realtime_ws_handler;
+    if (flag == &rlcf->websocket) {
+        clcf->handler = ngx_http_realtime_ws_handler;
+
+    } else if (flag == &rlcf->publish) {
+        clcf->handler = ngx_http_realtime_publish_handler;
+
+    } else {
+        clcf->handler = ngx_http_realtime_stats_handler;
+    }
 
     return NGX_CONF_OK;
+}
+
+
+/* realtime_subscribe GROUP ...; each argument may contain variables */
+
+static char *
+ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (rlcf->subscribe != NGX_CONF_UNSET_PTR) {
+        return (char *) "is duplicate";
+    }
+
+    rlcf->subscribe = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                       sizeof(ngx_http_complex_value_t));
+    if (rlcf->subscribe == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = (ngx_http_complex_value_t *) ngx_array_push(rlcf->subscribe);
+        if (cv == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        if (cv->lengths == NULL
+            && !realtime::is_valid_group_name(ngx_http_realtime_sv(value[i])))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid group name \"%V\" (1-100 of "
+                               "A-Z a-z 0-9 - _ . :)", &value[i]);
+            return (char *) NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * zone=NAME, or the only realtime_zone. Publishing, stats and groups need
+ * a zone; a plain WebSocket location uses one only to count connections.
+ */
+
+static char *
+ngx_http_realtime_merge_zone(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *conf)
+{
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = (ngx_http_realtime_main_conf_t *)
+               ngx_http_conf_get_module_main_conf(cf, ngx_realtime_module);
+
+    if (conf->zone_name.len) {
+        conf->zone = ngx_http_realtime_find_zone(cf, &conf->zone_name);
+
+        if (conf->zone == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown realtime_zone \"%V\"",
+                               &conf->zone_name);
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (rmcf->zones.nelts == 1) {
+        conf->zone = ((ngx_http_realtime_zone_t **) rmcf->zones.elts)[0];
+        return NGX_CONF_OK;
+    }
+
+    if (!conf->publish && !conf->stats && conf->subscribe == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       rmcf->zones.nelts == 0
+                       ? "groups, publishing and stats need a \"realtime_zone\""
+                       : "several realtime zones are defined: "
+                         "give \"zone=NAME\"");
+
+    return (char *) NGX_CONF_ERROR;
+}
+
+
+/*
+ * The publish handler parses the body in memory: size the body buffer to
+ * the body limit so nginx never spools it to a temporary file, and check
+ * the limit ourselves so that a too large body gets a JSON 413.
+ */
+
+static void
+ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = (ngx_http_core_loc_conf_t *)
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    conf->max_body_size = clcf->client_max_body_size
+                          ? (size_t) clcf->client_max_body_size
+                          : clcf->client_body_buffer_size;
+
+    if (clcf->client_body_buffer_size < conf->max_body_size) {
+        clcf->client_body_buffer_size = conf->max_body_size;
+    }
+
+    clcf->client_max_body_size = 0;
 }

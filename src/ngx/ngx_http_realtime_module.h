@@ -14,14 +14,44 @@ extern "C" {
 #include <new>
 #include <string_view>
 
+#include "core/registry.h"
 #include "core/ws_handshake.h"
 
 
 #define NGX_HTTP_REALTIME_CLOSE_WAIT  3000  /* ms to wait for the peer's close */
 
 
+struct ngx_http_realtime_local_groups_t;
+
+
+/*
+ * A realtime_zone, one per configuration cycle (shm_zone->data). The slab
+ * pool and registry root live in shared memory; slot and local are this
+ * worker's own (each worker has its private copy of this struct).
+ */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_shm_zone_t             *shm_zone;
+    ngx_slab_pool_t            *shpool;
+    realtime::RegistryRoot     *root;
+
+    ngx_int_t                   slot;     /* this worker's slot, or -1 */
+    ngx_http_realtime_local_groups_t  *local;
+} ngx_http_realtime_zone_t;
+
+
+typedef struct {
+    ngx_array_t                 zones;    /* of ngx_http_realtime_zone_t * */
+} ngx_http_realtime_main_conf_t;
+
+
 typedef struct {
     ngx_flag_t                  websocket;
+    ngx_flag_t                  publish;
+    ngx_flag_t                  stats;
+    ngx_str_t                   zone_name;         /* zone=NAME, if given */
+    ngx_http_realtime_zone_t   *zone;
+    ngx_array_t                *subscribe;   /* of ngx_http_complex_value_t */
     ngx_array_t                *subprotocols;      /* of ngx_str_t */
     ngx_array_t                *allowed_origins;   /* of ngx_str_t */
     size_t                      max_message_size;
@@ -30,6 +60,7 @@ typedef struct {
     ngx_msec_t                  pong_timeout;
     ngx_msec_t                  idle_timeout;
     ngx_flag_t                  echo;
+    size_t                      max_body_size;     /* publish bodies */
 
     /* built at merge time from the arrays above */
     realtime::ws::HandshakePolicy  *policy;
@@ -40,10 +71,63 @@ extern "C" ngx_module_t  ngx_realtime_module;
 
 
 ngx_int_t ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept;
+ngx_int_t ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept;
+ngx_int_t ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept;
 
-/* Takes over r's connection after the 101 has been queued. */
-ngx_int_t ngx_http_realtime_session_start(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf) noexcept;
+/* responses */
+ngx_int_t ngx_http_realtime_add_header(ngx_http_request_t *r, const char *name,
+    std::string_view value) noexcept;
+ngx_int_t ngx_http_realtime_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    std::string_view body) noexcept;
+ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, std::string_view message) noexcept;
+
+/* zone: directive, shared memory setup, locking */
+char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept;
+ngx_http_realtime_zone_t *ngx_http_realtime_find_zone(ngx_conf_t *cf,
+    ngx_str_t *name);
+
+/* The core's Allocator over the zone's slab pool; the zone must be locked. */
+class ngx_http_realtime_slab_allocator_t final : public realtime::Allocator {
+public:
+    explicit ngx_http_realtime_slab_allocator_t(ngx_slab_pool_t *pool) noexcept
+        : pool_(pool) {}
+    void *allocate(size_t size) noexcept override;
+    void deallocate(void *p) noexcept override;
+
+private:
+    ngx_slab_pool_t  *pool_;
+};
+
+
+/* The zone's registry, locked for the lifetime of this object. */
+class ngx_http_realtime_registry_t {
+public:
+    explicit ngx_http_realtime_registry_t(ngx_http_realtime_zone_t *zone)
+        noexcept;
+    ~ngx_http_realtime_registry_t();
+
+    ngx_http_realtime_registry_t(const ngx_http_realtime_registry_t &) = delete;
+    ngx_http_realtime_registry_t &operator=(
+        const ngx_http_realtime_registry_t &) = delete;
+
+    realtime::Registry *operator->() noexcept { return &registry_; }
+    realtime::Registry &get() noexcept { return registry_; }
+
+private:
+    ngx_http_realtime_zone_t            *zone_;
+    ngx_http_realtime_slab_allocator_t   alloc_;
+    realtime::Registry                   registry_;
+};
+
+
+/* worker: slots, wake-ups and delivery to this worker's connections */
+ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept;
+void ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept;
+void ngx_http_realtime_wake(ngx_http_realtime_zone_t *zone, uint64_t slots,
+    const int32_t *pids) noexcept;
+
 
 
 static inline std::string_view

@@ -41,15 +41,20 @@ ngx_http_realtime_session_t::ngx_http_realtime_session_t(
     : request(r), connection(r->connection), conf(lc),
       parser(lc->max_message_size, true),
       timer(), last_rx(ngx_current_msec), last_data(ngx_current_msec),
-      ping_sent(0), leftover(NULL), leftover_end(NULL),
+      ping_sent(0), zone(lc->zone), flush_next(NULL),
+      leftover(NULL), leftover_end(NULL),
       awaiting_pong(0), close_sent(0), close_received(0),
-      close_after_flush(0), write_shut(0), read_paused(0), done(0)
+      close_after_flush(0), write_shut(0), read_paused(0), done(0),
+      in_flush(0), counted(0)
 {
+    ngx_queue_init(&members);
 }
 
 
 ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
 {
+    ngx_http_realtime_session_leave_all(this);
+
     if (timer.timer_set) {
         ngx_del_timer(&timer);
     }
@@ -60,22 +65,32 @@ ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
 }
 
 
-ngx_int_t
-ngx_http_realtime_session_start(ngx_http_request_t *r,
+ngx_http_realtime_session_t *
+ngx_http_realtime_session_create(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf) noexcept
 {
-    ngx_connection_t             *c;
     ngx_http_realtime_session_t  *s;
-
-    c = r->connection;
 
     s = ngx_http_realtime_pool_new<ngx_http_realtime_session_t>(r->pool, r,
                                                                  rlcf);
     if (s == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     ngx_http_set_ctx(r, s, ngx_realtime_module);
+
+    return s;
+}
+
+
+ngx_int_t
+ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = s->request;
+    c = r->connection;
 
     if (r->header_in && r->header_in->pos < r->header_in->last) {
         s->leftover = r->header_in->pos;
@@ -371,6 +386,12 @@ ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
         /* frames not yet started are dropped so the close can go out */
         s->out.drop_unstarted();
 
+        if (s->zone) {
+            ngx_http_realtime_registry_t  reg(s->zone);
+
+            s->zone->root->stats.slow_consumer_closes++;
+        }
+
         ngx_http_realtime_session_close(s,
             realtime::ws::close_code::kSlowConsumer, "send buffer full");
     }
@@ -640,6 +661,14 @@ ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
 
     ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
     ngx_http_run_posted_requests(c);
+}
+
+
+void
+ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_http_realtime_flush(s);
+    ngx_http_realtime_finish(s);
 }
 
 

@@ -9,6 +9,19 @@
 #include "core/ws_frame.h"
 
 
+struct ngx_http_realtime_local_group_t;
+struct ngx_http_realtime_session_t;
+
+
+/* A connection's membership of a group: linked from both sides. */
+typedef struct {
+    ngx_queue_t                         in_group;    /* local group's list */
+    ngx_queue_t                         in_session;  /* session's list */
+    ngx_http_realtime_session_t        *session;
+    ngx_http_realtime_local_group_t    *group;
+} ngx_http_realtime_member_t;
+
+
 struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
 
     ngx_http_realtime_session_t(ngx_http_request_t *r,
@@ -34,6 +47,10 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_msec_t                     last_data;   /* data message either way */
     ngx_msec_t                     ping_sent;
 
+    ngx_http_realtime_zone_t      *zone;        /* NULL: no groups */
+    ngx_queue_t                    members;     /* of ..._member_t */
+    ngx_http_realtime_session_t   *flush_next;  /* worker's flush list */
+
     /* bytes that arrived with the handshake, not yet parsed */
     u_char                        *leftover;
     u_char                        *leftover_end;
@@ -45,6 +62,8 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     unsigned                       write_shut:1;
     unsigned                       read_paused:1;
     unsigned                       done:1;            /* finalize now */
+    unsigned                       in_flush:1;
+    unsigned                       counted:1;         /* in slot's connections */
 };
 
 
@@ -55,3 +74,22 @@ void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
 /* Queues a close frame and waits for the peer's reply. */
 void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
     uint16_t code, std::string_view reason) noexcept;
+
+/* Joins groups in the zone and this worker's fan-out lists (before 101). */
+ngx_int_t ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
+    ngx_array_t *groups) noexcept;
+
+/* Writes what is queued and ends the request if the session is done. */
+void ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept;
+
+/* Leaves every group (destructor, and later unsubscribe). */
+void ngx_http_realtime_session_leave_all(ngx_http_realtime_session_t *s)
+    noexcept;
+
+/* A session for r, owned by r's pool; not yet serving. */
+ngx_http_realtime_session_t *ngx_http_realtime_session_create(
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf) noexcept;
+
+/* Takes over the connection once the 101 is queued; returns NGX_DONE. */
+ngx_int_t ngx_http_realtime_session_start(ngx_http_realtime_session_t *s)
+    noexcept;

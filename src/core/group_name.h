@@ -1,0 +1,27 @@
+// Group names: what a connection subscribes to and the app publishes to.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace realtime {
+
+constexpr size_t kMaxGroupName = 100;
+
+// ASCII letters, digits, '-', '_', '.' and ':', 1 to 100 bytes: Django
+// Channels' rule plus ':' for namespaced names like "chat:lobby".
+constexpr bool is_valid_group_name(std::string_view name) noexcept {
+    if (name.empty() || name.size() > kMaxGroupName) {
+        return false;
+    }
+    for (char c : name) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace realtime

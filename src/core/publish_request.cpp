@@ -1,0 +1,158 @@
+#include "publish_request.h"
+
+#include <jansson.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "group_name.h"
+
+namespace realtime {
+
+namespace {
+
+struct JsonDecref {
+    void operator()(json_t* j) const noexcept { json_decref(j); }
+};
+using JsonPtr = std::unique_ptr<json_t, JsonDecref>;
+
+struct FreeDeleter {
+    void operator()(char* p) const noexcept { std::free(p); }
+};
+
+std::string where(bool batch, size_t index) {
+    return batch ? "message " + std::to_string(index) + ": " : std::string();
+}
+
+bool add_group(const json_t* value, PublishItem& item, std::string& error,
+               const std::string& at) {
+    if (!json_is_string(value)) {
+        error = at + "group names must be strings";
+        return false;
+    }
+    std::string_view name(json_string_value(value), json_string_length(value));
+    if (!is_valid_group_name(name)) {
+        error = at + "invalid group name " + json_quote(name.substr(0, 120)) +
+                " (1-100 of A-Z a-z 0-9 - _ . :)";
+        return false;
+    }
+    item.groups.emplace_back(name);
+    return true;
+}
+
+bool parse_item(const json_t* obj, PublishItem& item, std::string& error, const std::string& at) {
+    if (!json_is_object(obj)) {
+        error = at + "a message must be a JSON object";
+        return false;
+    }
+    const json_t* group = json_object_get(obj, "group");
+    const json_t* groups = json_object_get(obj, "groups");
+    const json_t* data = json_object_get(obj, "data");
+
+    if ((group == nullptr) == (groups == nullptr)) {
+        error = at + "exactly one of \"group\" or \"groups\" is required";
+        return false;
+    }
+    if (group) {
+        if (!add_group(group, item, error, at)) {
+            return false;
+        }
+    } else {
+        if (!json_is_array(groups) || json_array_size(groups) == 0) {
+            error = at + "\"groups\" must be a non-empty array of group names";
+            return false;
+        }
+        size_t i;
+        const json_t* g;
+        json_array_foreach(groups, i, g) {
+            if (!add_group(g, item, error, at)) {
+                return false;
+            }
+        }
+    }
+
+    if (data == nullptr) {
+        error = at + "\"data\" is required";
+        return false;
+    }
+    if (json_is_string(data)) {
+        item.payload.assign(json_string_value(data), json_string_length(data));
+    } else {
+        std::unique_ptr<char, FreeDeleter> text(
+            json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY));
+        if (!text) {
+            error = at + "cannot serialize \"data\"";
+            return false;
+        }
+        item.payload.assign(text.get());
+    }
+    return true;
+}
+
+}  // namespace
+
+PublishRequest parse_publish_request(std::string_view body) {
+    PublishRequest req;
+    json_error_t jerr;
+    JsonPtr root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES, &jerr));
+    if (!root) {
+        req.error = std::string("malformed JSON: ") + jerr.text + " at line " +
+                    std::to_string(jerr.line) + " column " + std::to_string(jerr.column);
+        return req;
+    }
+
+    if (json_is_array(root.get())) {
+        req.batch = true;
+        if (json_array_size(root.get()) == 0) {
+            req.error = "empty batch";
+            return req;
+        }
+        size_t i;
+        const json_t* obj;
+        json_array_foreach(root.get(), i, obj) {
+            PublishItem item;
+            if (!parse_item(obj, item, req.error, where(true, i))) {
+                req.items.clear();
+                return req;
+            }
+            req.items.push_back(std::move(item));
+        }
+    } else {
+        PublishItem item;
+        if (!parse_item(root.get(), item, req.error, std::string())) {
+            return req;
+        }
+        req.items.push_back(std::move(item));
+    }
+    req.ok = true;
+    return req;
+}
+
+std::string json_quote(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out.push_back('"');
+    static const char kHex[] = "0123456789abcdef";
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) {
+                out += "\\u00";
+                out.push_back(kHex[c >> 4]);
+                out.push_back(kHex[c & 0xF]);
+            } else {
+                out.push_back(static_cast<char>(c));
+            }
+        }
+    }
+    out.push_back('"');
+    return out;
+}
+
+}  // namespace realtime

@@ -1,0 +1,293 @@
+#include "registry.h"
+
+#include <cstring>
+
+namespace realtime {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x52544731;  // "RTG1": layout version of the zone
+
+}  // namespace
+
+uint32_t hash_group_name(std::string_view name) noexcept {
+    // FNV-1a: short keys, no adversarial concern beyond chain length, which
+    // is bounded by the bucket count chosen from the zone size.
+    uint32_t h = 2166136261u;
+    for (char c : name) {
+        h ^= static_cast<uint8_t>(c);
+        h *= 16777619u;
+    }
+    return h;
+}
+
+RegistryRoot* Registry::create(Allocator& alloc, size_t buckets) noexcept {
+    size_t n = 16;
+    while (n < buckets && n < (size_t{1} << 24)) {
+        n <<= 1;
+    }
+    auto* root = static_cast<RegistryRoot*>(alloc.allocate(sizeof(RegistryRoot)));
+    if (root == nullptr) {
+        return nullptr;
+    }
+    std::memset(root, 0, sizeof(RegistryRoot));
+    root->buckets = static_cast<GroupNode**>(alloc.allocate(sizeof(GroupNode*) * n));
+    if (root->buckets == nullptr) {
+        alloc.deallocate(root);
+        return nullptr;
+    }
+    std::memset(root->buckets, 0, sizeof(GroupNode*) * n);
+    root->bucket_mask = static_cast<uint32_t>(n - 1);
+    root->magic = kMagic;
+    return root;
+}
+
+int Registry::claim_slot(int32_t pid) noexcept {
+    for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+        WorkerSlot& s = root_->slots[i];
+        if (s.pid == 0) {
+            std::memset(&s, 0, sizeof(s));
+            s.pid = pid;
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+void Registry::release_slot(uint32_t slot) noexcept {
+    release_queue(take_queue(slot));
+
+    // Remove the slot's share from every group; the walk is over groups,
+    // which is rare work (a worker exits or died).
+    for (uint32_t b = 0; b <= root_->bucket_mask; ++b) {
+        GroupNode** link = &root_->buckets[b];
+        while (*link) {
+            GroupNode* g = *link;
+            uint32_t n = 0;
+            for (uint16_t i = 0; i < g->nslots; ++i) {
+                if (g->slots[i].slot == slot) {
+                    n = g->slots[i].count;
+                }
+            }
+            if (n) {
+                drop_slot_count(g, link, slot, n);
+                if (*link != g) {
+                    continue;  // g was removed; *link is already the next one
+                }
+            }
+            link = &g->next;
+        }
+    }
+    std::memset(&root_->slots[slot], 0, sizeof(WorkerSlot));
+}
+
+GroupNode* Registry::lookup(std::string_view group, uint32_t hash,
+                            GroupNode*** link) const noexcept {
+    GroupNode** l = &root_->buckets[hash & root_->bucket_mask];
+    while (*l) {
+        GroupNode* g = *l;
+        if (g->hash == hash && g->name() == group) {
+            if (link) {
+                *link = l;
+            }
+            return g;
+        }
+        l = &g->next;
+    }
+    if (link) {
+        *link = l;
+    }
+    return nullptr;
+}
+
+const GroupNode* Registry::find(std::string_view group) const noexcept {
+    return lookup(group, hash_group_name(group), nullptr);
+}
+
+uint32_t Registry::subscribers(std::string_view group) const noexcept {
+    const GroupNode* g = find(group);
+    return g ? g->subscribers : 0;
+}
+
+Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noexcept {
+    uint32_t hash = hash_group_name(group);
+    GroupNode** link;
+    GroupNode* g = lookup(group, hash, &link);
+    bool created = false;
+
+    if (g == nullptr) {
+        g = static_cast<GroupNode*>(alloc_.allocate(sizeof(GroupNode) + group.size()));
+        if (g == nullptr) {
+            return Status::kNoMemory;
+        }
+        std::memset(g, 0, sizeof(GroupNode));
+        g->hash = hash;
+        g->name_len = static_cast<uint16_t>(group.size());
+        std::memcpy(g + 1, group.data(), group.size());
+        created = true;
+    }
+
+    SlotCount* sc = nullptr;
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        if (g->slots[i].slot == slot) {
+            sc = &g->slots[i];
+        }
+    }
+    if (sc == nullptr) {
+        if (g->nslots == g->capacity) {
+            uint16_t cap = g->capacity ? static_cast<uint16_t>(g->capacity * 2) : 2;
+            auto* slots = static_cast<SlotCount*>(alloc_.allocate(sizeof(SlotCount) * cap));
+            if (slots == nullptr) {
+                if (created) {
+                    alloc_.deallocate(g);
+                }
+                return Status::kNoMemory;
+            }
+            if (g->nslots) {
+                std::memcpy(slots, g->slots, sizeof(SlotCount) * g->nslots);
+            }
+            if (g->slots) {
+                alloc_.deallocate(g->slots);
+            }
+            g->slots = slots;
+            g->capacity = cap;
+        }
+        sc = &g->slots[g->nslots++];
+        sc->slot = slot;
+        sc->count = 0;
+    }
+
+    sc->count++;
+    g->subscribers++;
+    if (created) {
+        *link = g;
+        root_->groups++;
+    }
+    return Status::kOk;
+}
+
+void Registry::remove_group(GroupNode* g, GroupNode** link) noexcept {
+    *link = g->next;
+    if (g->slots) {
+        alloc_.deallocate(g->slots);
+    }
+    alloc_.deallocate(g);
+    root_->groups--;
+}
+
+void Registry::drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot,
+                               uint32_t n) noexcept {
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        SlotCount& sc = g->slots[i];
+        if (sc.slot != slot) {
+            continue;
+        }
+        if (n > sc.count) {
+            n = sc.count;
+        }
+        sc.count -= n;
+        g->subscribers -= n;
+        if (sc.count == 0) {
+            g->slots[i] = g->slots[--g->nslots];
+        }
+        break;
+    }
+    if (g->subscribers == 0) {
+        remove_group(g, link);
+    }
+}
+
+void Registry::unsubscribe(std::string_view group, uint32_t slot) noexcept {
+    GroupNode** link;
+    GroupNode* g = lookup(group, hash_group_name(group), &link);
+    if (g) {
+        drop_slot_count(g, link, slot, 1);
+    }
+}
+
+Registry::Published Registry::publish(std::string_view group, const uint8_t* frame,
+                                      size_t size) noexcept {
+    Published res{Status::kOk, 0, 0};
+    GroupNode* g = lookup(group, hash_group_name(group), nullptr);
+    if (g == nullptr || g->subscribers == 0) {
+        root_->stats.messages_published++;
+        return res;  // nobody listens: nothing to store
+    }
+    res.subscribers = g->subscribers;
+
+    auto* m = static_cast<ShmMessage*>(
+        alloc_.allocate(sizeof(ShmMessage) + group.size() + size));
+    if (m == nullptr) {
+        root_->stats.publish_rejected_full++;
+        res.status = Status::kNoMemory;
+        return res;
+    }
+    m->refs = 0;
+    m->frame_size = static_cast<uint32_t>(size);
+    m->group_len = static_cast<uint16_t>(group.size());
+    std::memcpy(m + 1, group.data(), group.size());
+    std::memcpy(reinterpret_cast<uint8_t*>(m + 1) + group.size(), frame, size);
+
+    // Allocate every node first so a full zone leaves no partial delivery.
+    QueueNode* nodes[kMaxWorkerSlots];
+    uint16_t n = 0;
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        auto* node = static_cast<QueueNode*>(alloc_.allocate(sizeof(QueueNode)));
+        if (node == nullptr) {
+            while (n) {
+                alloc_.deallocate(nodes[--n]);
+            }
+            alloc_.deallocate(m);
+            root_->stats.publish_rejected_full++;
+            res.status = Status::kNoMemory;
+            return res;
+        }
+        nodes[n++] = node;
+    }
+
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        WorkerSlot& w = root_->slots[g->slots[i].slot];
+        QueueNode* node = nodes[i];
+        node->next = nullptr;
+        node->message = m;
+        m->refs++;
+        if (w.tail) {
+            w.tail->next = node;
+        } else {
+            w.head = node;
+        }
+        w.tail = node;
+        w.queued++;
+        if (!w.notified) {
+            w.notified = 1;
+            res.wake |= uint64_t{1} << g->slots[i].slot;
+        }
+    }
+    g->published++;
+    root_->stats.messages_published++;
+    return res;
+}
+
+QueueNode* Registry::take_queue(uint32_t slot) noexcept {
+    WorkerSlot& w = root_->slots[slot];
+    QueueNode* list = w.head;
+    w.head = nullptr;
+    w.tail = nullptr;
+    w.queued = 0;
+    w.notified = 0;
+    return list;
+}
+
+void Registry::release_queue(QueueNode* list) noexcept {
+    while (list) {
+        QueueNode* next = list->next;
+        ShmMessage* m = list->message;
+        if (--m->refs == 0) {
+            alloc_.deallocate(m);
+        }
+        alloc_.deallocate(list);
+        list = next;
+    }
+}
+
+}  // namespace realtime

@@ -1,0 +1,303 @@
+/*
+ * ngx_realtime_module: the publish API (realtime_publish).
+ *
+ *   POST {"group": "g", "data": ...}    publish; the answer counts receivers
+ *   GET  ?group=g                       how many subscribers g has
+ *
+ * A request is parsed and checked in full before anything is published.
+ * Each message is framed once and stored once in the zone; the workers
+ * that hold subscribers are woken after the lock is released.
+ */
+
+#include "ngx_http_realtime_module.h"
+
+#include <string>
+
+#include "core/group_name.h"
+#include "core/publish_request.h"
+#include "core/ws_frame.h"
+
+
+static void ngx_http_realtime_publish_body(ngx_http_request_t *r) noexcept;
+static ngx_int_t ngx_http_realtime_publish_info(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf);
+static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
+static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
+    std::string *body);
+
+
+ngx_int_t
+ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_int_t                      rc;
+    ngx_str_t                     *type;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+
+    rlcf = (ngx_http_realtime_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_realtime_module);
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        try {
+            return ngx_http_realtime_publish_info(r, rlcf);
+
+        } catch (...) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        if (ngx_http_realtime_add_header(r, "Allow", "GET, POST") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_realtime_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                            "use POST to publish, GET to count");
+    }
+
+    type = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                      : NULL;
+
+    if (type == NULL
+        || type->len < sizeof("application/json") - 1
+        || ngx_strncasecmp(type->data, (u_char *) "application/json",
+                           sizeof("application/json") - 1) != 0
+        || (type->len > sizeof("application/json") - 1
+            && type->data[sizeof("application/json") - 1] != ';'
+            && type->data[sizeof("application/json") - 1] != ' '))
+    {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                            "Content-Type must be "
+                                            "application/json");
+    }
+
+    if (r->headers_in.chunked) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_LENGTH_REQUIRED,
+                                            "Content-Length is required");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) rlcf->max_body_size) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: publish body of %O bytes is over the "
+                      "%uz-byte limit", r->headers_in.content_length_n,
+                      rlcf->max_body_size);
+
+        r->headers_out.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        return ngx_http_realtime_send_error(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                   "body is larger than client_max_body_size");
+    }
+
+    /* the body stays in memory: see the publish location's merge */
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_realtime_publish_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_realtime_publish_body(ngx_http_request_t *r) noexcept
+{
+    ngx_int_t                      rc;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+
+    rlcf = (ngx_http_realtime_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_realtime_module);
+
+    try {
+        std::string  body;
+
+        rc = ngx_http_realtime_read_body(r, &body);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_realtime_publish(r, rlcf, body);
+        }
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "realtime: out of memory while publishing");
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_read_body(ngx_http_request_t *r, std::string *body)
+{
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL) {
+        return NGX_OK;
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            /* cannot happen: the buffer is sized to the body limit */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "realtime: publish body was buffered to a file");
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        body->append((const char *) cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_publish(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, std::string_view body)
+{
+    size_t                     published;
+    uint64_t                   total, wake;
+    uint32_t                   i;
+    int32_t                    pids[realtime::kMaxWorkerSlots];
+    ngx_http_realtime_zone_t  *z;
+    bool                       full;
+
+    realtime::PublishRequest req = realtime::parse_publish_request(body);
+
+    if (!req.ok) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: publish refused with 400: %*s",
+                      req.error.size(), req.error.data());
+
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST, req.error);
+    }
+
+    /* frame every message before taking the lock */
+    std::vector<std::string>  frames;
+    frames.reserve(req.items.size());
+
+    for (const auto &item : req.items) {
+        frames.push_back(realtime::ws::encode_frame(realtime::ws::Opcode::kText,
+                                                    item.payload));
+    }
+
+    std::vector<uint64_t>  counts(req.items.size(), 0);
+
+    z = rlcf->zone;
+    wake = 0;
+    total = 0;
+    published = 0;
+    full = false;
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        for (size_t m = 0; m < req.items.size() && !full; m++) {
+
+            for (const auto &group : req.items[m].groups) {
+                const std::string &f = frames[m];
+
+                realtime::Registry::Published res =
+                    reg->publish(group, (const uint8_t *) f.data(), f.size());
+
+                if (res.status != realtime::Registry::Status::kOk) {
+                    full = true;
+                    break;
+                }
+
+                counts[m] += res.subscribers;
+                wake |= res.wake;
+            }
+
+            if (!full) {
+                total += counts[m];
+                published++;
+            }
+        }
+
+        for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
+            pids[i] = z->root->slots[i].pid;
+        }
+    }
+
+    if (wake) {
+        ngx_http_realtime_wake(z, wake, pids);
+    }
+
+    if (full) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "realtime: zone \"%V\" is full, publish refused "
+                      "after %uz of %uz messages", &z->name, published,
+                      req.items.size());
+
+        std::string  out = "{\"error\":\"realtime zone is full\","
+                           "\"published\":" + std::to_string(published) + "}";
+
+        return ngx_http_realtime_send_json(r, 507, out);
+    }
+
+    std::string  out = "{\"messages\":" + std::to_string(published)
+                       + ",\"subscribers\":" + std::to_string(total);
+
+    if (req.batch) {
+        out += ",\"results\":[";
+
+        for (size_t m = 0; m < counts.size(); m++) {
+            out += (m ? ",{\"subscribers\":" : "{\"subscribers\":")
+                   + std::to_string(counts[m]) + "}";
+        }
+
+        out += "]";
+    }
+
+    out += "}";
+
+    return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/* GET ?group=NAME: the group's subscriber count across all workers. */
+
+static ngx_int_t
+ngx_http_realtime_publish_info(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    u_char     *dst, *src;
+    uint32_t    n;
+    ngx_str_t   arg, name;
+
+    if (ngx_http_arg(r, (u_char *) "group", 5, &arg) != NGX_OK) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "the \"group\" argument is "
+                                            "required");
+    }
+
+    name.data = (u_char *) ngx_pnalloc(r->pool, arg.len);
+    if (name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dst = name.data;
+    src = arg.data;
+    ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+    name.len = dst - name.data;
+
+    if (!realtime::is_valid_group_name(ngx_http_realtime_sv(name))) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+    }
+
+    {
+        ngx_http_realtime_registry_t  reg(rlcf->zone);
+
+        n = reg->subscribers(ngx_http_realtime_sv(name));
+    }
+
+    std::string  out = "{\"group\":\"" + std::string((char *) name.data,
+                                                      name.len)
+                       + "\",\"subscribers\":" + std::to_string(n) + "}";
+
+    return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
