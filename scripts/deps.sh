@@ -1,10 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages a make target needs, only when some are missing.
-# Usage: scripts/deps.sh build|test|bench
+# Usage: scripts/deps.sh [--list] build|test|bench
+#   --list  only prints the package names
 set -eu
 
+list=0
+if [ "${1:-}" = "--list" ]; then
+    list=1
+    shift
+fi
+
 build="nginx nginx-dev libssl-dev libjansson-dev g++ make"
-test="$build libgtest-dev python3-pytest python3-websockets openssl curl chromium"
+test="$build libgtest-dev python3-pytest python3-websockets python3-selenium openssl curl chromium chromium-driver"
 bench="$build libnginx-mod-nchan util-linux"
 
 case "${1:-build}" in
@@ -13,6 +20,11 @@ case "${1:-build}" in
     bench) want=$bench ;;
     *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
+
+if [ "$list" -eq 1 ]; then
+    echo "$want"
+    exit 0
+fi
 
 missing=""
 for p in $want; do
@@ -28,7 +40,7 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # shellcheck disable=SC2086
-$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$sudo apt-get install -y -qq $missing >/dev/null
 # Debian starts the packaged nginx on port 80; our tests and demo run their own.
 if [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now nginx >/dev/null 2>&1 || true

@@ -107,6 +107,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, idle_timeout),
       NULL },
 
+    { ngx_string("realtime_publish_remote"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, publish_remote),
+      NULL },
+
     { ngx_string("realtime_echo"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -203,6 +210,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->pong_timeout = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->echo = NGX_CONF_UNSET;
+    conf->publish_remote = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -262,6 +270,7 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->pong_timeout, prev->pong_timeout, 10000);
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
+    ngx_conf_merge_value(conf->publish_remote, prev->publish_remote, 0);
 
     if (conf->subscribe && !conf->websocket) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -61,6 +61,7 @@ typedef struct {
     ngx_msec_t                  idle_timeout;
     ngx_flag_t                  echo;
     size_t                      max_body_size;     /* publish bodies */
+    ngx_flag_t                  publish_remote;
 
     /* built at merge time from the arrays above */
     realtime::ws::HandshakePolicy  *policy;
