@@ -40,6 +40,7 @@ constexpr uint16_t kMessageTooBig = 1009;
 constexpr uint16_t kInternalError = 1011;
 constexpr uint16_t kPongTimeout = 4000;  // no pong or other traffic in time
 constexpr uint16_t kIdleTimeout = 4001;  // no data message in realtime_idle_timeout
+constexpr uint16_t kTokenExpired = 4003; // the connection's token expired
 constexpr uint16_t kSlowConsumer = 4008; // send buffer limit exceeded
 }  // namespace close_code
 

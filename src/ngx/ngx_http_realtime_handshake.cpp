@@ -13,7 +13,10 @@
 static void ngx_http_realtime_collect(ngx_http_request_t *r,
     realtime::ws::HandshakeRequest *hr);
 static ngx_int_t ngx_http_realtime_groups(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, ngx_array_t *groups);
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    ngx_array_t *groups);
+static ngx_int_t ngx_http_realtime_add_group(ngx_http_request_t *r,
+    ngx_array_t *groups, ngx_str_t *value);
 
 
 ngx_int_t
@@ -70,22 +73,65 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return ngx_http_realtime_send_error(r, res.status, res.reason);
         }
 
-        if (ngx_array_init(&groups, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_realtime_groups(r, rlcf, &groups);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         s = ngx_http_realtime_session_create(r, rlcf);
         if (s == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        std::string_view  refusal;
+
+        rc = ngx_http_realtime_authenticate(r, rlcf, s, &refusal);
+        if (rc != NGX_OK) {
+            return refusal.empty() ? rc
+                                   : ngx_http_realtime_send_error(r, rc, refusal);
+        }
+
+        if (ngx_http_realtime_identify(r, rlcf, s) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_array_init(&groups, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_realtime_groups(r, rlcf, s, &groups);
+        if (rc == NGX_HTTP_BAD_REQUEST) {
+            return ngx_http_realtime_send_error(r, rc,
+                       "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         if (rlcf->zone) {
-            rc = ngx_http_realtime_session_subscribe(s, &groups);
+            ngx_str_t  limit_key = ngx_null_string;
+
+            if (rlcf->max_connections_per_user && s->user.len) {
+                /* a name no client can publish to: "~" is not allowed */
+                limit_key.len = sizeof("~user:") - 1 + s->user.len;
+                limit_key.data = (u_char *) ngx_pnalloc(r->pool, limit_key.len);
+                if (limit_key.data == NULL) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                ngx_memcpy(ngx_cpymem(limit_key.data, "~user:", 6),
+                           s->user.data, s->user.len);
+            }
+
+            rc = ngx_http_realtime_session_subscribe(s, &groups,
+                     limit_key.len ? &limit_key : NULL,
+                     rlcf->max_connections_per_user);
+
+            if (rc == NGX_BUSY) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "realtime: handshake refused with 429: user "
+                              "\"%V\" has %ui connections already",
+                              &s->user, rlcf->max_connections_per_user);
+                return ngx_http_realtime_send_error(r,
+                           NGX_HTTP_TOO_MANY_REQUESTS,
+                           "too many connections for this user");
+            }
 
             if (rc == NGX_DECLINED) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -144,14 +190,20 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 /*
  * Evaluates realtime_subscribe: one group per argument, empty values
  * skipped, duplicates joined once; an invalid name refuses the handshake.
+ * An argument that is just $jwt_claim_NAME, where the claim is an array,
+ * gives one group per element (tokens that list their groups).
  */
 
 static ngx_int_t
 ngx_http_realtime_groups(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, ngx_array_t *groups)
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    ngx_array_t *groups)
 {
-    ngx_str_t                  value, *name;
-    ngx_uint_t                 i, j;
+    size_t                     k;
+    ngx_int_t                  rc;
+    ngx_str_t                  value, *claim;
+    ngx_uint_t                 i;
+    json_t                    *array, *elt;
     ngx_http_complex_value_t  *cv;
 
     if (rlcf->subscribe == NULL) {
@@ -159,47 +211,110 @@ ngx_http_realtime_groups(ngx_http_request_t *r,
     }
 
     cv = (ngx_http_complex_value_t *) rlcf->subscribe->elts;
+    claim = (ngx_str_t *) rlcf->subscribe_claims->elts;
 
     for (i = 0; i < rlcf->subscribe->nelts; i++) {
+
+        array = NULL;
+
+        if (claim[i].len && s->jwt_claims) {
+            std::string  name((char *) claim[i].data, claim[i].len);
+
+            array = json_object_get(s->jwt_claims.get(), name.c_str());
+
+            if (!json_is_array(array)) {
+                array = NULL;
+            }
+        }
+
+        if (array) {
+            json_array_foreach(array, k, elt) {
+                if (json_is_string(elt)) {
+                    value.data = (u_char *) json_string_value(elt);
+                    value.len = json_string_length(elt);
+
+                } else if (json_is_integer(elt)) {
+                    value.data = (u_char *) ngx_pnalloc(r->pool, NGX_INT64_LEN);
+                    if (value.data == NULL) {
+                        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                    }
+
+                    value.len = ngx_sprintf(value.data, "%L",
+                                            (int64_t) json_integer_value(elt))
+                                - value.data;
+
+                } else {
+                    ngx_str_set(&value, "?");   /* invalid: refused below */
+                }
+
+                rc = ngx_http_realtime_add_group(r, groups, &value);
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+            }
+
+            continue;
+        }
 
         if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (value.len == 0) {
-            continue;
+        rc = ngx_http_realtime_add_group(r, groups, &value);
+        if (rc != NGX_OK) {
+            return rc;
         }
-
-        if (!realtime::is_valid_group_name(ngx_http_realtime_sv(value))) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "realtime: handshake refused with 400: "
-                          "invalid group name \"%V\"", &value);
-
-            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
-                       "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
-        }
-
-        name = (ngx_str_t *) groups->elts;
-
-        for (j = 0; j < groups->nelts; j++) {
-            if (name[j].len == value.len
-                && ngx_memcmp(name[j].data, value.data, value.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j < groups->nelts) {
-            continue;
-        }
-
-        name = (ngx_str_t *) ngx_array_push(groups);
-        if (name == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *name = value;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_add_group(ngx_http_request_t *r, ngx_array_t *groups,
+    ngx_str_t *value)
+{
+    u_char      *copy;
+    ngx_str_t   *name;
+    ngx_uint_t   j;
+
+    if (value->len == 0) {
+        return NGX_OK;
+    }
+
+    if (!realtime::is_valid_group_name(ngx_http_realtime_sv(*value))) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: handshake refused with 400: "
+                      "invalid group name \"%V\"", value);
+
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    name = (ngx_str_t *) groups->elts;
+
+    for (j = 0; j < groups->nelts; j++) {
+        if (name[j].len == value->len
+            && ngx_memcmp(name[j].data, value->data, value->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    /* claim strings live in the token's JSON: copy to the request pool */
+    copy = (u_char *) ngx_pnalloc(r->pool, value->len);
+    if (copy == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(copy, value->data, value->len);
+
+    name = (ngx_str_t *) ngx_array_push(groups);
+    if (name == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    name->data = copy;
+    name->len = value->len;
 
     return NGX_OK;
 }

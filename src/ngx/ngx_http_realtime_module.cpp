@@ -7,6 +7,7 @@
 #include "core/group_name.h"
 
 
+static ngx_int_t ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -114,6 +115,62 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, publish_remote),
       NULL },
 
+    { ngx_string("realtime_auth_jwt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_auth_jwt,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_auth_jwt_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_auth_jwt_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_auth_jwt_algorithms"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, jwt_algorithms),
+      NULL },
+
+    { ngx_string("realtime_auth_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, jwt_leeway),
+      NULL },
+
+    { ngx_string("realtime_auth_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, jwt_issuer),
+      NULL },
+
+    { ngx_string("realtime_auth_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, jwt_audience),
+      NULL },
+
+    { ngx_string("realtime_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("realtime_max_connections_per_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, max_connections_per_user),
+      NULL },
+
     { ngx_string("realtime_echo"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -126,7 +183,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_realtime_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_realtime_preconfiguration,    /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
@@ -154,6 +211,13 @@ ngx_module_t  ngx_realtime_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept
+{
+    return ngx_http_realtime_add_variables(cf);
+}
 
 
 static void *
@@ -211,6 +275,10 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->echo = NGX_CONF_UNSET;
     conf->publish_remote = NGX_CONF_UNSET;
+    conf->jwt_sources = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->jwt_algorithms = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->jwt_leeway = NGX_CONF_UNSET;
+    conf->max_connections_per_user = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -272,6 +340,11 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
     ngx_conf_merge_value(conf->publish_remote, prev->publish_remote, 0);
 
+    /* inherited by every level; checked for WebSocket locations */
+    if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
     if (conf->subscribe && !conf->websocket) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"realtime_subscribe\" needs \"realtime_websocket\" "
@@ -296,6 +369,13 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->publish) {
         ngx_http_realtime_publish_body_limits(cf, conf);
+    }
+
+    if (conf->max_connections_per_user && conf->zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"realtime_max_connections_per_user\" needs a "
+                           "\"realtime_zone\"");
+        return (char *) NGX_CONF_ERROR;
     }
 
     if (!conf->websocket) {
@@ -395,6 +475,51 @@ ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * "$jwt_claim_NAME" or "${jwt_claim_NAME}" alone: the argument may stand
+ * for a whole array claim. Sets claim to NAME, or to the empty string.
+ */
+
+static void
+ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim)
+{
+    size_t   n;
+    u_char  *p, *last;
+
+    p = arg->data;
+    last = p + arg->len;
+    ngx_str_null(claim);
+
+    if (arg->len > 2 && p[0] == '$' && p[1] == '{' && last[-1] == '}') {
+        p += 2;
+        last--;
+
+    } else if (arg->len > 1 && p[0] == '$') {
+        p++;
+
+    } else {
+        return;
+    }
+
+    n = sizeof("jwt_claim_") - 1;
+
+    if ((size_t) (last - p) <= n || ngx_strncmp(p, "jwt_claim_", n) != 0) {
+        return;
+    }
+
+    for (u_char *c = p + n; c < last; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+              || (*c >= '0' && *c <= '9') || *c == '_'))
+        {
+            return;
+        }
+    }
+
+    claim->data = p + n;
+    claim->len = last - p - n;
+}
+
+
 /* realtime_subscribe GROUP ...; each argument may contain variables */
 
 static char *
@@ -403,7 +528,7 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
 
-    ngx_str_t                         *value;
+    ngx_str_t                         *value, *claim;
     ngx_uint_t                         i;
     ngx_http_complex_value_t          *cv;
     ngx_http_compile_complex_value_t   ccv;
@@ -415,6 +540,12 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rlcf->subscribe = ngx_array_create(cf->pool, cf->args->nelts - 1,
                                        sizeof(ngx_http_complex_value_t));
     if (rlcf->subscribe == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    rlcf->subscribe_claims = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                              sizeof(ngx_str_t));
+    if (rlcf->subscribe_claims == NULL) {
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -435,6 +566,13 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return (char *) NGX_CONF_ERROR;
         }
+
+        claim = (ngx_str_t *) ngx_array_push(rlcf->subscribe_claims);
+        if (claim == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        ngx_http_realtime_claim_argument(&value[i], claim);
 
         if (cv->lengths == NULL
             && !realtime::is_valid_group_name(ngx_http_realtime_sv(value[i])))

@@ -14,6 +14,7 @@ extern "C" {
 #include <new>
 #include <string_view>
 
+#include "core/jwt.h"
 #include "core/registry.h"
 #include "core/ws_handshake.h"
 
@@ -52,6 +53,19 @@ typedef struct {
     ngx_str_t                   zone_name;         /* zone=NAME, if given */
     ngx_http_realtime_zone_t   *zone;
     ngx_array_t                *subscribe;   /* of ngx_http_complex_value_t */
+    ngx_array_t                *subscribe_claims;  /* of ngx_str_t: the claim
+                                                      an argument names alone */
+
+    /* authentication (ngx_http_realtime_auth.cpp) */
+    ngx_array_t                *jwt_sources; /* of ngx_http_complex_value_t */
+    realtime::jwt::KeySet      *jwt_keys;
+    ngx_array_t                *jwt_algorithms;    /* of ngx_str_t */
+    time_t                      jwt_leeway;
+    ngx_str_t                   jwt_issuer;
+    ngx_str_t                   jwt_audience;
+    realtime::jwt::Policy      *jwt_policy;        /* built at merge time */
+    ngx_http_complex_value_t   *user;
+    ngx_uint_t                  max_connections_per_user;
     ngx_array_t                *subprotocols;      /* of ngx_str_t */
     ngx_array_t                *allowed_origins;   /* of ngx_str_t */
     size_t                      max_message_size;
@@ -82,6 +96,15 @@ ngx_int_t ngx_http_realtime_send_json(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view body) noexcept;
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
     ngx_uint_t status, std::string_view message) noexcept;
+
+/* authentication */
+char *ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+char *ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
+ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
 
 /* zone: directive, shared memory setup, locking */
 char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

@@ -41,7 +41,7 @@ ngx_http_realtime_session_t::ngx_http_realtime_session_t(
     : request(r), connection(r->connection), conf(lc),
       parser(lc->max_message_size, true),
       timer(), last_rx(ngx_current_msec), last_data(ngx_current_msec),
-      ping_sent(0), zone(lc->zone), flush_next(NULL),
+      ping_sent(0), zone(lc->zone), jwt_exp(0), user(), flush_next(NULL),
       leftover(NULL), leftover_end(NULL),
       awaiting_pong(0), close_sent(0), close_received(0),
       close_after_flush(0), write_shut(0), read_paused(0), done(0),
@@ -281,6 +281,21 @@ ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
     }
 
     last_data = ngx_current_msec;
+
+    if (conf->jwt_sources && op == realtime::ws::Opcode::kText
+        && payload.size() > 2 && payload.size() <= 16384 && payload[0] == '{')
+    {
+        realtime::jwt::JsonPtr  msg(json_loadb(payload.data(), payload.size(),
+                                               0, NULL));
+        json_t  *type = msg ? json_object_get(msg.get(), "type") : NULL;
+
+        if (json_is_string(type)
+            && ngx_strcmp(json_string_value(type), "refresh") == 0)
+        {
+            ngx_http_realtime_session_refresh(this, msg.get());
+            return true;
+        }
+    }
 
     if (conf->echo) {
         f = ngx_http_realtime_frame(op, payload);
@@ -558,6 +573,15 @@ ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept
         return;
     }
 
+    if (s->jwt_exp && ngx_time() >= s->jwt_exp + conf->jwt_leeway) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "realtime: token expired, closing with %ui",
+                      (ngx_uint_t) realtime::ws::close_code::kTokenExpired);
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kTokenExpired, "token expired");
+        goto done;
+    }
+
     if (s->awaiting_pong && now - s->ping_sent >= conf->pong_timeout) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "realtime: no pong from client in %M ms, closing with %ui",
@@ -632,6 +656,17 @@ ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
         }
     }
 
+    if (s->jwt_exp) {
+        time_t  left = s->jwt_exp + conf->jwt_leeway - ngx_time();
+
+        /* whole seconds: +1 s so the timer never fires just before exp */
+        t = left > 0 ? now + (ngx_msec_t) left * 1000 + 1000 : now;
+
+        if (at == 0 || (ngx_msec_int_t) (t - at) < 0) {
+            at = t;
+        }
+    }
+
     if (at == 0) {
         return;
     }
@@ -669,6 +704,20 @@ ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept
 {
     ngx_http_realtime_flush(s);
     ngx_http_realtime_finish(s);
+}
+
+
+void
+ngx_http_realtime_session_reschedule(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_http_realtime_schedule(s);
+}
+
+
+realtime::SharedFrame *
+ngx_http_realtime_text_frame(std::string_view payload) noexcept
+{
+    return ngx_http_realtime_frame(realtime::ws::Opcode::kText, payload);
 }
 
 

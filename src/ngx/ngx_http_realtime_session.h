@@ -48,6 +48,13 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_msec_t                     ping_sent;
 
     ngx_http_realtime_zone_t      *zone;        /* NULL: no groups */
+
+    /* identity: the verified token, if any, and realtime_user */
+    realtime::jwt::JsonPtr         jwt_header;
+    realtime::jwt::JsonPtr         jwt_claims;
+    int64_t                        jwt_exp;     /* 0: never expires */
+    ngx_str_t                      user;
+
     ngx_queue_t                    members;     /* of ..._member_t */
     ngx_http_realtime_session_t   *flush_next;  /* worker's flush list */
 
@@ -77,7 +84,7 @@ void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
 
 /* Joins groups in the zone and this worker's fan-out lists (before 101). */
 ngx_int_t ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
-    ngx_array_t *groups) noexcept;
+    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept;
 
 /* Writes what is queued and ends the request if the session is done. */
 void ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept;
@@ -93,3 +100,20 @@ ngx_http_realtime_session_t *ngx_http_realtime_session_create(
 /* Takes over the connection once the 101 is queued; returns NGX_DONE. */
 ngx_int_t ngx_http_realtime_session_start(ngx_http_realtime_session_t *s)
     noexcept;
+
+/* Re-arms the timer after a deadline moved (token refresh). */
+void ngx_http_realtime_session_reschedule(ngx_http_realtime_session_t *s)
+    noexcept;
+
+/* A text frame holding payload, with one reference; NULL when out of memory. */
+realtime::SharedFrame *ngx_http_realtime_text_frame(std::string_view payload)
+    noexcept;
+
+/* authentication (ngx_http_realtime_auth.cpp) */
+ngx_int_t ngx_http_realtime_authenticate(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    std::string_view *refusal);
+ngx_int_t ngx_http_realtime_identify(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s);
+void ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
+    json_t *message) noexcept;

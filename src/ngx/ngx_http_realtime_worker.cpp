@@ -509,9 +509,15 @@ ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s,
 }
 
 
+/*
+ * With limit_key, the connection also joins that internal group, but only
+ * while it has fewer than limit members: a per-user connection limit that
+ * holds across workers and is cleaned up like any subscription.
+ */
+
 ngx_int_t
 ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
-    ngx_array_t *groups) noexcept
+    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept
 {
     ngx_uint_t                  i, j;
     ngx_str_t                  *name;
@@ -525,6 +531,16 @@ ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
         return NGX_DECLINED;
     }
 
+    if (limit_key) {
+        ngx_str_t  *key = (ngx_str_t *) ngx_array_push(groups);
+        if (key == NULL) {
+            return NGX_ERROR;
+        }
+
+        *key = *limit_key;
+        name = (ngx_str_t *) groups->elts;
+    }
+
     /* local lists first: they can fail without touching the zone */
     for (i = 0; i < groups->nelts; i++) {
         if (ngx_http_realtime_join_local(s, ngx_http_realtime_sv(name[i]))
@@ -536,6 +552,13 @@ ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
     }
 
     ngx_http_realtime_registry_t  reg(z);
+
+    if (limit_key
+        && reg->subscribers(ngx_http_realtime_sv(*limit_key)) >= limit)
+    {
+        ngx_http_realtime_leave_local(s, NULL);
+        return NGX_BUSY;
+    }
 
     for (i = 0; i < groups->nelts; i++) {
         rc = reg->subscribe(ngx_http_realtime_sv(name[i]), (uint32_t) z->slot);

@@ -1,0 +1,634 @@
+/*
+ * ngx_realtime_module: authenticated handshakes.
+ *
+ * A JWT taken from the first non-empty realtime_auth_jwt source is verified
+ * in the worker (realtime::jwt, OpenSSL) before the 101; its claims become
+ * $jwt_claim_NAME / $jwt_header_NAME, which realtime_subscribe and
+ * realtime_user use. Session-cookie apps use nginx's auth_request instead,
+ * which runs in the access phase, before our content handler.
+ */
+
+#include "ngx_http_realtime_session.h"
+
+#include <string>
+
+#include "core/publish_request.h"
+
+
+static ngx_int_t ngx_http_realtime_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
+static ngx_int_t ngx_http_realtime_user_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
+static ngx_int_t ngx_http_realtime_protocol_token_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+    noexcept;
+
+
+static ngx_http_variable_t  ngx_http_realtime_vars[] = {
+
+    { ngx_string("jwt_claim_"), NULL, ngx_http_realtime_claim_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
+    { ngx_string("jwt_header_"), NULL, ngx_http_realtime_claim_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
+    { ngx_string("realtime_user"), NULL, ngx_http_realtime_user_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("realtime_protocol_token"), NULL,
+      ngx_http_realtime_protocol_token_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+#define NGX_HTTP_REALTIME_TOKEN_PROTOCOL  "bearer."
+
+
+ngx_int_t
+ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_realtime_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* realtime_auth_jwt source ... | off; */
+
+char *
+ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (rlcf->jwt_sources != NGX_CONF_UNSET_PTR) {
+        return (char *) "is duplicate";
+    }
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->jwt_sources = NULL;
+        return NGX_CONF_OK;
+    }
+
+    rlcf->jwt_sources = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                         sizeof(ngx_http_complex_value_t));
+    if (rlcf->jwt_sources == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = (ngx_http_complex_value_t *) ngx_array_push(rlcf->jwt_sources);
+        if (cv == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return (char *) NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * realtime_auth_jwt_key_file file;  (repeatable: key rotation)
+ * Keys are read now, so a bad file fails "nginx -t" with its line.
+ */
+
+char *
+ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
+
+    ngx_str_t  *value, path;
+
+    value = (ngx_str_t *) cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (rlcf->jwt_keys == NULL) {
+        rlcf->jwt_keys =
+            ngx_http_realtime_pool_new<realtime::jwt::KeySet>(cf->pool);
+        if (rlcf->jwt_keys == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+    }
+
+    try {
+        std::string  error;
+
+        if (!rlcf->jwt_keys->load_file(
+                std::string((char *) path.data, path.len), &error))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid JWT key file \"%V\": %s",
+                               &path, error.c_str());
+            return (char *) NGX_CONF_ERROR;
+        }
+
+    } catch (...) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    ngx_str_t                         *alg;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    ngx_conf_merge_ptr_value(conf->jwt_sources, prev->jwt_sources, NULL);
+    ngx_conf_merge_ptr_value(conf->jwt_algorithms, prev->jwt_algorithms, NULL);
+    ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 0);
+    ngx_conf_merge_str_value(conf->jwt_issuer, prev->jwt_issuer, "");
+    ngx_conf_merge_str_value(conf->jwt_audience, prev->jwt_audience, "");
+    ngx_conf_merge_uint_value(conf->max_connections_per_user,
+                              prev->max_connections_per_user, 0);
+
+    if (conf->jwt_keys == NULL) {
+        conf->jwt_keys = prev->jwt_keys;
+    }
+
+    if (conf->user == NULL) {
+        conf->user = prev->user;
+    }
+
+    if (!conf->websocket) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->jwt_sources) {
+        if (conf->jwt_keys == NULL || conf->jwt_keys->empty()) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"realtime_auth_jwt\" needs at least one "
+                               "\"realtime_auth_jwt_key_file\"");
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        conf->jwt_policy =
+            ngx_http_realtime_pool_new<realtime::jwt::Policy>(cf->pool);
+        if (conf->jwt_policy == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        try {
+            conf->jwt_policy->leeway = conf->jwt_leeway;
+            conf->jwt_policy->issuer.assign((char *) conf->jwt_issuer.data,
+                                            conf->jwt_issuer.len);
+            conf->jwt_policy->audience.assign(
+                (char *) conf->jwt_audience.data, conf->jwt_audience.len);
+
+            if (conf->jwt_algorithms) {
+                alg = (ngx_str_t *) conf->jwt_algorithms->elts;
+
+                for (i = 0; i < conf->jwt_algorithms->nelts; i++) {
+                    auto a = realtime::jwt::parse_alg(
+                                 ngx_http_realtime_sv(alg[i]));
+                    if (!a) {
+                        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                           "unknown JWT algorithm \"%V\"",
+                                           &alg[i]);
+                        return (char *) NGX_CONF_ERROR;
+                    }
+
+                    conf->jwt_policy->algorithms.push_back(*a);
+                }
+            }
+
+        } catch (...) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        /* the default identity of a JWT connection is its subject */
+        if (conf->user == NULL) {
+            cv = (ngx_http_complex_value_t *)
+                     ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t));
+            if (cv == NULL) {
+                return (char *) NGX_CONF_ERROR;
+            }
+
+            static ngx_str_t  sub = ngx_string("$jwt_claim_sub");
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &sub;
+            ccv.complex_value = cv;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return (char *) NGX_CONF_ERROR;
+            }
+
+            conf->user = cv;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The token: the first non-empty source, "Bearer " stripped. Returns
+ * NGX_DECLINED when every source is empty.
+ */
+
+static ngx_int_t
+ngx_http_realtime_token(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *token)
+{
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv;
+
+    cv = (ngx_http_complex_value_t *) rlcf->jwt_sources->elts;
+
+    for (i = 0; i < rlcf->jwt_sources->nelts; i++) {
+        if (ngx_http_complex_value(r, &cv[i], token) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (token->len > 7
+            && ngx_strncasecmp(token->data, (u_char *) "Bearer ", 7) == 0)
+        {
+            token->data += 7;
+            token->len -= 7;
+        }
+
+        while (token->len && token->data[0] == ' ') {
+            token->data++;
+            token->len--;
+        }
+
+        if (token->len) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Verifies the handshake's token into s. Returns NGX_OK, or the HTTP
+ * status to refuse with and, in *refusal, the reason to answer.
+ */
+
+ngx_int_t
+ngx_http_realtime_authenticate(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    std::string_view *refusal)
+{
+    ngx_int_t  rc;
+    ngx_str_t  token;
+
+    if (rlcf->jwt_sources == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_token(r, rlcf, &token);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    realtime::jwt::Verified  v;
+
+    if (rc == NGX_DECLINED) {
+        v.reason = "no token";
+
+    } else {
+        v = realtime::jwt::verify(ngx_http_realtime_sv(token),
+                                  *rlcf->jwt_keys, *rlcf->jwt_policy,
+                                  (int64_t) ngx_time());
+    }
+
+    if (!v.ok) {
+        /* the reason only: a token is a credential and never logged */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: handshake refused with 401: %*s",
+                      v.reason.size(), v.reason.data());
+
+        if (ngx_http_realtime_add_header(r, "WWW-Authenticate",
+                                         "Bearer error=\"invalid_token\"")
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *refusal = v.reason;
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    s->jwt_header = std::move(v.header);
+    s->jwt_claims = std::move(v.claims);
+    s->jwt_exp = v.exp;
+
+    return NGX_OK;
+}
+
+
+/* The connection's identity from realtime_user, kept in s->user. */
+
+ngx_int_t
+ngx_http_realtime_identify(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s)
+{
+    if (rlcf->user == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, rlcf->user, &s->user) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * {"type":"refresh","token":"..."} on an open connection: a valid token
+ * for the same subject moves the expiry. The answer tells the client.
+ */
+
+void
+ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
+    json_t *message) noexcept
+{
+    json_t                        *token;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+    realtime::SharedFrame         *f;
+
+    rlcf = s->conf;
+
+    try {
+        std::string  reply;
+
+        token = json_object_get(message, "token");
+
+        realtime::jwt::Verified  v;
+
+        if (rlcf->jwt_sources == NULL) {
+            v.reason = "authentication is not enabled here";
+
+        } else if (!json_is_string(token)) {
+            v.reason = "no token";
+
+        } else {
+            v = realtime::jwt::verify(
+                    std::string_view(json_string_value(token),
+                                     json_string_length(token)),
+                    *rlcf->jwt_keys, *rlcf->jwt_policy, (int64_t) ngx_time());
+        }
+
+        if (v.ok) {
+            auto was = realtime::jwt::value_text(s->jwt_claims.get(), "sub");
+            auto now = realtime::jwt::value_text(v.claims.get(), "sub");
+
+            if (was != now) {
+                v.ok = false;
+                v.reason = "the new token is for another subject";
+            }
+        }
+
+        if (v.ok) {
+            s->jwt_header = std::move(v.header);
+            s->jwt_claims = std::move(v.claims);
+            s->jwt_exp = v.exp;
+
+            reply = "{\"type\":\"refresh\",\"ok\":true,\"exp\":"
+                    + std::to_string(v.exp) + "}";
+
+            ngx_http_realtime_session_reschedule(s);
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "realtime: token refresh refused: %*s",
+                          v.reason.size(), v.reason.data());
+
+            reply = "{\"type\":\"refresh\",\"ok\":false,\"error\":"
+                    + realtime::json_quote(v.reason) + "}";
+        }
+
+        f = ngx_http_realtime_text_frame(reply);
+        if (f == NULL) {
+            return;
+        }
+
+        ngx_http_realtime_session_send(s, f);
+        realtime::release(f);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "realtime: out of memory during token refresh");
+    }
+}
+
+
+/* $jwt_claim_NAME and $jwt_header_NAME: from the connection's token. */
+
+static ngx_int_t
+ngx_http_realtime_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    ngx_str_t                    *var = (ngx_str_t *) data;
+    size_t                        prefix;
+    json_t                       *object;
+    ngx_http_realtime_session_t  *s;
+
+    v->not_found = 1;
+
+    s = (ngx_http_realtime_session_t *)
+            ngx_http_get_module_ctx(r->main, ngx_realtime_module);
+
+    if (s == NULL || !s->jwt_claims) {
+        return NGX_OK;
+    }
+
+    if (var->len > sizeof("jwt_claim_") - 1
+        && ngx_strncmp(var->data, "jwt_claim_", sizeof("jwt_claim_") - 1) == 0)
+    {
+        prefix = sizeof("jwt_claim_") - 1;
+        object = s->jwt_claims.get();
+
+    } else {
+        prefix = sizeof("jwt_header_") - 1;
+        object = s->jwt_header.get();
+    }
+
+    try {
+        std::string_view  name((char *) var->data + prefix, var->len - prefix);
+
+        auto text = realtime::jwt::value_text(object, name);
+
+        if (!text) {
+            /* variable names are lowercased by nginx: match claims so too */
+            const char  *key;
+            json_t      *value;
+
+            json_object_foreach(object, key, value) {
+                size_t n = ngx_strlen(key);
+
+                if (n == name.size()
+                    && ngx_strncasecmp((u_char *) key, (u_char *) name.data(),
+                                       n) == 0)
+                {
+                    text = realtime::jwt::value_text(object, key);
+                    break;
+                }
+            }
+        }
+
+        if (!text) {
+            return NGX_OK;
+        }
+
+        v->data = (u_char *) ngx_pnalloc(r->pool, text->size() + 1);
+        if (v->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(v->data, text->data(), text->size());
+        v->len = text->size();
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
+
+    } catch (...) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_user_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    ngx_http_realtime_session_t  *s;
+
+    s = (ngx_http_realtime_session_t *)
+            ngx_http_get_module_ctx(r->main, ngx_realtime_module);
+
+    if (s == NULL || s->user.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->user.data;
+    v->len = s->user.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Browsers cannot set headers on a WebSocket, but they can offer
+ * subprotocols: a token offered as "bearer.<JWT>" is exposed here. (The
+ * page must offer a real protocol from realtime_subprotocols too, which
+ * the server selects.)
+ */
+
+static ngx_int_t
+ngx_http_realtime_protocol_token_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    u_char           *p, *last, *start;
+    size_t            plen;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    v->not_found = 1;
+    plen = sizeof(NGX_HTTP_REALTIME_TOKEN_PROTOCOL) - 1;
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Sec-WebSocket-Protocol") - 1
+            || ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "Sec-WebSocket-Protocol",
+                               h[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last) {
+            while (p < last && (*p == ' ' || *p == ',')) {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ',' && *p != ' ') {
+                p++;
+            }
+
+            if ((size_t) (p - start) > plen
+                && ngx_strncasecmp(start,
+                                   (u_char *) NGX_HTTP_REALTIME_TOKEN_PROTOCOL,
+                                   plen) == 0)
+            {
+                v->data = start + plen;
+                v->len = p - start - plen;
+                v->valid = 1;
+                v->no_cacheable = 1;
+                v->not_found = 0;
+                return NGX_OK;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
