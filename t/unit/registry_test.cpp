@@ -1,0 +1,1117 @@
+// Registry: the group registry of the shared-memory zone, exercised over a
+// counting malloc Allocator that proves every operation frees exactly what
+// it should and can refuse allocations to simulate a full zone.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/registry.h"
+#include "test_alloc.h"
+
+namespace realtime {
+namespace {
+
+using test::CountingAllocator;
+using Status = Registry::Status;
+
+// A root, its registry and the allocator under it. The destructor releases
+// every slot (which must take every group and message with it) and checks
+// that nothing else is left, so every test also proves the registry can be
+// torn down completely.
+class Env {
+public:
+    explicit Env(size_t buckets = 64)
+        : root(Registry::create(alloc, buckets)), reg(root, alloc), baseline(alloc.live()),
+          baseline_bytes(alloc.live_bytes()) {}
+
+    ~Env() {
+        if (root == nullptr) {
+            return;
+        }
+        alloc.stop_failing();
+        for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+            reg.release_slot(s);
+        }
+        EXPECT_EQ(root->groups, 0u) << "groups left after releasing every slot";
+        EXPECT_EQ(alloc.live(), baseline) << "blocks left after releasing every slot";
+        EXPECT_EQ(alloc.live_bytes(), baseline_bytes);
+        alloc.deallocate(root->buckets);
+        alloc.deallocate(root);
+        EXPECT_EQ(alloc.live(), 0u);
+    }
+
+    CountingAllocator alloc;
+    RegistryRoot* root;
+    Registry reg;
+    size_t baseline;  // root + buckets
+    size_t baseline_bytes;
+};
+
+struct Delivered {
+    std::string group;
+    std::string frame;
+    bool operator==(const Delivered& o) const { return group == o.group && frame == o.frame; }
+};
+
+std::ostream& operator<<(std::ostream& os, const Delivered& d) {
+    return os << "{" << d.group << ": " << d.frame.size() << " bytes}";
+}
+
+std::vector<Delivered> Walk(const QueueNode* q) {
+    std::vector<Delivered> out;
+    for (; q; q = q->next) {
+        const ShmMessage* m = q->message;
+        out.push_back({std::string(m->group()),
+                       std::string(reinterpret_cast<const char*>(m->frame()), m->frame_size)});
+    }
+    return out;
+}
+
+// What slot's worker would deliver, without taking it.
+std::vector<Delivered> Peek(const Env& e, uint32_t slot) {
+    return Walk(e.root->slots[slot].head);
+}
+
+// Takes and releases slot's queue, returning what it held.
+std::vector<Delivered> Drain(Env& e, uint32_t slot) {
+    QueueNode* q = e.reg.take_queue(slot);
+    std::vector<Delivered> out = Walk(q);
+    e.reg.release_queue(q);
+    return out;
+}
+
+Registry::Published Publish(Env& e, std::string_view group, std::string_view frame) {
+    return e.reg.publish(group, reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+}
+
+// The count slot holds in group, 0 when it has no entry.
+uint32_t CountOf(const Env& e, std::string_view group, uint32_t slot) {
+    const GroupNode* g = e.reg.find(group);
+    if (g == nullptr) {
+        return 0;
+    }
+    uint32_t n = 0;
+    int entries = 0;
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        if (g->slots[i].slot == slot) {
+            n = g->slots[i].count;
+            ++entries;
+        }
+    }
+    EXPECT_LE(entries, 1) << "slot " << slot << " listed twice in group " << group;
+    return n;
+}
+
+// Checks a group node's internal consistency: the total is the sum of the
+// per-slot counts, no entry is zero or duplicated, and it is in its bucket.
+void ExpectConsistent(const Env& e, std::string_view group) {
+    const GroupNode* g = e.reg.find(group);
+    ASSERT_NE(g, nullptr) << group;
+    EXPECT_EQ(g->name(), group);
+    EXPECT_EQ(g->hash, hash_group_name(group));
+    EXPECT_LE(g->nslots, g->capacity);
+    uint64_t sum = 0;
+    std::vector<uint32_t> seen;
+    for (uint16_t i = 0; i < g->nslots; ++i) {
+        EXPECT_GT(g->slots[i].count, 0u) << group << " keeps a zero entry";
+        EXPECT_LT(g->slots[i].slot, kMaxWorkerSlots);
+        sum += g->slots[i].count;
+        seen.push_back(g->slots[i].slot);
+    }
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end()) << group;
+    EXPECT_EQ(sum, g->subscribers) << group;
+    EXPECT_GT(g->subscribers, 0u) << group << " kept with no subscribers";
+}
+
+// Walks every chain: each node sits in the bucket of its hash; returns the
+// number of nodes.
+size_t CountNodes(const Env& e) {
+    size_t n = 0;
+    for (uint32_t b = 0; b <= e.root->bucket_mask; ++b) {
+        for (const GroupNode* g = e.root->buckets[b]; g; g = g->next) {
+            EXPECT_EQ(g->hash & e.root->bucket_mask, b) << g->name();
+            ++n;
+        }
+    }
+    return n;
+}
+
+uint64_t Bit(uint32_t slot) {
+    return uint64_t{1} << slot;
+}
+
+// ---------------------------------------------------------------------------
+// create
+
+TEST(RegistryCreate, RoundsBucketsUpToAPowerOfTwo) {
+    struct Case {
+        size_t requested;
+        size_t expected;
+    };
+    const Case cases[] = {{0, 16},      {1, 16},      {15, 16},     {16, 16},
+                          {17, 32},     {31, 32},     {32, 32},     {33, 64},
+                          {100, 128},   {1000, 1024}, {1024, 1024}, {1025, 2048},
+                          {65535, 65536}, {65536, 65536}, {65537, 131072}};
+    for (const Case& c : cases) {
+        SCOPED_TRACE("requested " + std::to_string(c.requested));
+        CountingAllocator alloc;
+        RegistryRoot* root = Registry::create(alloc, c.requested);
+        ASSERT_NE(root, nullptr);
+        EXPECT_EQ(size_t{root->bucket_mask} + 1, c.expected);
+        EXPECT_EQ(root->bucket_mask & (root->bucket_mask + 1), 0u) << "not a power of two";
+        EXPECT_EQ(alloc.live(), 2u);  // root and bucket array
+        EXPECT_EQ(alloc.live_bytes(), sizeof(RegistryRoot) + c.expected * sizeof(GroupNode*));
+        for (size_t b = 0; b < c.expected; ++b) {
+            ASSERT_EQ(root->buckets[b], nullptr) << "bucket " << b << " not cleared";
+        }
+        alloc.deallocate(root->buckets);
+        alloc.deallocate(root);
+    }
+}
+
+TEST(RegistryCreate, StartsEmpty) {
+    CountingAllocator alloc;  // fills blocks with garbage: create must clear
+    RegistryRoot* root = Registry::create(alloc, 64);
+    ASSERT_NE(root, nullptr);
+    EXPECT_NE(root->magic, 0u);
+    EXPECT_EQ(root->groups, 0u);
+    EXPECT_EQ(root->generation, 0u);
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        const WorkerSlot& w = root->slots[s];
+        EXPECT_EQ(w.pid, 0);
+        EXPECT_EQ(w.notified, 0u);
+        EXPECT_EQ(w.head, nullptr);
+        EXPECT_EQ(w.tail, nullptr);
+        EXPECT_EQ(w.queued, 0u);
+        EXPECT_EQ(w.connections, 0u);
+    }
+    EXPECT_EQ(root->stats.messages_published, 0u);
+    EXPECT_EQ(root->stats.frames_delivered, 0u);
+    EXPECT_EQ(root->stats.slow_consumer_closes, 0u);
+    EXPECT_EQ(root->stats.connections_opened, 0u);
+    EXPECT_EQ(root->stats.publish_rejected_full, 0u);
+    alloc.deallocate(root->buckets);
+    alloc.deallocate(root);
+}
+
+TEST(RegistryCreate, CapsTheBucketCountAt2To24) {
+    // Refuse the bucket array (the second allocation) so the test can see
+    // the size asked for without allocating 128 MiB.
+    for (size_t requested : {(size_t{1} << 24) + 1, size_t{1} << 30, SIZE_MAX}) {
+        CountingAllocator alloc;
+        alloc.fail_after(1);
+        EXPECT_EQ(Registry::create(alloc, requested), nullptr);
+        ASSERT_EQ(alloc.requested().size(), 2u);
+        EXPECT_EQ(alloc.requested()[1], (size_t{1} << 24) * sizeof(GroupNode*));
+        EXPECT_EQ(alloc.live(), 0u) << "root leaked when the bucket array failed";
+    }
+}
+
+TEST(RegistryCreate, ReturnsNullWhenTheZoneIsFull) {
+    for (size_t n = 0; n < 2; ++n) {
+        CountingAllocator alloc;
+        alloc.fail_after(n);
+        EXPECT_EQ(Registry::create(alloc, 64), nullptr) << "after " << n;
+        EXPECT_EQ(alloc.live(), 0u) << "after " << n;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// worker slots
+
+TEST(RegistrySlots, ClaimGivesDistinctSlotsUntilAllAreTaken) {
+    Env e;
+    std::vector<int> got;
+    for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+        int s = e.reg.claim_slot(static_cast<int32_t>(1000 + i));
+        ASSERT_GE(s, 0);
+        ASSERT_LT(s, static_cast<int>(kMaxWorkerSlots));
+        EXPECT_EQ(e.root->slots[s].pid, static_cast<int32_t>(1000 + i));
+        got.push_back(s);
+    }
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a slot given twice";
+    EXPECT_EQ(e.reg.claim_slot(5000), -1);
+    EXPECT_EQ(e.reg.claim_slot(5001), -1);
+    EXPECT_EQ(e.alloc.live(), e.baseline) << "slots must not allocate";
+}
+
+TEST(RegistrySlots, ReleaseMakesTheSlotReusable) {
+    Env e;
+    for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+        ASSERT_GE(e.reg.claim_slot(static_cast<int32_t>(100 + i)), 0);
+    }
+    ASSERT_EQ(e.reg.claim_slot(999), -1);
+
+    e.reg.release_slot(17);
+    EXPECT_EQ(e.root->slots[17].pid, 0);
+    EXPECT_EQ(e.reg.claim_slot(4242), 17);
+    EXPECT_EQ(e.root->slots[17].pid, 4242);
+    EXPECT_EQ(e.reg.claim_slot(999), -1);
+
+    e.reg.release_slot(3);
+    e.reg.release_slot(40);
+    int a = e.reg.claim_slot(1);
+    int b = e.reg.claim_slot(2);
+    EXPECT_EQ(std::min(a, b), 3);
+    EXPECT_EQ(std::max(a, b), 40);
+    EXPECT_EQ(e.reg.claim_slot(999), -1);
+}
+
+TEST(RegistrySlots, AReclaimedSlotStartsClean) {
+    Env e;
+    int s = e.reg.claim_slot(10);
+    ASSERT_EQ(s, 0);
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(Publish(e, "g", "hello").status, Status::kOk);
+    e.root->slots[0].connections = 7;
+    e.reg.release_slot(0);
+
+    ASSERT_EQ(e.reg.claim_slot(11), 0);
+    const WorkerSlot& w = e.root->slots[0];
+    EXPECT_EQ(w.pid, 11);
+    EXPECT_EQ(w.notified, 0u);
+    EXPECT_EQ(w.head, nullptr);
+    EXPECT_EQ(w.tail, nullptr);
+    EXPECT_EQ(w.queued, 0u);
+    EXPECT_EQ(w.connections, 0u);
+    EXPECT_EQ(e.reg.subscribers("g"), 0u);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+// ---------------------------------------------------------------------------
+// subscriptions
+
+TEST(RegistrySubscribe, CountsPerGroupAcrossSlots) {
+    Env e;
+    EXPECT_EQ(e.reg.subscribers("chat:lobby"), 0u);
+    EXPECT_EQ(e.reg.find("chat:lobby"), nullptr);
+
+    ASSERT_EQ(e.reg.subscribe("chat:lobby", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("chat:lobby", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("chat:lobby", 3), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("chat:lobby", 63), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("news", 3), Status::kOk);
+
+    EXPECT_EQ(e.reg.subscribers("chat:lobby"), 4u);
+    EXPECT_EQ(e.reg.subscribers("news"), 1u);
+    EXPECT_EQ(e.reg.subscribers("chat"), 0u);
+    EXPECT_EQ(e.reg.subscribers("chat:lobby2"), 0u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 0), 2u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 3), 1u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 63), 1u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 1), 0u);
+    EXPECT_EQ(CountOf(e, "news", 3), 1u);
+    EXPECT_EQ(e.root->groups, 2u);
+    ExpectConsistent(e, "chat:lobby");
+    ExpectConsistent(e, "news");
+
+    const GroupNode* g = e.reg.find("chat:lobby");
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g->name(), "chat:lobby");
+    EXPECT_EQ(g->nslots, 3u);
+    EXPECT_EQ(g->published, 0u);
+
+    e.reg.unsubscribe("chat:lobby", 0);
+    EXPECT_EQ(e.reg.subscribers("chat:lobby"), 3u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 0), 1u);
+    e.reg.unsubscribe("chat:lobby", 63);
+    EXPECT_EQ(e.reg.subscribers("chat:lobby"), 2u);
+    EXPECT_EQ(CountOf(e, "chat:lobby", 63), 0u);
+    EXPECT_EQ(e.reg.find("chat:lobby")->nslots, 2u);
+    ExpectConsistent(e, "chat:lobby");
+    EXPECT_EQ(e.root->groups, 2u);
+}
+
+TEST(RegistrySubscribe, GroupVanishesWithItsLastSubscriber) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("a", 2), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("a", 2), Status::kOk);
+    EXPECT_EQ(e.root->groups, 1u);
+    EXPECT_GT(e.alloc.live(), e.baseline);
+
+    e.reg.unsubscribe("a", 2);
+    e.reg.unsubscribe("a", 1);
+    EXPECT_NE(e.reg.find("a"), nullptr);
+    EXPECT_EQ(e.root->groups, 1u);
+    e.reg.unsubscribe("a", 2);
+
+    EXPECT_EQ(e.reg.find("a"), nullptr);
+    EXPECT_EQ(e.reg.subscribers("a"), 0u);
+    EXPECT_EQ(e.root->groups, 0u);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+    EXPECT_EQ(e.alloc.live_bytes(), e.baseline_bytes);
+    EXPECT_EQ(CountNodes(e), 0u);
+
+    // and it comes back from nothing
+    ASSERT_EQ(e.reg.subscribe("a", 5), Status::kOk);
+    EXPECT_EQ(e.reg.subscribers("a"), 1u);
+    EXPECT_EQ(e.root->groups, 1u);
+}
+
+TEST(RegistrySubscribe, GroupsCounterTracksLiveGroups) {
+    Env e;
+    const std::vector<std::string> names = {"a", "b", "c", "d", "e"};
+    for (size_t i = 0; i < names.size(); ++i) {
+        ASSERT_EQ(e.reg.subscribe(names[i], 0), Status::kOk);
+        ASSERT_EQ(e.reg.subscribe(names[i], 1), Status::kOk);  // same group: no new one
+        EXPECT_EQ(e.root->groups, i + 1);
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+        e.reg.unsubscribe(names[i], 0);
+        EXPECT_EQ(e.root->groups, names.size() - i);
+        e.reg.unsubscribe(names[i], 1);
+        EXPECT_EQ(e.root->groups, names.size() - i - 1);
+    }
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistrySubscribe, UnsubscribeWithoutASubscriptionChangesNothing) {
+    Env e;
+    e.reg.unsubscribe("nobody", 0);  // unknown group
+    EXPECT_EQ(e.root->groups, 0u);
+
+    ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk);
+    size_t live = e.alloc.live();
+    e.reg.unsubscribe("g", 2);  // the group exists, the slot has no share
+    e.reg.unsubscribe("g", 0);
+    EXPECT_EQ(e.reg.subscribers("g"), 1u);
+    EXPECT_EQ(CountOf(e, "g", 1), 1u);
+    EXPECT_EQ(e.alloc.live(), live);
+    ExpectConsistent(e, "g");
+
+    e.reg.unsubscribe("g", 1);
+    e.reg.unsubscribe("g", 1);  // one more than subscribed
+    EXPECT_EQ(e.reg.find("g"), nullptr);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistrySubscribe, OneGroupInEveryWorkerSlot) {
+    Env e;
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        ASSERT_EQ(e.reg.subscribe("all", s), Status::kOk);
+    }
+    EXPECT_EQ(e.reg.subscribers("all"), kMaxWorkerSlots);
+    EXPECT_EQ(e.reg.find("all")->nslots, kMaxWorkerSlots);
+    ExpectConsistent(e, "all");
+
+    Registry::Published r = Publish(e, "all", "x");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, kMaxWorkerSlots);
+    EXPECT_EQ(r.wake, ~uint64_t{0});
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        EXPECT_EQ(Drain(e, s), (std::vector<Delivered>{{"all", "x"}})) << "slot " << s;
+    }
+    for (uint32_t s = kMaxWorkerSlots; s-- > 0;) {
+        e.reg.unsubscribe("all", s);
+    }
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistrySubscribe, TenThousandGroupsInSixteenBuckets) {
+    Env e(1);
+    ASSERT_EQ(e.root->bucket_mask, 15u);
+    const int kGroups = 10000;
+    auto name = [](int i) { return "group-" + std::to_string(i); };
+    for (int i = 0; i < kGroups; ++i) {
+        ASSERT_EQ(e.reg.subscribe(name(i), static_cast<uint32_t>(i % 4)), Status::kOk) << i;
+        if (i % 3 == 0) {
+            ASSERT_EQ(e.reg.subscribe(name(i), 7), Status::kOk) << i;
+        }
+    }
+    EXPECT_EQ(e.root->groups, static_cast<uint32_t>(kGroups));
+    EXPECT_EQ(CountNodes(e), static_cast<size_t>(kGroups));
+    for (int i = 0; i < kGroups; ++i) {
+        ASSERT_EQ(e.reg.subscribers(name(i)), i % 3 == 0 ? 2u : 1u) << name(i);
+        ASSERT_EQ(CountOf(e, name(i), static_cast<uint32_t>(i % 4)), 1u) << name(i);
+    }
+    EXPECT_EQ(e.reg.find("group-10000"), nullptr);
+    EXPECT_EQ(e.reg.find("group-"), nullptr);
+
+    // A publish reaches exactly the right slots.
+    Registry::Published r = Publish(e, name(4242), "m");  // 4242 % 4 == 2, % 3 == 0
+    EXPECT_EQ(r.subscribers, 2u);
+    EXPECT_EQ(r.wake, Bit(2) | Bit(7));
+    EXPECT_EQ(Drain(e, 2), (std::vector<Delivered>{{"group-4242", "m"}}));
+    EXPECT_EQ(Drain(e, 7), (std::vector<Delivered>{{"group-4242", "m"}}));
+
+    // Remove the odd ones, newest first (the heads of the chains).
+    for (int i = kGroups - 1; i >= 0; --i) {
+        if (i % 2) {
+            e.reg.unsubscribe(name(i), static_cast<uint32_t>(i % 4));
+            if (i % 3 == 0) {
+                e.reg.unsubscribe(name(i), 7);
+            }
+        }
+    }
+    EXPECT_EQ(e.root->groups, static_cast<uint32_t>(kGroups / 2));
+    EXPECT_EQ(CountNodes(e), static_cast<size_t>(kGroups / 2));
+    for (int i = 0; i < kGroups; ++i) {
+        ASSERT_EQ(e.reg.find(name(i)) != nullptr, i % 2 == 0) << name(i);
+    }
+    // Then the even ones, oldest first (the tails).
+    for (int i = 0; i < kGroups; i += 2) {
+        if (i % 3 == 0) {
+            e.reg.unsubscribe(name(i), 7);
+        }
+        e.reg.unsubscribe(name(i), static_cast<uint32_t>(i % 4));
+    }
+    EXPECT_EQ(e.root->groups, 0u);
+    EXPECT_EQ(CountNodes(e), 0u);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistrySubscribe, FullHashCollisionsAreToldApart) {
+    // Known FNV-1a 32-bit collisions: same hash, so the same bucket at any
+    // table size, told apart only by the name.
+    ASSERT_EQ(hash_group_name("costarring"), hash_group_name("liquid"));
+    ASSERT_EQ(hash_group_name("declinate"), hash_group_name("macallums"));
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("costarring", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("costarring", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("liquid", 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("declinate", 2), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("macallums", 2), Status::kOk);
+    EXPECT_EQ(e.root->groups, 4u);
+    EXPECT_EQ(e.reg.subscribers("costarring"), 2u);
+    EXPECT_EQ(e.reg.subscribers("liquid"), 1u);
+    EXPECT_EQ(e.reg.find("costarring")->name(), "costarring");
+    EXPECT_EQ(e.reg.find("liquid")->name(), "liquid");
+
+    Registry::Published r = Publish(e, "liquid", "L");
+    EXPECT_EQ(r.subscribers, 1u);
+    EXPECT_EQ(r.wake, Bit(1));
+    EXPECT_TRUE(Peek(e, 0).empty());
+    EXPECT_EQ(Drain(e, 1), (std::vector<Delivered>{{"liquid", "L"}}));
+
+    // Remove the chain's tail, then its head, with the other still found.
+    e.reg.unsubscribe("costarring", 0);
+    e.reg.unsubscribe("costarring", 0);
+    EXPECT_EQ(e.reg.find("costarring"), nullptr);
+    EXPECT_EQ(e.reg.subscribers("liquid"), 1u);
+    e.reg.unsubscribe("macallums", 2);
+    EXPECT_EQ(e.reg.find("macallums"), nullptr);
+    EXPECT_EQ(e.reg.subscribers("declinate"), 1u);
+    e.reg.unsubscribe("liquid", 1);
+    e.reg.unsubscribe("declinate", 2);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+// ---------------------------------------------------------------------------
+// publish
+
+TEST(RegistryPublish, NobodyListeningStoresNothing) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("other", 0), Status::kOk);
+    size_t live = e.alloc.live();
+    size_t allocations = e.alloc.allocations();
+
+    Registry::Published r = Publish(e, "empty", "payload");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 0u);
+    EXPECT_EQ(r.wake, 0u);
+    EXPECT_EQ(e.alloc.live(), live);
+    EXPECT_EQ(e.alloc.allocations(), allocations);
+    EXPECT_EQ(e.reg.find("empty"), nullptr) << "publish must not create groups";
+    EXPECT_EQ(e.root->groups, 1u);
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        EXPECT_EQ(e.root->slots[s].head, nullptr);
+        EXPECT_EQ(e.root->slots[s].queued, 0u);
+        EXPECT_EQ(e.root->slots[s].notified, 0u);
+    }
+}
+
+TEST(RegistryPublish, QueuesForEverySubscribedSlotAndWakesOnce) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("g", 3), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("g", 3), Status::kOk);
+
+    Registry::Published r1 = Publish(e, "g", "one");
+    EXPECT_EQ(r1.status, Status::kOk);
+    EXPECT_EQ(r1.subscribers, 3u);
+    EXPECT_EQ(r1.wake, Bit(0) | Bit(3));
+    EXPECT_EQ(e.root->slots[0].notified, 1u);
+    EXPECT_EQ(e.root->slots[3].notified, 1u);
+    EXPECT_EQ(e.root->slots[1].notified, 0u);
+
+    // The wake-ups are pending: nobody is woken again.
+    Registry::Published r2 = Publish(e, "g", "two");
+    EXPECT_EQ(r2.status, Status::kOk);
+    EXPECT_EQ(r2.subscribers, 3u);
+    EXPECT_EQ(r2.wake, 0u);
+    EXPECT_EQ(e.root->slots[0].queued, 2u);
+    EXPECT_EQ(e.root->slots[3].queued, 2u);
+    EXPECT_EQ(e.reg.find("g")->published, 2u);
+
+    // Worker 0 takes its queue: its flag clears, so the next publish wakes
+    // it (and only it: worker 3 still has its wake-up pending).
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"g", "one"}, {"g", "two"}}));
+    EXPECT_EQ(e.root->slots[0].notified, 0u);
+    EXPECT_EQ(e.root->slots[0].queued, 0u);
+    Registry::Published r3 = Publish(e, "g", "three");
+    EXPECT_EQ(r3.wake, Bit(0));
+
+    EXPECT_EQ(Drain(e, 3),
+              (std::vector<Delivered>{{"g", "one"}, {"g", "two"}, {"g", "three"}}));
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"g", "three"}}));
+    Registry::Published r4 = Publish(e, "g", "four");
+    EXPECT_EQ(r4.wake, Bit(0) | Bit(3));
+
+    // Other slots saw nothing.
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        if (s != 0 && s != 3) {
+            EXPECT_EQ(e.root->slots[s].head, nullptr) << s;
+        }
+    }
+}
+
+TEST(RegistryPublish, WakeBitForTheLastSlot) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 63), Status::kOk);
+    EXPECT_EQ(Publish(e, "g", "x").wake, Bit(63));
+    EXPECT_EQ(Publish(e, "g", "y").wake, 0u);
+}
+
+TEST(RegistryPublish, TakeQueueOfAnEmptySlot) {
+    Env e;
+    e.root->slots[4].notified = 1;  // woken, but another take got there first
+    EXPECT_EQ(e.reg.take_queue(4), nullptr);
+    EXPECT_EQ(e.root->slots[4].notified, 0u);
+    e.reg.release_queue(nullptr);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistryPublish, MessagesComeOutInPublishOrder) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("a", 3), Status::kOk);
+
+    std::vector<Delivered> want0, want3;
+    for (int i = 0; i < 200; ++i) {
+        std::string group = (i % 3 == 1) ? "b" : "a";
+        std::string frame = "message " + std::to_string(i);
+        ASSERT_EQ(Publish(e, group, frame).status, Status::kOk);
+        want0.push_back({group, frame});
+        if (group == "a") {
+            want3.push_back({group, frame});
+        }
+        if (i == 120) {  // a take in the middle: order continues after it
+            EXPECT_EQ(Drain(e, 3), want3);
+            want3.clear();
+        }
+    }
+    EXPECT_EQ(e.root->slots[0].queued, want0.size());
+    EXPECT_EQ(Peek(e, 0), want0);
+    EXPECT_EQ(Drain(e, 0), want0);
+    EXPECT_EQ(Drain(e, 3), want3);
+}
+
+TEST(RegistryPublish, FrameBytesAndGroupNameAreIntact) {
+    Env e;
+    const std::string group(100, 'G');
+    ASSERT_EQ(e.reg.subscribe(group, 2), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe(group, 9), Status::kOk);
+
+    std::string frame;
+    for (int i = 0; i < 70000; ++i) {
+        frame.push_back(static_cast<char>((i * 7 + i / 256) & 0xFF));  // every byte, NULs too
+    }
+    ASSERT_EQ(Publish(e, group, frame).status, Status::kOk);
+    ASSERT_EQ(Publish(e, group, "").status, Status::kOk);  // empty frame
+
+    QueueNode* q2 = e.reg.take_queue(2);
+    QueueNode* q9 = e.reg.take_queue(9);
+    ASSERT_NE(q2, nullptr);
+    ASSERT_NE(q9, nullptr);
+    const ShmMessage* m = q2->message;
+    EXPECT_EQ(q9->message, m) << "the message must be stored once and shared";
+    EXPECT_EQ(m->refs, 2u);
+    EXPECT_EQ(m->group(), group);
+    ASSERT_EQ(m->frame_size, frame.size());
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->frame()), m->frame_size), frame);
+    ASSERT_NE(q2->next, nullptr);
+    EXPECT_EQ(q2->next->message->frame_size, 0u);
+    EXPECT_EQ(q2->next->message->group(), group);
+    EXPECT_EQ(q2->next->next, nullptr);
+    e.reg.release_queue(q2);
+    e.reg.release_queue(q9);
+}
+
+TEST(RegistryPublish, AMessageIsFreedWhenTheLastWorkerReleasesIt) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("g", 3), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("h", 3), Status::kOk);
+    const size_t before = e.alloc.live();
+
+    ASSERT_EQ(Publish(e, "g", "shared").status, Status::kOk);  // message + 2 nodes
+    EXPECT_EQ(e.alloc.live(), before + 3);
+    ASSERT_EQ(Publish(e, "h", "only3").status, Status::kOk);  // message + 1 node
+    EXPECT_EQ(e.alloc.live(), before + 5);
+
+    const ShmMessage* shared = e.root->slots[0].head->message;
+    QueueNode* q0 = e.reg.take_queue(0);
+    e.reg.release_queue(q0);
+    EXPECT_EQ(e.alloc.live(), before + 4) << "only worker 0's node may go";
+    EXPECT_TRUE(e.alloc.is_live(shared));
+    EXPECT_EQ(shared->refs, 1u);
+
+    QueueNode* q3 = e.reg.take_queue(3);
+    EXPECT_EQ(Walk(q3), (std::vector<Delivered>{{"g", "shared"}, {"h", "only3"}}));
+    e.reg.release_queue(q3);
+    EXPECT_EQ(e.alloc.live(), before);
+    EXPECT_FALSE(e.alloc.is_live(shared));
+}
+
+TEST(RegistryPublish, ReleaseInEitherOrder) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("g", 2), Status::kOk);
+    const size_t before = e.alloc.live();
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_EQ(Publish(e, "g", "m" + std::to_string(i)).status, Status::kOk);
+    }
+    EXPECT_EQ(e.alloc.live(), before + 5 * 4);
+    QueueNode* q1 = e.reg.take_queue(1);
+    QueueNode* q2 = e.reg.take_queue(2);
+    QueueNode* q0 = e.reg.take_queue(0);
+    e.reg.release_queue(q2);
+    EXPECT_EQ(e.alloc.live(), before + 5 * 3);
+    e.reg.release_queue(q0);
+    EXPECT_EQ(e.alloc.live(), before + 5 * 2);
+    EXPECT_EQ(Walk(q1).size(), 5u);  // still readable
+    e.reg.release_queue(q1);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+// ---------------------------------------------------------------------------
+// all or nothing when the zone is full
+
+struct SlotState {
+    QueueNode* head;
+    QueueNode* tail;
+    uint32_t queued;
+    uint32_t notified;
+    bool operator==(const SlotState& o) const {
+        return head == o.head && tail == o.tail && queued == o.queued && notified == o.notified;
+    }
+};
+
+struct GroupState {
+    bool exists = false;
+    uint32_t subscribers = 0;
+    uint64_t published = 0;
+    const SlotCount* slots = nullptr;
+    uint16_t nslots = 0;
+    uint16_t capacity = 0;
+    std::map<uint32_t, uint32_t> counts;
+    bool operator==(const GroupState& o) const {
+        return exists == o.exists && subscribers == o.subscribers && published == o.published &&
+               slots == o.slots && nslots == o.nslots && capacity == o.capacity &&
+               counts == o.counts;
+    }
+};
+
+struct Snapshot {
+    std::vector<SlotState> slots;
+    std::map<std::string, GroupState> groups;
+    uint32_t ngroups;
+    size_t live;
+    size_t live_bytes;
+    uint64_t messages_published;
+    std::vector<std::vector<Delivered>> queues;
+};
+
+Snapshot Take(const Env& e, const std::vector<std::string>& groups) {
+    Snapshot s;
+    for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+        const WorkerSlot& w = e.root->slots[i];
+        s.slots.push_back({w.head, w.tail, w.queued, w.notified});
+        s.queues.push_back(Peek(e, i));
+    }
+    for (const std::string& name : groups) {
+        GroupState gs;
+        if (const GroupNode* g = e.reg.find(name)) {
+            gs.exists = true;
+            gs.subscribers = g->subscribers;
+            gs.published = g->published;
+            gs.slots = g->slots;
+            gs.nslots = g->nslots;
+            gs.capacity = g->capacity;
+            for (uint16_t i = 0; i < g->nslots; ++i) {
+                gs.counts[g->slots[i].slot] = g->slots[i].count;
+            }
+        }
+        s.groups[name] = gs;
+    }
+    s.ngroups = e.root->groups;
+    s.live = e.alloc.live();
+    s.live_bytes = e.alloc.live_bytes();
+    s.messages_published = e.root->stats.messages_published;
+    return s;
+}
+
+void ExpectUnchanged(const Snapshot& before, const Snapshot& after) {
+    for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+        EXPECT_TRUE(before.slots[i] == after.slots[i]) << "slot " << i << " changed";
+        EXPECT_EQ(before.queues[i], after.queues[i]) << "slot " << i << "'s queue changed";
+    }
+    for (const auto& [name, gs] : before.groups) {
+        EXPECT_TRUE(gs == after.groups.at(name)) << "group " << name << " changed";
+    }
+    EXPECT_EQ(before.ngroups, after.ngroups);
+    EXPECT_EQ(before.live, after.live) << "leaked or freed blocks";
+    EXPECT_EQ(before.live_bytes, after.live_bytes);
+    EXPECT_EQ(before.messages_published, after.messages_published);
+}
+
+// Fails the publish at every possible allocation, both with the zone staying
+// full and with just one refusal, and checks each failure left no trace.
+void PublishFailsCleanlyAtEveryAllocation(Env& e, std::string_view group,
+                                          size_t expected_allocations,
+                                          const std::vector<std::string>& groups) {
+    for (bool once : {false, true}) {
+        SCOPED_TRACE(once ? "one refusal" : "zone stays full");
+        size_t n = 0;
+        for (;; ++n) {
+            ASSERT_LE(n, expected_allocations) << "more allocations than expected";
+            Snapshot before = Take(e, groups);
+            uint64_t rejected = e.root->stats.publish_rejected_full;
+            e.alloc.fail_after(n, once);
+            Registry::Published r = Publish(e, group, "frame-after-" + std::to_string(n));
+            e.alloc.stop_failing();
+            if (r.status == Status::kOk) {
+                EXPECT_EQ(e.root->stats.publish_rejected_full, rejected);
+                break;
+            }
+            SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+            EXPECT_EQ(r.status, Status::kNoMemory);
+            EXPECT_EQ(r.wake, 0u) << "nothing queued, so nobody to wake";
+            ExpectUnchanged(before, Take(e, groups));
+            EXPECT_EQ(e.root->stats.publish_rejected_full, rejected + 1);
+        }
+        EXPECT_EQ(n, expected_allocations);
+    }
+}
+
+TEST(RegistryFull, PublishIsAllOrNothing) {
+    Env e;
+    for (uint32_t s : {0u, 3u, 5u}) {
+        ASSERT_EQ(e.reg.subscribe("g", s), Status::kOk);
+    }
+    ASSERT_EQ(e.reg.subscribe("g", 5), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("other", 3), Status::kOk);
+    // Non-empty queues, and worker 5 with no wake-up pending.
+    ASSERT_EQ(Publish(e, "g", "earlier").status, Status::kOk);
+    ASSERT_EQ(Publish(e, "other", "other").status, Status::kOk);
+    e.reg.release_queue(e.reg.take_queue(5));
+    const std::vector<std::string> groups = {"g", "other"};
+
+    // message + one node per subscribed slot
+    PublishFailsCleanlyAtEveryAllocation(e, "g", 4, groups);
+
+    // The two successful publishes (one per mode) arrived whole.
+    std::vector<Delivered> fresh = {{"g", "frame-after-4"}, {"g", "frame-after-4"}};
+    EXPECT_EQ(Drain(e, 5), fresh);
+    std::vector<Delivered> want0 = {{"g", "earlier"}};
+    want0.insert(want0.end(), fresh.begin(), fresh.end());
+    EXPECT_EQ(Drain(e, 0), want0);
+    std::vector<Delivered> want3 = {{"g", "earlier"}, {"other", "other"}};
+    want3.insert(want3.end(), fresh.begin(), fresh.end());
+    EXPECT_EQ(Drain(e, 3), want3);
+    EXPECT_EQ(e.reg.find("g")->published, 3u);
+}
+
+TEST(RegistryFull, PublishToEverySlotIsAllOrNothing) {
+    Env e;
+    std::vector<std::string> groups = {"all"};
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        ASSERT_EQ(e.reg.subscribe("all", s), Status::kOk);
+    }
+    PublishFailsCleanlyAtEveryAllocation(e, "all", 1 + kMaxWorkerSlots, groups);
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        EXPECT_EQ(Drain(e, s).size(), 2u) << s;
+    }
+}
+
+// Fails subscribe at every possible allocation, both with the zone staying
+// full and with just one refusal (each mode on a registry freshly set up),
+// and checks each failure left the registry as it was.
+template <typename Setup>
+void SubscribeFailsCleanlyAtEveryAllocation(size_t buckets, Setup setup, std::string_view group,
+                                            uint32_t slot, size_t expected_allocations,
+                                            const std::vector<std::string>& groups) {
+    for (bool once : {false, true}) {
+        SCOPED_TRACE(once ? "one refusal" : "zone stays full");
+        Env e(buckets);
+        setup(e);
+        if (::testing::Test::HasFatalFailure()) {
+            return;
+        }
+        GroupState start = Take(e, groups).groups.at(std::string(group));
+        size_t n = 0;
+        for (;; ++n) {
+            ASSERT_LE(n, expected_allocations) << "more allocations than expected";
+            Snapshot before = Take(e, groups);
+            e.alloc.fail_after(n, once);
+            Status st = e.reg.subscribe(group, slot);
+            e.alloc.stop_failing();
+            if (st == Status::kOk) {
+                break;
+            }
+            SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+            EXPECT_EQ(st, Status::kNoMemory);
+            ExpectUnchanged(before, Take(e, groups));
+        }
+        EXPECT_EQ(n, expected_allocations);
+        EXPECT_EQ(e.reg.subscribers(group), start.subscribers + 1);
+        EXPECT_EQ(CountOf(e, group, slot), start.counts[slot] + 1);
+        ExpectConsistent(e, group);
+    }
+}
+
+TEST(RegistryFull, SubscribeToANewGroupIsAllOrNothing) {
+    // group node + its slot array
+    SubscribeFailsCleanlyAtEveryAllocation(
+        64, [](Env& e) { ASSERT_EQ(e.reg.subscribe("existing", 1), Status::kOk); }, "fresh", 2,
+        2, {"fresh", "existing"});
+}
+
+TEST(RegistryFull, SubscribeThatGrowsTheSlotArrayIsAllOrNothing) {
+    SubscribeFailsCleanlyAtEveryAllocation(
+        64,
+        [](Env& e) {
+            ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk);
+            ASSERT_EQ(e.reg.subscribe("g", 2), Status::kOk);
+            ASSERT_EQ(e.reg.find("g")->capacity, e.reg.find("g")->nslots) << "array not full";
+        },
+        "g", 3, 1, {"g"});
+}
+
+TEST(RegistryFull, SubscribeThatNeedsNoMemoryNeverFails) {
+    // Another subscriber in a slot already listed.
+    SubscribeFailsCleanlyAtEveryAllocation(
+        64, [](Env& e) { ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk); }, "g", 1, 0, {"g"});
+    // A new slot while the array has room.
+    SubscribeFailsCleanlyAtEveryAllocation(
+        64,
+        [](Env& e) {
+            ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk);
+            ASSERT_EQ(e.reg.subscribe("g", 2), Status::kOk);
+            ASSERT_EQ(e.reg.subscribe("g", 3), Status::kOk);  // grows to 4
+            ASSERT_LT(e.reg.find("g")->nslots, e.reg.find("g")->capacity);
+        },
+        "g", 4, 0, {"g"});
+}
+
+TEST(RegistryFull, SubscribeNextToACollidingGroupIsAllOrNothing) {
+    SubscribeFailsCleanlyAtEveryAllocation(
+        1,
+        [](Env& e) {
+            ASSERT_EQ(e.reg.subscribe("costarring", 0), Status::kOk);
+            ASSERT_EQ(e.reg.subscribe("group-1", 0), Status::kOk);
+        },
+        "liquid", 1, 2, {"costarring", "liquid", "group-1"});
+}
+
+TEST(RegistryFull, WorkContinuesAfterTheZoneFrees) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    e.alloc.fail_after(0);
+    EXPECT_EQ(Publish(e, "g", "lost").status, Status::kNoMemory);
+    EXPECT_EQ(e.reg.subscribe("h", 0), Status::kNoMemory);
+    e.alloc.stop_failing();
+    EXPECT_EQ(Publish(e, "g", "kept").status, Status::kOk);
+    EXPECT_EQ(e.reg.subscribe("h", 0), Status::kOk);
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"g", "kept"}}));
+}
+
+// ---------------------------------------------------------------------------
+// a worker dies
+
+TEST(RegistryReleaseSlot, ADeadWorkersShareAndQueueGo) {
+    Env e;
+    ASSERT_EQ(e.reg.claim_slot(100), 0);
+    ASSERT_EQ(e.reg.claim_slot(101), 1);
+    ASSERT_EQ(e.reg.claim_slot(102), 2);
+
+    // "only1" is worker 1's alone; "shared" has all three; "other" lacks 1.
+    ASSERT_EQ(e.reg.subscribe("only1", 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("only1", 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("shared", 0), Status::kOk);
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(e.reg.subscribe("shared", 1), Status::kOk);
+    }
+    ASSERT_EQ(e.reg.subscribe("shared", 2), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("other", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("other", 2), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("other", 2), Status::kOk);
+
+    ASSERT_EQ(Publish(e, "only1", "a").status, Status::kOk);   // msg + 1 node
+    ASSERT_EQ(Publish(e, "shared", "b").status, Status::kOk);  // msg + 3 nodes
+    ASSERT_EQ(Publish(e, "other", "c").status, Status::kOk);   // msg + 2 nodes
+    const ShmMessage* only1_msg = e.root->slots[1].head->message;
+    const ShmMessage* shared_msg = e.root->slots[0].head->message;
+    const std::vector<std::string> kept = {"shared", "other"};
+    Snapshot before = Take(e, kept);
+    const size_t only1_blocks = 2;  // its group node and slot array
+
+    e.reg.release_slot(1);
+
+    // Worker 1's queue: its 2 nodes and the message only it held.
+    EXPECT_FALSE(e.alloc.is_live(only1_msg));
+    EXPECT_TRUE(e.alloc.is_live(shared_msg));
+    EXPECT_EQ(shared_msg->refs, 2u);
+    EXPECT_EQ(e.alloc.live(), before.live - 3 - only1_blocks);
+    const WorkerSlot& w = e.root->slots[1];
+    EXPECT_EQ(w.pid, 0);
+    EXPECT_EQ(w.head, nullptr);
+    EXPECT_EQ(w.tail, nullptr);
+    EXPECT_EQ(w.queued, 0u);
+    EXPECT_EQ(w.notified, 0u);
+
+    // Its share of the groups.
+    EXPECT_EQ(e.reg.find("only1"), nullptr);
+    EXPECT_EQ(e.root->groups, 2u);
+    EXPECT_EQ(e.reg.subscribers("shared"), 2u);
+    EXPECT_EQ(CountOf(e, "shared", 1), 0u);
+    EXPECT_EQ(CountOf(e, "shared", 0), 1u);
+    EXPECT_EQ(CountOf(e, "shared", 2), 1u);
+    EXPECT_EQ(e.reg.subscribers("other"), 3u);
+    ExpectConsistent(e, "shared");
+    ExpectConsistent(e, "other");
+
+    // Nobody else's queue moved.
+    Snapshot after = Take(e, kept);
+    for (uint32_t s : {0u, 2u}) {
+        EXPECT_TRUE(before.slots[s] == after.slots[s]) << s;
+        EXPECT_EQ(before.queues[s], after.queues[s]) << s;
+    }
+    EXPECT_TRUE(before.groups.at("other") == after.groups.at("other"));
+
+    // New publishes skip the dead worker, and its slot can be claimed again.
+    Registry::Published r = Publish(e, "shared", "d");
+    EXPECT_EQ(r.subscribers, 2u);
+    EXPECT_EQ(r.wake, 0u);  // 0 and 2 still have wake-ups pending
+    EXPECT_EQ(Publish(e, "only1", "e").subscribers, 0u);
+    EXPECT_EQ(e.reg.claim_slot(103), 1);
+    EXPECT_EQ(e.root->slots[1].head, nullptr);
+
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"shared", "b"}, {"other", "c"},
+                                                   {"shared", "d"}}));
+    EXPECT_EQ(Drain(e, 2), (std::vector<Delivered>{{"shared", "b"}, {"other", "c"},
+                                                   {"shared", "d"}}));
+}
+
+TEST(RegistryReleaseSlot, RemovesGroupsAnywhereInTheChains) {
+    // Many groups in few buckets, so removed groups sit at chain heads,
+    // middles and tails, next to each other and next to kept ones.
+    Env e(1);
+    const int kGroups = 600;
+    auto name = [](int i) { return "g" + std::to_string(i); };
+    for (int i = 0; i < kGroups; ++i) {
+        switch (i % 5) {
+        case 0:  // worker 1 only
+        case 1:
+            ASSERT_EQ(e.reg.subscribe(name(i), 1), Status::kOk);
+            break;
+        case 2:  // both
+            ASSERT_EQ(e.reg.subscribe(name(i), 1), Status::kOk);
+            ASSERT_EQ(e.reg.subscribe(name(i), 0), Status::kOk);
+            break;
+        default:  // worker 0 only
+            ASSERT_EQ(e.reg.subscribe(name(i), 0), Status::kOk);
+        }
+    }
+    e.reg.release_slot(1);
+    EXPECT_EQ(CountNodes(e), static_cast<size_t>(kGroups * 3 / 5));
+    EXPECT_EQ(e.root->groups, static_cast<uint32_t>(kGroups * 3 / 5));
+    for (int i = 0; i < kGroups; ++i) {
+        bool kept = i % 5 >= 2;
+        ASSERT_EQ(e.reg.find(name(i)) != nullptr, kept) << name(i);
+        if (kept) {
+            ASSERT_EQ(e.reg.subscribers(name(i)), 1u) << name(i);
+            ASSERT_EQ(CountOf(e, name(i), 0), 1u) << name(i);
+        }
+    }
+    e.reg.release_slot(0);
+    EXPECT_EQ(e.root->groups, 0u);
+    EXPECT_EQ(CountNodes(e), 0u);
+    EXPECT_EQ(e.alloc.live(), e.baseline);
+}
+
+TEST(RegistryReleaseSlot, OfAnUnusedSlotChangesNothing) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(Publish(e, "g", "m").status, Status::kOk);
+    Snapshot before = Take(e, {"g"});
+    e.reg.release_slot(9);
+    ExpectUnchanged(before, Take(e, {"g"}));
+}
+
+// ---------------------------------------------------------------------------
+// stats
+
+TEST(RegistryStats, CountPublishedAndRejectedMessages) {
+    Env e;
+    const RegistryStats& st = e.root->stats;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+
+    ASSERT_EQ(Publish(e, "g", "1").status, Status::kOk);
+    EXPECT_EQ(st.messages_published, 1u);
+    EXPECT_EQ(st.publish_rejected_full, 0u);
+
+    // Accepted with nobody listening still counts as published.
+    ASSERT_EQ(Publish(e, "nobody", "2").status, Status::kOk);
+    EXPECT_EQ(st.messages_published, 2u);
+    EXPECT_EQ(st.publish_rejected_full, 0u);
+
+    // Refused: the message itself, then a queue node.
+    e.alloc.fail_after(0);
+    EXPECT_EQ(Publish(e, "g", "3").status, Status::kNoMemory);
+    e.alloc.fail_after(1);
+    EXPECT_EQ(Publish(e, "g", "4").status, Status::kNoMemory);
+    EXPECT_EQ(st.messages_published, 2u);
+    EXPECT_EQ(st.publish_rejected_full, 2u);
+    // A full zone refuses nothing when nothing has to be stored.
+    EXPECT_EQ(Publish(e, "nobody", "5").status, Status::kOk);
+    e.alloc.stop_failing();
+    EXPECT_EQ(st.messages_published, 3u);
+    EXPECT_EQ(st.publish_rejected_full, 2u);
+
+    ASSERT_EQ(Publish(e, "g", "6").status, Status::kOk);
+    EXPECT_EQ(st.messages_published, 4u);
+    EXPECT_EQ(st.publish_rejected_full, 2u);
+    EXPECT_EQ(e.reg.find("g")->published, 2u);
+
+    // The registry leaves the counters the nginx side owns alone.
+    EXPECT_EQ(st.frames_delivered, 0u);
+    EXPECT_EQ(st.slow_consumer_closes, 0u);
+    EXPECT_EQ(st.connections_opened, 0u);
+
+    // Subscriptions, takes and releases do not count.
+    ASSERT_EQ(e.reg.subscribe("h", 1), Status::kOk);
+    Drain(e, 0);
+    e.reg.release_slot(1);
+    EXPECT_EQ(st.messages_published, 4u);
+    EXPECT_EQ(st.publish_rejected_full, 2u);
+}
+
+TEST(RegistryHash, IsFnv1a) {
+    EXPECT_EQ(hash_group_name(""), 2166136261u);
+    EXPECT_EQ(hash_group_name("a"), 0xe40c292cu);
+    EXPECT_EQ(hash_group_name("foobar"), 0xbf9cf968u);
+}
+
+}  // namespace
+}  // namespace realtime
