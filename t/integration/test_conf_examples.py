@@ -22,10 +22,24 @@ def nginx_t(conf_text, prefix):
                           capture_output=True, text=True)
 
 
+@pytest.fixture(scope="module")
+def jwt_public_key(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jwtkey")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(d / "key.pem")], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(d / "key.pem"), "-pubout", "-out", str(d / "pub.pem")],
+                   check=True, capture_output=True)
+    return d / "pub.pem"
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
-def test_example_passes_nginx_t(example):
+def test_example_passes_nginx_t(example, jwt_public_key, tls_cert):
     prefix = Path(tempfile.mkdtemp(prefix="rt-example-"))
-    text = example.read_text()
+    # machine-specific files the examples name: stand-ins made for the test
+    text = (example.read_text()
+            .replace("/etc/nginx/realtime/jwt-public.pem", str(jwt_public_key))
+            .replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", str(tls_cert[0]))
+            .replace("/etc/ssl/private/ssl-cert-snakeoil.key", str(tls_cert[1])))
     if re.search(r"^load_module", text, re.M):
         # a whole nginx.conf (the demo): fill in the demo script's placeholders
         conf = (text.replace("@MODULE@", str(MODULE)).replace("@PREFIX@", str(prefix))
