@@ -44,7 +44,8 @@ $(NGX_BUILD)/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/Makefile $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
 	$(MAKE) -s -f $(NGX_BUILD)/Makefile -C $(NGINX_SRC) modules
-	cp $(NGX_BUILD)/ngx_realtime_module.so $@
+	@# a new file, renamed over the old: a running nginx keeps its mapping intact
+	cp $(NGX_BUILD)/ngx_realtime_module.so $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/unit_tests: $(CORE_SRCS) $(CORE_HDRS) $(UNIT_SRCS) $(wildcard t/unit/*.h)
 	@mkdir -p $(BUILD)

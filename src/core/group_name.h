@@ -7,6 +7,7 @@
 namespace realtime {
 
 constexpr size_t kMaxGroupName = 100;
+constexpr size_t kMaxGroupsPerMessage = 256;
 
 // ASCII letters, digits, '-', '_', '.' and ':', 1 to 100 bytes: Django
 // Channels' rule plus ':' for namespaced names like "chat:lobby".

@@ -32,7 +32,14 @@ bool add_group(const json_t* value, PublishItem& item, std::string& error,
     }
     std::string_view name(json_string_value(value), json_string_length(value));
     if (!is_valid_group_name(name)) {
-        error = at + "invalid group name " + json_quote(name.substr(0, 120)) +
+        // Cut a long name for the message at a character boundary: the error
+        // is sent as JSON and must stay valid UTF-8.
+        size_t cut = name.size() < 120 ? name.size() : 120;
+        while (cut > 0 && cut < name.size() &&
+               (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) {
+            --cut;
+        }
+        error = at + "invalid group name " + json_quote(name.substr(0, cut)) +
                 " (1-100 of A-Z a-z 0-9 - _ . :)";
         return false;
     }
@@ -60,6 +67,11 @@ bool parse_item(const json_t* obj, PublishItem& item, std::string& error, const 
     } else {
         if (!json_is_array(groups) || json_array_size(groups) == 0) {
             error = at + "\"groups\" must be a non-empty array of group names";
+            return false;
+        }
+        if (json_array_size(groups) > kMaxGroupsPerMessage) {
+            error = at + "at most " + std::to_string(kMaxGroupsPerMessage) +
+                    " groups per message";
             return false;
         }
         size_t i;
@@ -94,7 +106,10 @@ bool parse_item(const json_t* obj, PublishItem& item, std::string& error, const 
 PublishRequest parse_publish_request(std::string_view body) {
     PublishRequest req;
     json_error_t jerr;
-    JsonPtr root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES, &jerr));
+    // JSON_ALLOW_NUL: "\u0000" is valid JSON and a valid payload character;
+    // every string is read with its length, and group names refuse it.
+    JsonPtr root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                            &jerr));
     if (!root) {
         req.error = std::string("malformed JSON: ") + jerr.text + " at line " +
                     std::to_string(jerr.line) + " column " + std::to_string(jerr.column);

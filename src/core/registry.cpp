@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "group_name.h"
+
 namespace realtime {
 
 namespace {
@@ -205,65 +207,98 @@ void Registry::unsubscribe(std::string_view group, uint32_t slot) noexcept {
     }
 }
 
-Registry::Published Registry::publish(std::string_view group, const uint8_t* frame,
-                                      size_t size) noexcept {
+Registry::Published Registry::publish(const std::string_view* groups, size_t ngroups,
+                                      const uint8_t* frame, size_t size) noexcept {
     Published res{Status::kOk, 0, 0};
-    GroupNode* g = lookup(group, hash_group_name(group), nullptr);
-    if (g == nullptr || g->subscribers == 0) {
+
+    constexpr size_t kMaxGroups = kMaxGroupsPerMessage;  // checked by the API
+    GroupNode* found[kMaxGroups];
+    size_t names_size = 0;
+    size_t nodes_needed = 0;
+    if (ngroups > kMaxGroups) {
+        res.status = Status::kNoMemory;
+        return res;
+    }
+    for (size_t i = 0; i < ngroups; ++i) {
+        found[i] = lookup(groups[i], hash_group_name(groups[i]), nullptr);
+        names_size += 1 + groups[i].size();
+        if (found[i]) {
+            res.subscribers += found[i]->subscribers;
+            nodes_needed += found[i]->nslots;
+        }
+    }
+    if (nodes_needed == 0) {
         root_->stats.messages_published++;
         return res;  // nobody listens: nothing to store
     }
-    res.subscribers = g->subscribers;
 
-    auto* m = static_cast<ShmMessage*>(
-        alloc_.allocate(sizeof(ShmMessage) + group.size() + size));
+    auto* m = static_cast<ShmMessage*>(alloc_.allocate(sizeof(ShmMessage) + size + names_size));
     if (m == nullptr) {
         root_->stats.publish_rejected_full++;
         res.status = Status::kNoMemory;
+        res.subscribers = 0;
         return res;
     }
     m->refs = 0;
     m->frame_size = static_cast<uint32_t>(size);
-    m->group_len = static_cast<uint16_t>(group.size());
-    std::memcpy(m + 1, group.data(), group.size());
-    std::memcpy(reinterpret_cast<uint8_t*>(m + 1) + group.size(), frame, size);
+    m->ngroups = static_cast<uint16_t>(ngroups);
+    m->names_size = static_cast<uint16_t>(names_size);
+    uint8_t* p = reinterpret_cast<uint8_t*>(m + 1);
+    std::memcpy(p, frame, size);
+    p += size;
+    for (size_t i = 0; i < ngroups; ++i) {
+        *p++ = static_cast<uint8_t>(groups[i].size());
+        std::memcpy(p, groups[i].data(), groups[i].size());
+        p += groups[i].size();
+    }
 
-    // Allocate every node first so a full zone leaves no partial delivery.
-    QueueNode* nodes[kMaxWorkerSlots];
-    uint16_t n = 0;
-    for (uint16_t i = 0; i < g->nslots; ++i) {
+    // Allocate every node first, chained, so a full zone leaves nothing.
+    QueueNode* nodes = nullptr;
+    for (size_t n = 0; n < nodes_needed; ++n) {
         auto* node = static_cast<QueueNode*>(alloc_.allocate(sizeof(QueueNode)));
         if (node == nullptr) {
-            while (n) {
-                alloc_.deallocate(nodes[--n]);
+            while (nodes) {
+                QueueNode* next = nodes->next;
+                alloc_.deallocate(nodes);
+                nodes = next;
             }
             alloc_.deallocate(m);
             root_->stats.publish_rejected_full++;
             res.status = Status::kNoMemory;
+            res.subscribers = 0;
             return res;
         }
-        nodes[n++] = node;
+        node->next = nodes;
+        nodes = node;
     }
 
-    for (uint16_t i = 0; i < g->nslots; ++i) {
-        WorkerSlot& w = root_->slots[g->slots[i].slot];
-        QueueNode* node = nodes[i];
-        node->next = nullptr;
-        node->message = m;
-        m->refs++;
-        if (w.tail) {
-            w.tail->next = node;
-        } else {
-            w.head = node;
+    for (size_t i = 0; i < ngroups; ++i) {
+        GroupNode* g = found[i];
+        if (g == nullptr) {
+            continue;
         }
-        w.tail = node;
-        w.queued++;
-        if (!w.notified) {
-            w.notified = 1;
-            res.wake |= uint64_t{1} << g->slots[i].slot;
+        for (uint16_t j = 0; j < g->nslots; ++j) {
+            WorkerSlot& w = root_->slots[g->slots[j].slot];
+            QueueNode* node = nodes;
+            nodes = nodes->next;
+            node->next = nullptr;
+            node->message = m;
+            node->group = static_cast<uint16_t>(i);
+            m->refs++;
+            if (w.tail) {
+                w.tail->next = node;
+            } else {
+                w.head = node;
+            }
+            w.tail = node;
+            w.queued++;
+            if (!w.notified) {
+                w.notified = 1;
+                res.wake |= uint64_t{1} << g->slots[j].slot;
+            }
         }
+        g->published++;
     }
-    g->published++;
     root_->stats.messages_published++;
     return res;
 }

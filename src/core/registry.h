@@ -22,23 +22,32 @@ namespace realtime {
 
 constexpr uint32_t kMaxWorkerSlots = 64;  // live workers of all generations
 
+// One published message, stored once whatever the number of its groups and
+// of the workers that deliver it.
 struct ShmMessage {
-    uint32_t refs;  // worker queues that still hold it
+    uint32_t refs;  // queue nodes that still hold it
     uint32_t frame_size;
-    uint16_t group_len;
-    // followed by the group name, then the frame bytes
+    uint16_t ngroups;
+    uint16_t names_size;
+    // followed by the frame bytes, then each group name as a length byte
+    // and the name's bytes
 
-    std::string_view group() const noexcept {
-        return std::string_view(reinterpret_cast<const char*>(this + 1), group_len);
-    }
-    const uint8_t* frame() const noexcept {
-        return reinterpret_cast<const uint8_t*>(this + 1) + group_len;
+    const uint8_t* frame() const noexcept { return reinterpret_cast<const uint8_t*>(this + 1); }
+
+    std::string_view group(uint16_t index = 0) const noexcept {
+        const uint8_t* p = frame() + frame_size;
+        for (uint16_t i = 0; i < index; ++i) {
+            p += 1 + p[0];
+        }
+        return std::string_view(reinterpret_cast<const char*>(p + 1), p[0]);
     }
 };
 
+// A message in one worker's queue, for one of its groups.
 struct QueueNode {
     QueueNode* next;
     ShmMessage* message;
+    uint16_t group;  // index into the message's groups
 };
 
 struct WorkerSlot {
@@ -72,7 +81,7 @@ struct GroupNode {
 };
 
 struct RegistryStats {
-    uint64_t messages_published;  // messages accepted for fan-out
+    uint64_t messages_published;  // messages accepted (one per publish, any groups)
     uint64_t frames_delivered;    // frames queued to connections, all workers
     uint64_t slow_consumer_closes;
     uint64_t connections_opened;
@@ -113,16 +122,21 @@ public:
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
 
-    // Stores one framed message for group and queues it for every worker
-    // that has subscribers of it. subscribers is the group's count at this
-    // moment; wake has bit i set for each slot that must be woken (it had no
-    // wake-up pending). All or nothing: on kNoMemory nothing is queued.
+    // Stores one framed message for its groups and queues it for every
+    // worker that has subscribers of them (once per group). subscribers is
+    // the sum of the groups' counts at this moment; wake has bit i set for
+    // each slot that must be woken (it had no wake-up pending). All or
+    // nothing: on kNoMemory nothing is stored or queued.
     struct Published {
         Status status;
         uint32_t subscribers;
         uint64_t wake;
     };
-    Published publish(std::string_view group, const uint8_t* frame, size_t size) noexcept;
+    Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
+                      size_t size) noexcept;
+    Published publish(std::string_view group, const uint8_t* frame, size_t size) noexcept {
+        return publish(&group, 1, frame, size);
+    }
 
     // Detaches a worker's queue (oldest first) and clears its wake-up flag.
     QueueNode* take_queue(uint32_t slot) noexcept;

@@ -208,27 +208,24 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
     {
         ngx_http_realtime_registry_t  reg(z);
 
-        for (size_t m = 0; m < req.items.size() && !full; m++) {
+        for (size_t m = 0; m < req.items.size(); m++) {
+            const std::string               &f = frames[m];
+            std::vector<std::string_view>    names(req.items[m].groups.begin(),
+                                                   req.items[m].groups.end());
 
-            for (const auto &group : req.items[m].groups) {
-                const std::string &f = frames[m];
+            realtime::Registry::Published res =
+                reg->publish(names.data(), names.size(),
+                             (const uint8_t *) f.data(), f.size());
 
-                realtime::Registry::Published res =
-                    reg->publish(group, (const uint8_t *) f.data(), f.size());
-
-                if (res.status != realtime::Registry::Status::kOk) {
-                    full = true;
-                    break;
-                }
-
-                counts[m] += res.subscribers;
-                wake |= res.wake;
+            if (res.status != realtime::Registry::Status::kOk) {
+                full = true;
+                break;
             }
 
-            if (!full) {
-                total += counts[m];
-                published++;
-            }
+            counts[m] = res.subscribers;
+            total += res.subscribers;
+            wake |= res.wake;
+            published++;
         }
 
         for (i = 0; i < realtime::kMaxWorkerSlots; i++) {

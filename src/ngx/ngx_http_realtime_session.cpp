@@ -25,6 +25,8 @@ static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
 static void ngx_http_realtime_flush(ngx_http_realtime_session_t *s);
 static void ngx_http_realtime_schedule(ngx_http_realtime_session_t *s);
 static void ngx_http_realtime_finish(ngx_http_realtime_session_t *s);
+static bool ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f);
 static realtime::SharedFrame *ngx_http_realtime_frame(
     realtime::ws::Opcode op, std::string_view payload) noexcept;
 
@@ -370,8 +372,26 @@ ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
     }
 
     close_sent = 1;
-    ngx_http_realtime_session_send(this, f);
+    ngx_http_realtime_queue(this, f);
     realtime::release(f);
+
+    return false;
+}
+
+
+/* Queues f whatever the state; false when out of memory (s is done). */
+
+static bool
+ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f)
+{
+    if (s->out.push(f)) {
+        return true;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                  "realtime: out of memory queuing a frame");
+    s->done = 1;
 
     return false;
 }
@@ -381,18 +401,16 @@ void
 ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
     realtime::SharedFrame *f) noexcept
 {
-    if (s->done) {
+    /* nothing may follow a close frame (RFC 6455 5.5.1) */
+    if (s->done || s->close_sent) {
         return;
     }
 
-    if (!s->out.push(f)) {
-        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
-                      "realtime: out of memory queuing a frame");
-        s->done = 1;
+    if (!ngx_http_realtime_queue(s, f)) {
         return;
     }
 
-    if (s->out.bytes() > s->conf->send_buffer_size && !s->close_sent) {
+    if (s->out.bytes() > s->conf->send_buffer_size) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "realtime: client reads too slowly, %uz bytes pending, "
                       "closing with %ui", s->out.bytes(),
@@ -436,7 +454,7 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
     }
 
     s->close_sent = 1;
-    ngx_http_realtime_session_send(s, f);
+    ngx_http_realtime_queue(s, f);
     realtime::release(f);
 
     /*

@@ -372,7 +372,7 @@ ngx_http_realtime_drain(ngx_http_realtime_zone_t *z)
     for (node = list; node; node = node->next) {
         m = node->message;
 
-        auto it = z->local->map.find(m->group());
+        auto it = z->local->map.find(m->group(node->group));
         if (it == z->local->map.end()) {
             continue;   /* its subscribers here left since it was queued */
         }
@@ -384,7 +384,8 @@ ngx_http_realtime_drain(ngx_http_realtime_zone_t *z)
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "realtime: out of memory, a message to \"%*s\" "
                           "was not delivered by this worker",
-                          m->group().size(), m->group().data());
+                          m->group(node->group).size(),
+                          m->group(node->group).data());
             continue;
         }
 
