@@ -16,6 +16,8 @@ static char *ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static char *ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+static char *ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
 static char *ngx_http_realtime_merge_zone(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
 static void ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
@@ -61,14 +63,14 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
     { ngx_string("realtime_subprotocols"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_realtime_set_str_list,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_realtime_loc_conf_t, subprotocols),
       NULL },
 
     { ngx_string("realtime_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_realtime_set_str_list,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_realtime_loc_conf_t, allowed_origins),
       NULL },
@@ -131,7 +133,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
     { ngx_string("realtime_auth_jwt_algorithms"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_realtime_set_str_list,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_realtime_loc_conf_t, jwt_algorithms),
       NULL },
@@ -409,6 +411,43 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     } catch (...) {
         return (char *) NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A directive that takes a list (realtime_subprotocols a b c;): every
+ * argument is kept, and repeating the directive adds to the list.
+ */
+
+static char *
+ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_str_t     *value, *s;
+    ngx_uint_t     i;
+    ngx_array_t  **a;
+
+    a = (ngx_array_t **) ((char *) conf + cmd->offset);
+
+    if (*a == NGX_CONF_UNSET_PTR) {
+        *a = ngx_array_create(cf->pool, cf->args->nelts - 1, sizeof(ngx_str_t));
+        if (*a == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+    }
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        s = (ngx_str_t *) ngx_array_push(*a);
+        if (s == NULL) {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
     }
 
     return NGX_CONF_OK;

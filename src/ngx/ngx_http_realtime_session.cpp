@@ -471,8 +471,7 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
 static void
 ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
 {
-    off_t                  sent;
-    size_t                 i, n;
+    size_t                 i, n, taken;
     ngx_buf_t              bufs[NGX_HTTP_REALTIME_IOVS];
     ngx_chain_t            links[NGX_HTTP_REALTIME_IOVS], *rest;
     ngx_connection_t      *c;
@@ -520,7 +519,8 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
             links[i].next = (i + 1 < n) ? &links[i + 1] : NULL;
         }
 
-        sent = c->sent;
+        /* TLS buffers up to 16k unless told to flush: a batch goes now */
+        bufs[n - 1].flush = 1;
 
         rest = c->send_chain(c, links, 0);
 
@@ -530,9 +530,20 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
             return;
         }
 
-        s->out.consume((size_t) (c->sent - sent));
+        /*
+         * What send_chain() took: written to the socket, or copied into
+         * the TLS buffer (then c->buffered says so and it is pushed out
+         * above, on the next write event).
+         */
+        taken = 0;
 
-        if (rest != NULL) {
+        for (i = 0; i < n; i++) {
+            taken += bufs[i].pos - bufs[i].start;
+        }
+
+        s->out.consume(taken);
+
+        if (rest != NULL || c->buffered) {
             break;      /* the socket is full */
         }
     }

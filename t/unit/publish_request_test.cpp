@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/utf8.h"
 
@@ -280,6 +281,22 @@ TEST(PublishRequest, ALongInvalidNameIsCutInTheError) {
     ASSERT_FALSE(req.ok);
     EXPECT_NE(req.error.find("\"" + std::string(120, 'x') + "\""), std::string::npos) << req.error;
     EXPECT_LT(req.error.size(), 250u);
+}
+
+TEST(PublishRequest, GroupsPerMessageLimit) {
+    auto body = [](size_t n) {
+        std::string b = R"({"groups": [)";
+        for (size_t i = 0; i < n; ++i) {
+            b += (i ? ",\"g" : "\"g") + std::to_string(i) + "\"";
+        }
+        return b + R"(], "data": 1})";
+    };
+    EXPECT_EQ(One(body(kMaxGroupsPerMessage)).groups.size(), kMaxGroupsPerMessage);
+    PublishRequest req = parse_publish_request(body(kMaxGroupsPerMessage + 1));
+    EXPECT_FALSE(req.ok);
+    EXPECT_TRUE(req.items.empty());
+    EXPECT_NE(req.error.find("at most " + std::to_string(kMaxGroupsPerMessage)), std::string::npos)
+        << req.error;
 }
 
 TEST(PublishRequest, NameLengthBoundary) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/group_name.h"
 #include "core/registry.h"
 #include "test_alloc.h"
 
@@ -66,7 +67,7 @@ std::vector<Delivered> Walk(const QueueNode* q) {
     std::vector<Delivered> out;
     for (; q; q = q->next) {
         const ShmMessage* m = q->message;
-        out.push_back({std::string(m->group()),
+        out.push_back({std::string(m->group(q->group)),
                        std::string(reinterpret_cast<const char*>(m->frame()), m->frame_size)});
     }
     return out;
@@ -934,6 +935,130 @@ TEST(RegistryFull, WorkContinuesAfterTheZoneFrees) {
     EXPECT_EQ(Publish(e, "g", "kept").status, Status::kOk);
     EXPECT_EQ(e.reg.subscribe("h", 0), Status::kOk);
     EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"g", "kept"}}));
+}
+
+// ---------------------------------------------------------------------------
+// one message for several groups
+
+Registry::Published PublishMany(Env& e, const std::vector<std::string_view>& groups,
+                                std::string_view frame) {
+    return e.reg.publish(groups.data(), groups.size(),
+                         reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+}
+
+TEST(RegistryPublishMany, StoredOnceQueuedOncePerGroup) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 3), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 3), Status::kOk);
+    const size_t before = e.alloc.live();
+    const uint64_t published = e.root->stats.messages_published;
+
+    Registry::Published r = PublishMany(e, {"a", "nobody", "b"}, "frame");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 4u);
+    EXPECT_EQ(r.wake, Bit(0) | Bit(3));
+    EXPECT_EQ(e.alloc.live(), before + 1 + 3) << "one message, a node per (group, worker)";
+    EXPECT_EQ(e.root->stats.messages_published, published + 1);
+    EXPECT_EQ(e.reg.find("a")->published, 1u);
+    EXPECT_EQ(e.reg.find("b")->published, 1u);
+    EXPECT_EQ(e.reg.find("nobody"), nullptr);
+
+    const ShmMessage* m = e.root->slots[0].head->message;
+    EXPECT_EQ(m->refs, 3u);
+    EXPECT_EQ(m->group(0), "a");
+    EXPECT_EQ(m->group(1), "nobody");
+    EXPECT_EQ(m->group(2), "b");
+    EXPECT_EQ(Peek(e, 0), (std::vector<Delivered>{{"a", "frame"}, {"b", "frame"}}));
+    EXPECT_EQ(Peek(e, 3), (std::vector<Delivered>{{"b", "frame"}}));
+
+    e.reg.release_queue(e.reg.take_queue(0));
+    EXPECT_TRUE(e.alloc.is_live(m));
+    EXPECT_EQ(m->refs, 1u);
+    EXPECT_EQ(Drain(e, 3), (std::vector<Delivered>{{"b", "frame"}}));
+    EXPECT_FALSE(e.alloc.is_live(m));
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryPublishMany, NobodyListeningStoresNothing) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("other", 0), Status::kOk);
+    const size_t allocations = e.alloc.allocations();
+    Registry::Published r = PublishMany(e, {"x", "y"}, "frame");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 0u);
+    EXPECT_EQ(r.wake, 0u);
+    EXPECT_EQ(e.alloc.allocations(), allocations);
+    EXPECT_EQ(PublishMany(e, {}, "frame").subscribers, 0u);
+    EXPECT_EQ(e.alloc.allocations(), allocations);
+}
+
+TEST(RegistryPublishMany, LongNamesAndTheMostGroups) {
+    Env e;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < kMaxGroupsPerMessage; ++i) {
+        std::string n = std::to_string(i) + ":";
+        n += std::string(kMaxGroupName - n.size(), 'x');
+        names.push_back(n);
+    }
+    std::vector<std::string_view> views(names.begin(), names.end());
+    ASSERT_EQ(e.reg.subscribe(names.back(), 1), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe(names.front(), 2), Status::kOk);
+    Registry::Published r = PublishMany(e, views, "f");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 2u);
+    EXPECT_EQ(Drain(e, 1), (std::vector<Delivered>{{names.back(), "f"}}));
+    EXPECT_EQ(Drain(e, 2), (std::vector<Delivered>{{names.front(), "f"}}));
+}
+
+TEST(RegistryPublishMany, TooManyGroupsStoresNothing) {
+    Env e;
+    std::vector<std::string> names;
+    for (size_t i = 0; i <= kMaxGroupsPerMessage; ++i) {
+        names.push_back("g" + std::to_string(i));
+    }
+    std::vector<std::string_view> views(names.begin(), names.end());
+    ASSERT_EQ(e.reg.subscribe("g0", 0), Status::kOk);
+    Snapshot before = Take(e, {"g0"});
+    Registry::Published r = PublishMany(e, views, "f");
+    EXPECT_NE(r.status, Status::kOk);
+    EXPECT_EQ(r.wake, 0u);
+    ExpectUnchanged(before, Take(e, {"g0"}));
+}
+
+TEST(RegistryFull, PublishToSeveralGroupsIsAllOrNothing) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("a", 3), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 5), Status::kOk);
+    ASSERT_EQ(Publish(e, "a", "earlier").status, Status::kOk);
+    const std::vector<std::string> groups = {"a", "b"};
+    for (bool once : {false, true}) {
+        SCOPED_TRACE(once ? "one refusal" : "zone stays full");
+        size_t n = 0;
+        for (;; ++n) {
+            ASSERT_LE(n, 5u);
+            Snapshot before = Take(e, groups);
+            e.alloc.fail_after(n, once);
+            Registry::Published r = PublishMany(e, {"a", "b"}, "both");
+            e.alloc.stop_failing();
+            if (r.status == Status::kOk) {
+                break;
+            }
+            SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+            EXPECT_EQ(r.status, Status::kNoMemory);
+            EXPECT_EQ(r.wake, 0u);
+            ExpectUnchanged(before, Take(e, groups));
+        }
+        EXPECT_EQ(n, 5u) << "message + 4 nodes";
+    }
+    const std::vector<Delivered> both = {{"a", "both"}, {"b", "both"}};
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"a", "earlier"}, both[0], both[1], both[0],
+                                                   both[1]}));
+    EXPECT_EQ(Drain(e, 3), (std::vector<Delivered>{{"a", "earlier"}, both[0], both[0]}));
+    EXPECT_EQ(Drain(e, 5), (std::vector<Delivered>{both[1], both[1]}));
 }
 
 // ---------------------------------------------------------------------------
