@@ -3,6 +3,7 @@
 #   make run        build and run the demo on http://127.0.0.1:8080/
 #   make test       unit tests (ASan+UBSan) and integration tests against real nginx
 #   make unit       unit tests only;  make itest  integration tests only
+#   make bench      side-by-side benchmark with nchan (bench/README.md)
 
 NGINX_SRC   ?= /usr/share/nginx/src
 BUILD       := $(CURDIR)/build
@@ -64,6 +65,11 @@ test: test-deps module $(BUILD)/unit_tests
 
 run: module
 	scripts/run-demo.sh
+
+# Benchmarks against nchan and a floor server (bench/README.md); BENCH_ARGS=--quick for a smoke run.
+bench: module
+	@scripts/deps.sh bench
+	$(PYTHON) bench/run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,1319 @@
+// loadgen: WebSocket fan-out / publish load generator for bench/run.
+//
+// One process, one thread, one epoll loop, non-blocking sockets; no
+// interpreter anywhere in the measuring path. Three modes:
+//
+//   loadgen fanout  --target T --port P --subs N --messages M [--rate R] ...
+//       opens N WebSocket subscribers to /sub/<channel> (spread over source
+//       addresses 127.0.0.2..), waits until every one has received a probe
+//       message, settles, then publishes M messages on one keep-alive HTTP
+//       connection back to back (--rate 0) or paced at R msg/s (a small pool
+//       of connections so a slow answer never delays the schedule), and
+//       counts what arrives.
+//   loadgen publish --target T --port P --conns C --duration-s D [--subs S]
+//       publish requests/s with C keep-alive connections (optionally with S
+//       subscribers attached and reading).
+//   loadgen connect --target T --port P --subs N
+//       opens N idle subscribers, measures handshakes/s, prints a "ready"
+//       JSON line, holds them until a line (or EOF) arrives on stdin or
+//       --hold-s passes, then prints the result line.
+//
+// Targets differ only in the publish request:
+//   ours   POST /pub            {"group":"<ch>","data":"<text>"}  (application/json)
+//   nchan  POST /pub/<ch>       <text>                             (text/plain)
+//   floor  POST /pub            <text>                             (text/plain)
+// Every subscriber receives <text> verbatim: "<seq> <send_ns> " padded with
+// 'x' to --size bytes (probes: "probe <k> <send_ns> ..."). send_ns is
+// CLOCK_MONOTONIC at the publish send(), so publish->receive latency is
+// measured from the frame itself.
+//
+// Server CPU: --cpu-pids a,b,c (nginx master + workers, or the floor server)
+// are sampled at the start and end of the measuring window: on-CPU time from
+// /proc/PID/task/*/schedstat (nanoseconds; = utime+stime at full precision)
+// and utime+stime from /proc/PID/stat (clock ticks) as a cross-check.
+//
+// Output: one JSON object per line on stdout. Diagnostics go to stderr.
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cctype>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+namespace {
+
+// ------------------------------------------------------------------ utilities
+
+int64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+[[noreturn]] void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::fprintf(stderr, "loadgen: ");
+    std::vfprintf(stderr, fmt, ap);
+    std::fprintf(stderr, "\n");
+    va_end(ap);
+    std::exit(2);
+}
+
+void warnf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::fprintf(stderr, "loadgen: ");
+    std::vfprintf(stderr, fmt, ap);
+    std::fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+uint32_t rnd32() {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return uint32_t(rng_state >> 16);
+}
+
+// Percentile (0..100) of a sample vector (reordered in place); -1 if empty.
+double percentile(std::vector<uint32_t> &v, double p) {
+    if (v.empty()) return -1;
+    size_t k = size_t(p / 100.0 * double(v.size() - 1) + 0.5);
+    if (k >= v.size()) k = v.size() - 1;
+    std::nth_element(v.begin(), v.begin() + k, v.end());
+    return v[k];
+}
+
+uint32_t sat_us(int64_t ns) {
+    if (ns < 0) return 0;
+    int64_t us = ns / 1000;
+    return us > 0xffffffffLL ? 0xffffffffU : uint32_t(us);
+}
+
+// A flat JSON object writer (numbers, strings, raw fragments).
+class Json {
+  public:
+    Json &num(const char *k, double v) {
+        char b[64];
+        if (v == double(int64_t(v)) && v > -1e15 && v < 1e15)
+            std::snprintf(b, sizeof b, "%" PRId64, int64_t(v));
+        else
+            std::snprintf(b, sizeof b, "%.6g", v);
+        return raw(k, b);
+    }
+    Json &str(const char *k, const std::string &v) {
+        std::string q = "\"";
+        for (char c : v) {
+            if (c == '"' || c == '\\') q += '\\';
+            if ((unsigned char)c < 0x20) continue;
+            q += c;
+        }
+        q += '"';
+        return raw(k, q);
+    }
+    Json &raw(const char *k, const std::string &v) {
+        s_ += s_.empty() ? "{" : ",";
+        s_ += "\"";
+        s_ += k;
+        s_ += "\":";
+        s_ += v;
+        return *this;
+    }
+    std::string done() const { return (s_.empty() ? "{" : s_) + "}"; }
+
+  private:
+    std::string s_;
+};
+
+// ------------------------------------------------------------------ server CPU
+
+struct CpuSample {
+    double sched_s = 0;  // sum of on-CPU ns of every thread, in seconds
+    double ticks_s = 0;  // utime+stime from /proc/PID/stat, in seconds
+    bool ok = true;
+};
+
+bool read_file(const std::string &path, std::string &out) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    out.clear();
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, size_t(n));
+    }
+    close(fd);
+    return true;
+}
+
+CpuSample read_cpu(const std::vector<int> &pids) {
+    static const double hz = double(sysconf(_SC_CLK_TCK));
+    CpuSample s;
+    std::string txt;
+    for (int pid : pids) {
+        std::string base = "/proc/" + std::to_string(pid);
+        if (!read_file(base + "/stat", txt)) {
+            s.ok = false;
+            continue;
+        }
+        size_t rp = txt.rfind(')');
+        if (rp != std::string::npos) {
+            // fields after ") ": state(3) ppid(4) ... utime(14) stime(15)
+            const char *p = txt.c_str() + rp + 2;
+            int field = 3;
+            unsigned long long ut = 0, st = 0;
+            while (*p && field <= 15) {
+                if (field == 14) ut = std::strtoull(p, nullptr, 10);
+                if (field == 15) st = std::strtoull(p, nullptr, 10);
+                while (*p && *p != ' ') p++;
+                while (*p == ' ') p++;
+                field++;
+            }
+            s.ticks_s += double(ut + st) / hz;
+        }
+        DIR *d = opendir((base + "/task").c_str());
+        if (!d) continue;
+        while (dirent *e = readdir(d)) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+            if (read_file(base + "/task/" + e->d_name + "/schedstat", txt))
+                s.sched_s += double(std::strtoull(txt.c_str(), nullptr, 10)) / 1e9;
+        }
+        closedir(d);
+    }
+    return s;
+}
+
+// ------------------------------------------------------------------ options
+
+struct Opts {
+    std::string mode;
+    std::string target = "ours";
+    std::string host = "127.0.0.1";
+    int port = 0;
+    std::string channel = "bench";
+    std::string sub_prefix = "/sub/";
+    int subs = 0;
+    int src_ips = 16;      // 127.0.0.2 .. 127.0.0.(1+src_ips)
+    int concurrency = 256; // handshakes in flight
+    int messages = 50;
+    double rate = 0;       // msg/s, 0 = back to back
+    int pub_pool = 4;      // publisher connections in paced mode
+    int size = 100;        // payload bytes
+    int conns = 16;        // publish mode
+    double duration_s = 3;
+    double warmup_s = 0.5;
+    int settle_ms = 300;
+    int quiet_ms = 2000;   // end of delivery: this long without frames after the last publish
+    double timeout_s = 60; // hard bound of every phase
+    double hold_s = 120;   // connect mode
+    int max_probes = 400;
+    std::vector<int> cpu_pids;
+    std::string label;
+};
+
+void usage() {
+    std::fprintf(stderr,
+        "usage: loadgen fanout|publish|connect --port P [--target ours|nchan|floor]\n"
+        "  [--host 127.0.0.1] [--channel NAME] [--subs N] [--src-ips 16] [--concurrency 256]\n"
+        "  [--messages M] [--rate R] [--pub-pool 4] [--size 100] [--conns C] [--duration-s D]\n"
+        "  [--warmup-s 0.5] [--settle-ms 300] [--quiet-ms 2000] [--timeout-s 60] [--hold-s 120]\n"
+        "  [--cpu-pids PID,PID,...] [--label TEXT]\n");
+    std::exit(2);
+}
+
+Opts parse_opts(int argc, char **argv) {
+    if (argc < 2) usage();
+    Opts o;
+    o.mode = argv[1];
+    if (o.mode != "fanout" && o.mode != "publish" && o.mode != "connect") usage();
+    for (int i = 2; i < argc; i++) {
+        std::string k = argv[i];
+        if (i + 1 >= argc) usage();
+        std::string v = argv[++i];
+        if (k == "--target") o.target = v;
+        else if (k == "--host") o.host = v;
+        else if (k == "--port") o.port = std::atoi(v.c_str());
+        else if (k == "--channel") o.channel = v;
+        else if (k == "--sub-prefix") o.sub_prefix = v;
+        else if (k == "--subs") o.subs = std::atoi(v.c_str());
+        else if (k == "--src-ips") o.src_ips = std::atoi(v.c_str());
+        else if (k == "--concurrency") o.concurrency = std::atoi(v.c_str());
+        else if (k == "--messages") o.messages = std::atoi(v.c_str());
+        else if (k == "--rate") o.rate = std::atof(v.c_str());
+        else if (k == "--pub-pool") o.pub_pool = std::atoi(v.c_str());
+        else if (k == "--size") o.size = std::atoi(v.c_str());
+        else if (k == "--conns") o.conns = std::atoi(v.c_str());
+        else if (k == "--duration-s") o.duration_s = std::atof(v.c_str());
+        else if (k == "--warmup-s") o.warmup_s = std::atof(v.c_str());
+        else if (k == "--settle-ms") o.settle_ms = std::atoi(v.c_str());
+        else if (k == "--quiet-ms") o.quiet_ms = std::atoi(v.c_str());
+        else if (k == "--timeout-s") o.timeout_s = std::atof(v.c_str());
+        else if (k == "--hold-s") o.hold_s = std::atof(v.c_str());
+        else if (k == "--max-probes") o.max_probes = std::atoi(v.c_str());
+        else if (k == "--label") o.label = v;
+        else if (k == "--cpu-pids") {
+            size_t p = 0;
+            while (p < v.size()) {
+                size_t q = v.find(',', p);
+                if (q == std::string::npos) q = v.size();
+                if (q > p) o.cpu_pids.push_back(std::atoi(v.substr(p, q - p).c_str()));
+                p = q + 1;
+            }
+        } else usage();
+    }
+    if (o.port <= 0) usage();
+    if (o.target != "ours" && o.target != "nchan" && o.target != "floor") usage();
+    if (o.size < 48) o.size = 48;
+    if (o.src_ips < 1) o.src_ips = 1;
+    if (o.src_ips > 200) o.src_ips = 200;
+    if (o.concurrency < 1) o.concurrency = 1;
+    if (o.pub_pool < 1) o.pub_pool = 1;
+    if (o.conns < 1) o.conns = 1;
+    for (char c : o.channel)
+        if (!std::isalnum((unsigned char)c) && c != '_') die("channel must match \\w+");
+    return o;
+}
+
+// ------------------------------------------------------------------ connections
+
+enum class St : uint8_t { Connecting, Handshake, Open, Closed };
+
+struct Conn {
+    int fd = -1;
+    bool is_pub = false;
+    St st = St::Connecting;
+    uint32_t id = 0;
+    std::string in, out, frag;
+    bool want_out = false;
+    // subscriber
+    int64_t last_seq = -1;
+    uint32_t frames = 0;
+    bool probed = false;
+    int64_t t_connect = 0;
+    // publisher
+    bool busy = false;
+    bool req_probe = false;
+    int64_t req_sent = 0;
+};
+
+struct Stats {
+    // handshakes
+    int64_t hs_ok = 0, hs_fail = 0, hs_bad_status = 0;
+    int64_t hs_first = 0, hs_last = 0;
+    std::vector<uint32_t> hs_lat_us;
+    // frames
+    int64_t frames = 0, frames_unique = 0, dups = 0, out_of_order = 0, bad_frames = 0;
+    int64_t probe_frames = 0;
+    int64_t last_frame_ns = 0, first_frame_ns = 0;
+    std::vector<uint32_t> lat_us;
+    int64_t pings = 0;
+    int64_t sub_closed = 0;       // subscribers lost after the handshake
+    std::map<int, int64_t> close_codes;
+    // publishing
+    int64_t pub_ok = 0, pub_err = 0, pub_reconnects = 0;
+    std::map<int, int64_t> pub_status;
+    std::vector<uint32_t> pub_lat_us;
+    int64_t probes_sent = 0, probes_acked = 0;
+};
+
+class Loadgen {
+  public:
+    explicit Loadgen(const Opts &o) : o_(o) {
+        ep_ = epoll_create1(EPOLL_CLOEXEC);
+        if (ep_ < 0) die("epoll_create1: %s", strerror(errno));
+        rbuf_.resize(256 * 1024);
+        std::memset(&dst_, 0, sizeof dst_);
+        dst_.sin_family = AF_INET;
+        dst_.sin_port = htons(uint16_t(o.port));
+        if (inet_pton(AF_INET, o.host.c_str(), &dst_.sin_addr) != 1) die("bad --host");
+    }
+
+    int run() {
+        if (o_.mode == "fanout") return run_fanout();
+        if (o_.mode == "publish") return run_publish();
+        return run_connect();
+    }
+
+  private:
+    const Opts &o_;
+    int ep_;
+    sockaddr_in dst_;
+    std::vector<char> rbuf_;
+    std::vector<Conn *> subs_;
+    std::vector<Conn *> pubs_;
+    Stats st_;
+    int in_flight_ = 0;   // handshakes in progress
+    int next_sub_ = 0;    // next subscriber to start
+    int64_t sub_open_ = 0;
+
+    // delivery tracking
+    int64_t track_m_ = 0;                 // messages tracked per subscriber (fanout)
+    std::vector<uint8_t> seen_;           // subs x messages, when it fits
+    std::vector<uint32_t> per_seq_;       // frames per seq
+
+    // publisher driving
+    enum class Drive { None, Burst, Paced, Flood } drive_ = Drive::None;
+    int64_t next_seq_ = 0;
+    int64_t total_msgs_ = 0;
+    int64_t probe_k_ = 0;
+    int64_t flood_stop_ = 0;              // publish mode: no new request after this
+    int64_t win_start_ = 0, win_end_ = 0; // publish mode: counted responses window
+    int64_t win_ok_ = 0;
+    std::vector<uint32_t> win_lat_us_;
+    int64_t paced_t0_ = 0;
+    int64_t paced_max_late_ns_ = 0;
+    int64_t paced_late_ = 0;
+    int64_t last_pub_done_ = 0;
+
+    bool stdin_closed_ = false;
+
+    // ------------------------------------------------------------ epoll
+
+    void ep_set(Conn *c, bool add) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | (c->want_out ? uint32_t(EPOLLOUT) : 0u);
+        ev.data.ptr = c;
+        if (epoll_ctl(ep_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c->fd, &ev) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+    }
+
+    void close_conn(Conn *c) {
+        if (c->st == St::Closed) return;
+        if (c->fd >= 0) {
+            epoll_ctl(ep_, EPOLL_CTL_DEL, c->fd, nullptr);
+            close(c->fd);
+        }
+        c->fd = -1;
+        bool was_open = c->st == St::Open;
+        bool was_hs = c->st == St::Connecting || c->st == St::Handshake;
+        c->st = St::Closed;
+        if (!c->is_pub) {
+            if (was_open) {
+                st_.sub_closed++;
+                sub_open_--;
+            } else if (was_hs) {
+                st_.hs_fail++;
+                in_flight_--;
+            }
+        }
+    }
+
+    void send_data(Conn *c, const char *p, size_t n) {
+        if (c->st == St::Closed) return;
+        if (c->out.empty()) {
+            while (n > 0) {
+                ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+                if (w > 0) {
+                    p += w;
+                    n -= size_t(w);
+                    continue;
+                }
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                on_io_error(c);
+                return;
+            }
+            if (n == 0) return;
+        }
+        c->out.append(p, n);
+        if (!c->want_out) {
+            c->want_out = true;
+            ep_set(c, false);
+        }
+    }
+
+    void flush_out(Conn *c) {
+        while (!c->out.empty()) {
+            ssize_t w = send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL);
+            if (w > 0) {
+                c->out.erase(0, size_t(w));
+                continue;
+            }
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+            on_io_error(c);
+            return;
+        }
+        if (c->want_out) {
+            c->want_out = false;
+            ep_set(c, false);
+        }
+    }
+
+    void on_io_error(Conn *c) {
+        if (c->is_pub) {
+            pub_lost(c);
+        } else {
+            close_conn(c);
+        }
+    }
+
+    // One epoll_wait round; timeout in ms.
+    void pump(int timeout_ms) {
+        static epoll_event evs[1024];
+        int n = epoll_wait(ep_, evs, 1024, timeout_ms);
+        if (n < 0) {
+            if (errno == EINTR) return;
+            die("epoll_wait: %s", strerror(errno));
+        }
+        for (int i = 0; i < n; i++) {
+            Conn *c = static_cast<Conn *>(evs[i].data.ptr);
+            if (c == nullptr) {  // stdin
+                char b[256];
+                ssize_t r = read(0, b, sizeof b);
+                if (r <= 0 || std::memchr(b, '\n', size_t(r))) {
+                    stdin_closed_ = true;
+                    epoll_ctl(ep_, EPOLL_CTL_DEL, 0, nullptr);
+                }
+                continue;
+            }
+            if (c->st == St::Closed) continue;
+            uint32_t e = evs[i].events;
+            if (c->st == St::Connecting) {
+                if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(c);
+                continue;
+            }
+            if (e & EPOLLOUT) flush_out(c);
+            if (c->st == St::Closed) continue;
+            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
+        }
+    }
+
+    // Pumps until done() or the deadline; tick() runs every round and
+    // returns the ms until it wants to run again (-1: no wish).
+    bool run_until(const std::function<bool()> &done, int64_t deadline,
+                   const std::function<int()> &tick = nullptr, int max_wait_ms = 50) {
+        for (;;) {
+            if (done()) return true;
+            int64_t now = now_ns();
+            if (now >= deadline) return false;
+            int wait = int(std::min<int64_t>((deadline - now) / 1000000 + 1, max_wait_ms));
+            if (tick) {
+                int t = tick();
+                if (done()) return true;
+                if (t >= 0 && t < wait) wait = t;
+            }
+            pump(wait);
+        }
+    }
+
+    // ------------------------------------------------------------ subscribers
+
+    void start_sub(int i) {
+        Conn *c = subs_[size_t(i)];
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            warnf("socket: %s", strerror(errno));
+            st_.hs_fail++;
+            c->st = St::Closed;
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (o_.host.rfind("127.", 0) == 0 && o_.src_ips > 0) {
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            sockaddr_in src{};
+            src.sin_family = AF_INET;
+            src.sin_addr.s_addr = htonl(0x7f000000u | uint32_t(2 + (i % o_.src_ips)));
+            if (bind(fd, reinterpret_cast<sockaddr *>(&src), sizeof src) < 0)
+                warnf("bind: %s", strerror(errno));
+        }
+        c->fd = fd;
+        c->st = St::Connecting;
+        c->t_connect = now_ns();
+        in_flight_++;
+        int r = connect(fd, reinterpret_cast<sockaddr *>(&dst_), sizeof dst_);
+        if (r < 0 && errno != EINPROGRESS) {
+            if (st_.hs_fail < 5) warnf("connect: %s", strerror(errno));
+            c->want_out = false;
+            close(fd);
+            c->fd = -1;
+            c->st = St::Closed;
+            in_flight_--;
+            st_.hs_fail++;
+            return;
+        }
+        c->want_out = true;
+        ep_set(c, true);
+    }
+
+    void on_connected(Conn *c) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            if (c->is_pub) {
+                if (st_.pub_reconnects < 3) warnf("publisher connect: %s", strerror(err));
+                pub_lost(c);
+                return;
+            }
+            if (st_.hs_fail < 5) warnf("connect: %s", strerror(err));
+            close_conn(c);
+            return;
+        }
+        c->want_out = false;
+        ep_set(c, false);
+        if (c->is_pub) {
+            c->st = St::Open;
+            on_pub_idle(c, now_ns());  // a reconnected publisher resumes its schedule
+            return;
+        }
+        c->st = St::Handshake;
+        std::string req = "GET " + o_.sub_prefix + o_.channel +
+                          " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n";
+        send_data(c, req.data(), req.size());
+    }
+
+    void on_readable(Conn *c) {
+        ssize_t n = recv(c->fd, rbuf_.data(), rbuf_.size(), 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+            on_io_error(c);
+            return;
+        }
+        if (n == 0) {
+            on_io_error(c);
+            return;
+        }
+        int64_t now = now_ns();
+        if (c->is_pub) {
+            c->in.append(rbuf_.data(), size_t(n));
+            pub_parse(c, now);
+            return;
+        }
+        if (c->st == St::Handshake) {
+            c->in.append(rbuf_.data(), size_t(n));
+            size_t e = c->in.find("\r\n\r\n");
+            if (e == std::string::npos) {
+                if (c->in.size() > 16384) close_conn(c);
+                return;
+            }
+            if (c->in.compare(0, 12, "HTTP/1.1 101") != 0) {
+                if (st_.hs_bad_status < 3)
+                    warnf("handshake refused: %s", c->in.substr(0, c->in.find('\r')).c_str());
+                st_.hs_bad_status++;
+                close_conn(c);
+                return;
+            }
+            c->st = St::Open;
+            in_flight_--;
+            sub_open_++;
+            st_.hs_ok++;
+            if (st_.hs_first == 0) st_.hs_first = now;
+            st_.hs_last = now;
+            st_.hs_lat_us.push_back(sat_us(now - c->t_connect));
+            c->in.erase(0, e + 4);
+            if (!c->in.empty()) {
+                std::string tmp;
+                tmp.swap(c->in);
+                size_t used = parse_frames(c, reinterpret_cast<const uint8_t *>(tmp.data()),
+                                           tmp.size(), now);
+                if (c->st != St::Closed) c->in.assign(tmp, used, std::string::npos);
+            }
+            return;
+        }
+        if (c->in.empty()) {
+            size_t used = parse_frames(c, reinterpret_cast<const uint8_t *>(rbuf_.data()),
+                                       size_t(n), now);
+            if (c->st != St::Closed && used < size_t(n))
+                c->in.assign(rbuf_.data() + used, size_t(n) - used);
+        } else {
+            c->in.append(rbuf_.data(), size_t(n));
+            size_t used = parse_frames(c, reinterpret_cast<const uint8_t *>(c->in.data()),
+                                       c->in.size(), now);
+            if (c->st != St::Closed) c->in.erase(0, used);
+        }
+    }
+
+    void send_control(Conn *c, uint8_t op, const uint8_t *p, size_t n) {
+        if (n > 125) n = 125;
+        char f[2 + 4 + 125];
+        f[0] = char(0x80 | op);
+        f[1] = char(0x80 | n);
+        uint32_t key = rnd32();
+        std::memcpy(f + 2, &key, 4);
+        const uint8_t *k = reinterpret_cast<const uint8_t *>(f + 2);
+        for (size_t i = 0; i < n; i++) f[6 + i] = char(p[i] ^ k[i & 3]);
+        send_data(c, f, 6 + n);
+    }
+
+    size_t parse_frames(Conn *c, const uint8_t *p, size_t n, int64_t now) {
+        size_t off = 0;
+        std::string unmasked;
+        while (n - off >= 2) {
+            uint8_t b0 = p[off], b1 = p[off + 1];
+            bool fin = b0 & 0x80;
+            uint8_t op = b0 & 0x0f;
+            bool masked = b1 & 0x80;
+            uint64_t len = b1 & 0x7f;
+            size_t h = 2;
+            if (len == 126) {
+                if (n - off < 4) break;
+                len = (uint64_t(p[off + 2]) << 8) | p[off + 3];
+                h = 4;
+            } else if (len == 127) {
+                if (n - off < 10) break;
+                len = 0;
+                for (int i = 0; i < 8; i++) len = (len << 8) | p[off + 2 + i];
+                h = 10;
+            }
+            if (len > (64u << 20)) {
+                st_.bad_frames++;
+                close_conn(c);
+                return n;
+            }
+            size_t mk = h;
+            if (masked) h += 4;
+            if (n - off < h + len) break;
+            const uint8_t *pl = p + off + h;
+            if (masked) {
+                unmasked.assign(reinterpret_cast<const char *>(pl), size_t(len));
+                for (size_t i = 0; i < len; i++) unmasked[i] ^= char(p[off + mk + (i & 3)]);
+                pl = reinterpret_cast<const uint8_t *>(unmasked.data());
+            }
+            off += h + size_t(len);
+            on_frame(c, fin, op, pl, size_t(len), now);
+            if (c->st == St::Closed) return n;
+        }
+        return off;
+    }
+
+    void on_frame(Conn *c, bool fin, uint8_t op, const uint8_t *pl, size_t len, int64_t now) {
+        switch (op) {
+        case 0x1:
+        case 0x2:
+            if (fin) {
+                on_message(c, pl, len, now);
+            } else {
+                c->frag.assign(reinterpret_cast<const char *>(pl), len);
+            }
+            break;
+        case 0x0:
+            c->frag.append(reinterpret_cast<const char *>(pl), len);
+            if (fin) {
+                std::string m;
+                m.swap(c->frag);
+                on_message(c, reinterpret_cast<const uint8_t *>(m.data()), m.size(), now);
+            }
+            break;
+        case 0x8: {
+            int code = len >= 2 ? (pl[0] << 8) | pl[1] : 1005;
+            st_.close_codes[code]++;
+            send_control(c, 0x8, pl, len >= 2 ? 2 : 0);
+            close_conn(c);
+            break;
+        }
+        case 0x9:
+            st_.pings++;
+            send_control(c, 0xA, pl, len);
+            break;
+        case 0xA:
+            break;
+        default:
+            st_.bad_frames++;
+            break;
+        }
+    }
+
+    void on_message(Conn *c, const uint8_t *pl, size_t len, int64_t now) {
+        if (len > 0 && pl[0] == 'p') {
+            c->probed = true;
+            st_.probe_frames++;
+            return;
+        }
+        // "<seq> <send_ns> ..."
+        size_t i = 0;
+        int64_t seq = 0, ts = 0;
+        bool ok = false;
+        while (i < len && pl[i] >= '0' && pl[i] <= '9') seq = seq * 10 + (pl[i++] - '0');
+        if (i > 0 && i < len && pl[i] == ' ') {
+            size_t j = ++i;
+            while (i < len && pl[i] >= '0' && pl[i] <= '9') ts = ts * 10 + (pl[i++] - '0');
+            ok = i > j;
+        }
+        if (!ok) {
+            st_.bad_frames++;
+            return;
+        }
+        st_.frames++;
+        c->frames++;
+        if (st_.first_frame_ns == 0) st_.first_frame_ns = now;
+        st_.last_frame_ns = now;
+        if (st_.lat_us.size() < 50000000) st_.lat_us.push_back(sat_us(now - ts));
+        if (seq <= c->last_seq) st_.out_of_order++;
+        if (seq > c->last_seq) c->last_seq = seq;
+        if (track_m_ > 0 && seq >= 0 && seq < track_m_) {
+            per_seq_[size_t(seq)]++;
+            if (!seen_.empty()) {
+                uint8_t &s = seen_[size_t(c->id) * size_t(track_m_) + size_t(seq)];
+                if (s) {
+                    st_.dups++;
+                } else {
+                    s = 1;
+                    st_.frames_unique++;
+                }
+            } else {
+                st_.frames_unique++;
+            }
+        } else {
+            st_.frames_unique++;
+        }
+    }
+
+    // Opens subscribers [0, n) with at most --concurrency handshakes in flight.
+    void connect_subs(int n, int64_t deadline) {
+        for (int i = 0; i < n; i++) {
+            Conn *c = new Conn;
+            c->id = uint32_t(i);
+            subs_.push_back(c);
+        }
+        next_sub_ = 0;
+        run_until([&] { return next_sub_ >= n && in_flight_ == 0; }, deadline, [&] {
+            while (next_sub_ < n && in_flight_ < o_.concurrency) start_sub(next_sub_++);
+            return -1;
+        }, 20);
+        // anything still in flight at the deadline counts as failed
+        for (Conn *c : subs_)
+            if (c->st == St::Connecting || c->st == St::Handshake) close_conn(c);
+    }
+
+    // ------------------------------------------------------------ publishers
+
+    Conn *new_pub() {
+        Conn *c = new Conn;
+        c->is_pub = true;
+        c->id = uint32_t(pubs_.size());
+        pubs_.push_back(c);
+        open_pub(c);
+        return c;
+    }
+
+    void open_pub(Conn *c) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket: %s", strerror(errno));
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->fd = fd;
+        c->st = St::Connecting;
+        c->in.clear();
+        c->out.clear();
+        c->busy = false;
+        int r = connect(fd, reinterpret_cast<sockaddr *>(&dst_), sizeof dst_);
+        if (r < 0 && errno != EINPROGRESS) die("publisher connect: %s", strerror(errno));
+        c->want_out = true;
+        ep_set(c, true);
+    }
+
+    // A publisher connection failed or was closed: count the request in
+    // flight as an error and reconnect (bounded by the phase deadlines).
+    void pub_lost(Conn *c) {
+        if (c->fd >= 0) {
+            epoll_ctl(ep_, EPOLL_CTL_DEL, c->fd, nullptr);
+            close(c->fd);
+            c->fd = -1;
+        }
+        bool was_busy = c->busy;
+        c->busy = false;
+        if (was_busy) {
+            st_.pub_err++;
+            st_.pub_status[0]++;
+            if (c->req_probe) st_.probes_acked++;
+        }
+        st_.pub_reconnects++;
+        // a server that closes after each answer is fine; one that refuses is not
+        if (st_.pub_reconnects - st_.pub_ok > 1000) die("publisher: too many failed reconnects");
+        open_pub(c);
+        if (was_busy) on_pub_idle(c, now_ns());
+    }
+
+    bool pub_ready(Conn *c) const { return !c->busy && c->st != St::Closed; }
+
+    std::string payload(int64_t seq, bool probe, int64_t ts) const {
+        char head[64];
+        int n = probe ? std::snprintf(head, sizeof head, "probe %" PRId64 " %" PRId64 " ", seq, ts)
+                      : std::snprintf(head, sizeof head, "%" PRId64 " %" PRId64 " ", seq, ts);
+        std::string s(head, size_t(n));
+        if (int(s.size()) < o_.size) s.append(size_t(o_.size) - s.size(), 'x');
+        return s;
+    }
+
+    void pub_send(Conn *c, int64_t seq, bool probe) {
+        int64_t ts = now_ns();
+        std::string text = payload(seq, probe, ts);
+        std::string body, path, ctype;
+        if (o_.target == "ours") {
+            body = "{\"group\":\"" + o_.channel + "\",\"data\":\"" + text + "\"}";
+            path = "/pub";
+            ctype = "application/json";
+        } else if (o_.target == "nchan") {
+            body = text;
+            path = "/pub/" + o_.channel;
+            ctype = "text/plain";
+        } else {
+            body = text;
+            path = "/pub";
+            ctype = "text/plain";
+        }
+        std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " +
+                          ctype + "\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body;
+        c->busy = true;
+        c->req_probe = probe;
+        c->req_sent = ts;
+        if (probe) st_.probes_sent++;
+        send_data(c, req.data(), req.size());
+    }
+
+    // Parses complete HTTP responses in c->in.
+    void pub_parse(Conn *c, int64_t now) {
+        for (;;) {
+            size_t e = c->in.find("\r\n\r\n");
+            if (e == std::string::npos) {
+                if (c->in.size() > 65536) pub_lost(c);
+                return;
+            }
+            int status = 0;
+            if (c->in.size() >= 12 && c->in.compare(0, 5, "HTTP/") == 0)
+                status = std::atoi(c->in.c_str() + 9);
+            size_t clen = 0;
+            bool chunked = false, conn_close = false, has_len = false;
+            size_t p = c->in.find("\r\n") + 2;
+            while (p < e) {
+                size_t q = c->in.find("\r\n", p);
+                std::string line = c->in.substr(p, q - p);
+                std::string lower = line;
+                for (char &ch : lower) ch = char(std::tolower((unsigned char)ch));
+                if (lower.rfind("content-length:", 0) == 0) {
+                    clen = size_t(std::strtoull(line.c_str() + 15, nullptr, 10));
+                    has_len = true;
+                } else if (lower.rfind("transfer-encoding:", 0) == 0 &&
+                           lower.find("chunked") != std::string::npos) {
+                    chunked = true;
+                } else if (lower.rfind("connection:", 0) == 0 &&
+                           lower.find("close") != std::string::npos) {
+                    conn_close = true;
+                }
+                p = q + 2;
+            }
+            size_t total;
+            if (chunked) {
+                size_t q = e + 4;
+                for (;;) {
+                    size_t le = c->in.find("\r\n", q);
+                    if (le == std::string::npos) return;
+                    size_t sz = size_t(std::strtoull(c->in.c_str() + q, nullptr, 16));
+                    if (sz == 0) {
+                        size_t te = c->in.find("\r\n\r\n", le);
+                        if (le + 2 <= c->in.size() && c->in.compare(le, 4, "\r\n\r\n") == 0) te = le;
+                        if (te == std::string::npos) return;
+                        q = te + 4;
+                        break;
+                    }
+                    q = le + 2 + sz + 2;
+                    if (q > c->in.size()) return;
+                }
+                total = q;
+            } else if (has_len) {
+                total = e + 4 + clen;
+                if (c->in.size() < total) return;
+            } else if (status == 204 || status == 304 || (status >= 100 && status < 200)) {
+                total = e + 4;
+            } else {
+                // body until close: not keep-alive; treat as an error
+                conn_close = true;
+                total = c->in.size();
+            }
+            c->in.erase(0, total);
+            if (status >= 100 && status < 200) continue;
+            on_pub_response(c, status, now);
+            if (conn_close) {
+                pub_lost(c);
+                return;
+            }
+        }
+    }
+
+    void on_pub_response(Conn *c, int status, int64_t now) {
+        if (!c->busy) return;
+        c->busy = false;
+        uint32_t lat = sat_us(now - c->req_sent);
+        if (c->req_probe) {
+            st_.probes_acked++;
+        } else {
+            st_.pub_status[status]++;
+            if (status >= 200 && status < 300) {
+                st_.pub_ok++;
+                st_.pub_lat_us.push_back(lat);
+                if (drive_ == Drive::Flood && now >= win_start_ && now < win_end_ &&
+                    c->req_sent >= win_start_) {
+                    win_ok_++;
+                    win_lat_us_.push_back(lat);
+                }
+            } else {
+                st_.pub_err++;
+            }
+            last_pub_done_ = now;
+        }
+        on_pub_idle(c, now);
+    }
+
+    void on_pub_idle(Conn *c, int64_t now) {
+        if (c->st != St::Open || c->busy) return;  // a reconnecting one resumes when connected
+        if (drive_ == Drive::Burst) {
+            if (next_seq_ < total_msgs_) pub_send(c, next_seq_++, false);
+        } else if (drive_ == Drive::Flood) {
+            if (now < flood_stop_) pub_send(c, next_seq_++, false);
+        }
+        // Paced: the tick sends.
+    }
+
+    bool pubs_idle() const {
+        for (Conn *c : pubs_)
+            if (c->busy) return false;
+        return true;
+    }
+
+    // ------------------------------------------------------------ phases
+
+    int64_t deadline_in(double s) const { return now_ns() + int64_t(s * 1e9); }
+
+    // Publishes probes until every open subscriber has one, then settles.
+    bool wait_ready(Conn *pub, double *ready_s) {
+        int64_t t0 = now_ns();
+        int64_t deadline = deadline_in(o_.timeout_s);
+        int64_t last_probe = 0;
+        auto all_probed = [&] {
+            for (Conn *c : subs_)
+                if (c->st == St::Open && !c->probed) return false;
+            return true;
+        };
+        bool ok = run_until([&] { return all_probed(); }, deadline, [&] {
+            int64_t now = now_ns();
+            if (pub_ready(pub) && pub->st == St::Open && now - last_probe > 50000000LL) {
+                if (probe_k_ >= o_.max_probes) return 50;
+                pub_send(pub, probe_k_++, true);
+                last_probe = now;
+            }
+            return 10;
+        }, 10);
+        *ready_s = double(now_ns() - t0) / 1e9;
+        // let the last probe answer arrive, then settle
+        run_until([&] { return pubs_idle(); }, deadline_in(5));
+        int64_t settle_end = now_ns() + int64_t(o_.settle_ms) * 1000000;
+        run_until([] { return false; }, settle_end);
+        return ok;
+    }
+
+    void emit_common(Json &j) {
+        j.str("mode", o_.mode).str("target", o_.target);
+        if (!o_.label.empty()) j.str("label", o_.label);
+        j.num("subs", o_.subs).num("subs_connected", double(st_.hs_ok));
+        j.num("connect_failures", double(st_.hs_fail + st_.hs_bad_status));
+        double hs_span = st_.hs_last > st_.hs_first ? double(st_.hs_last - st_.hs_first) / 1e9 : 0;
+        j.num("handshake_s", hs_span);
+        j.num("handshakes_per_s", hs_span > 0 ? double(st_.hs_ok) / hs_span : 0);
+        j.num("handshake_p50_us", percentile(st_.hs_lat_us, 50));
+        j.num("handshake_p99_us", percentile(st_.hs_lat_us, 99));
+    }
+
+    void emit_frames(Json &j, int64_t expected) {
+        j.num("frames_expected", double(expected));
+        j.num("frames_delivered", double(st_.frames_unique));
+        j.num("frames_lost", double(std::max<int64_t>(0, expected - st_.frames_unique)));
+        j.num("frames_duplicate", double(st_.dups));
+        j.num("frames_out_of_order", double(st_.out_of_order));
+        j.num("frames_bad", double(st_.bad_frames));
+        j.num("lat_p50_us", percentile(st_.lat_us, 50));
+        j.num("lat_p99_us", percentile(st_.lat_us, 99));
+        j.num("lat_max_us", st_.lat_us.empty() ? -1 : double(*std::max_element(st_.lat_us.begin(), st_.lat_us.end())));
+        j.num("subs_closed_by_server", double(st_.sub_closed));
+        std::string codes = "{";
+        for (auto &kv : st_.close_codes)
+            codes += (codes.size() > 1 ? "," : "") + std::string("\"") + std::to_string(kv.first) +
+                     "\":" + std::to_string(kv.second);
+        j.raw("close_codes", codes + "}");
+        j.num("pings", double(st_.pings));
+    }
+
+    void emit_pub(Json &j) {
+        j.num("published_ok", double(st_.pub_ok)).num("publish_errors", double(st_.pub_err));
+        std::string codes = "{";
+        for (auto &kv : st_.pub_status)
+            codes += (codes.size() > 1 ? "," : "") + std::string("\"") + std::to_string(kv.first) +
+                     "\":" + std::to_string(kv.second);
+        j.raw("publish_status", codes + "}");
+        j.num("publish_reconnects", double(st_.pub_reconnects));
+        j.num("pub_resp_p50_us", percentile(st_.pub_lat_us, 50));
+        j.num("pub_resp_p99_us", percentile(st_.pub_lat_us, 99));
+    }
+
+    void emit_cpu(Json &j, const CpuSample &a, const CpuSample &b, double units, const char *per) {
+        if (o_.cpu_pids.empty()) return;
+        double s = b.sched_s - a.sched_s, t = b.ticks_s - a.ticks_s;
+        j.num("server_cpu_s", s).num("server_cpu_ticks_s", t);
+        j.num("cpu_pids_ok", (a.ok && b.ok) ? 1 : 0);
+        std::string k1 = std::string("cpu_s_per_k") + per;
+        std::string k2 = std::string("cpu_ticks_s_per_k") + per;
+        j.num(k1.c_str(), units > 0 ? s / units * 1000.0 : -1);
+        j.num(k2.c_str(), units > 0 ? t / units * 1000.0 : -1);
+    }
+
+    void emit_client_cpu(Json &j) {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        double c = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                   double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+        j.num("client_cpu_s", c);
+    }
+
+    int run_fanout() {
+        Json j;
+        int64_t hard = deadline_in(o_.timeout_s * 3);
+        connect_subs(o_.subs, deadline_in(o_.timeout_s));
+        Conn *probe_pub = new_pub();
+        double ready_s = 0;
+        bool ready = wait_ready(probe_pub, &ready_s);
+        int64_t n_open = sub_open_;
+
+        total_msgs_ = o_.messages;
+        track_m_ = total_msgs_;
+        per_seq_.assign(size_t(track_m_), 0);
+        if (uint64_t(o_.subs) * uint64_t(track_m_) <= (256u << 20))
+            seen_.assign(size_t(o_.subs) * size_t(track_m_), 0);
+        st_.frames = st_.frames_unique = st_.dups = st_.out_of_order = 0;
+        st_.lat_us.clear();
+        st_.lat_us.reserve(size_t(n_open) * size_t(total_msgs_));
+        st_.first_frame_ns = st_.last_frame_ns = 0;
+        for (Conn *c : subs_) c->last_seq = -1;
+        int64_t sub_closed_before = st_.sub_closed;
+
+        // paced mode: a pool of connections, opened before the window
+        if (o_.rate > 0) {
+            for (int i = 1; i < o_.pub_pool; i++) new_pub();
+            run_until([&] {
+                for (Conn *c : pubs_)
+                    if (c->st != St::Open) return false;
+                return true;
+            }, deadline_in(5));
+        }
+
+        CpuSample c0 = read_cpu(o_.cpu_pids);
+        int64_t t0 = now_ns();
+        next_seq_ = 0;
+        if (o_.rate <= 0) {
+            drive_ = Drive::Burst;
+            pub_send(probe_pub, next_seq_++, false);
+        } else {
+            drive_ = Drive::Paced;
+            paced_t0_ = t0;
+        }
+        int64_t interval = o_.rate > 0 ? int64_t(1e9 / o_.rate) : 0;
+        auto tick = [&]() -> int {
+            if (drive_ != Drive::Paced) return -1;
+            int64_t now = now_ns();
+            while (next_seq_ < total_msgs_) {
+                int64_t due = paced_t0_ + next_seq_ * interval;
+                if (now < due) return int((due - now) / 1000000);
+                Conn *free_c = nullptr;
+                for (Conn *c : pubs_)
+                    if (pub_ready(c) && c->st == St::Open) { free_c = c; break; }
+                if (!free_c) { paced_late_++; return 1; }
+                int64_t late = now - due;
+                if (late > paced_max_late_ns_) paced_max_late_ns_ = late;
+                pub_send(free_c, next_seq_++, false);
+            }
+            return -1;
+        };
+        int64_t expected_max = n_open * total_msgs_;
+        bool complete = run_until([&] {
+            if (st_.frames_unique >= expected_max && next_seq_ >= total_msgs_ && pubs_idle())
+                return true;
+            if (next_seq_ >= total_msgs_ && pubs_idle()) {
+                int64_t last = std::max(st_.last_frame_ns, last_pub_done_);
+                if (now_ns() - last > int64_t(o_.quiet_ms) * 1000000) return true;
+            }
+            return false;
+        }, hard, tick, 20);
+        int64_t t_end = now_ns();
+        CpuSample c1 = read_cpu(o_.cpu_pids);
+        drive_ = Drive::None;
+
+        // expected frames: every subscriber open at the start times every accepted message
+        int64_t expected = n_open * st_.pub_ok;
+        emit_common(j);
+        j.num("ready", ready ? 1 : 0).num("ready_s", ready_s).num("probes", double(st_.probes_sent));
+        j.num("messages", double(total_msgs_)).num("rate", o_.rate).num("size", o_.size);
+        emit_pub(j);
+        emit_frames(j, expected);
+        j.num("subs_closed_during_window", double(st_.sub_closed - sub_closed_before));
+        int64_t last = st_.last_frame_ns ? st_.last_frame_ns : t_end;
+        double window = double(last - t0) / 1e9;
+        j.num("window_s", window);
+        j.num("delivery_rate", window > 0 ? double(st_.frames_unique) / window : 0);
+        j.num("complete", complete && st_.frames_unique >= expected ? 1 : 0);
+        if (o_.rate > 0) {
+            j.num("paced_late_ticks", double(paced_late_));
+            j.num("paced_max_late_us", double(paced_max_late_ns_) / 1000);
+        }
+        // messages that reached fewer than all subscribers
+        int64_t partial = 0;
+        for (uint32_t n : per_seq_)
+            if (int64_t(n) < n_open) partial++;
+        j.num("messages_partially_delivered", double(partial));
+        emit_cpu(j, c0, c1, double(st_.frames_unique), "frames");
+        emit_client_cpu(j);
+        std::printf("%s\n", j.done().c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+
+    int run_publish() {
+        Json j;
+        int64_t n_open = 0;
+        if (o_.subs > 0) {
+            connect_subs(o_.subs, deadline_in(o_.timeout_s));
+            Conn *probe_pub = new_pub();
+            double ready_s = 0;
+            wait_ready(probe_pub, &ready_s);
+            n_open = sub_open_;
+        }
+        st_.frames = st_.frames_unique = st_.dups = st_.out_of_order = 0;
+        st_.lat_us.clear();
+        for (Conn *c : subs_) c->last_seq = -1;
+        while (int(pubs_.size()) < o_.conns) new_pub();
+        run_until([&] {
+            for (Conn *c : pubs_)
+                if (c->st != St::Open) return false;
+            return true;
+        }, deadline_in(5));
+        int64_t pub_ok_before = st_.pub_ok;
+        st_.pub_lat_us.clear();
+
+        int64_t t0 = now_ns();
+        win_start_ = t0 + int64_t(o_.warmup_s * 1e9);
+        win_end_ = win_start_ + int64_t(o_.duration_s * 1e9);
+        flood_stop_ = win_end_;
+        drive_ = Drive::Flood;
+        next_seq_ = 0;
+        for (Conn *c : pubs_)
+            if (pub_ready(c)) pub_send(c, next_seq_++, false);
+        CpuSample c0, c1;
+        bool have_c0 = false;
+        run_until([&] { return now_ns() >= win_end_; }, win_end_ + 1000000000LL, [&] {
+            int64_t now = now_ns();
+            if (!have_c0 && now >= win_start_) {
+                c0 = read_cpu(o_.cpu_pids);
+                have_c0 = true;
+            }
+            if (!have_c0) return int((win_start_ - now) / 1000000);
+            return int((win_end_ - now) / 1000000);
+        }, 20);
+        if (!have_c0) c0 = read_cpu(o_.cpu_pids);
+        c1 = read_cpu(o_.cpu_pids);
+        // let requests in flight finish, then drain subscriber frames
+        run_until([&] { return pubs_idle(); }, deadline_in(10));
+        drive_ = Drive::None;
+        int64_t sent_ok = st_.pub_ok - pub_ok_before;
+        int64_t expected = n_open * sent_ok;
+        if (n_open > 0) {
+            int64_t quiet = int64_t(o_.quiet_ms) * 1000000;
+            run_until([&] {
+                if (st_.frames_unique >= expected) return true;
+                int64_t last = std::max(st_.last_frame_ns, last_pub_done_);
+                return now_ns() - last > quiet;
+            }, deadline_in(o_.timeout_s));
+        }
+        emit_common(j);
+        j.num("conns", o_.conns).num("duration_s", o_.duration_s).num("size", o_.size);
+        j.num("requests", double(win_ok_));
+        j.num("req_per_s", double(win_ok_) / o_.duration_s);
+        j.num("resp_p50_us", percentile(win_lat_us_, 50));
+        j.num("resp_p99_us", percentile(win_lat_us_, 99));
+        emit_pub(j);
+        if (n_open > 0) emit_frames(j, expected);
+        emit_cpu(j, c0, c1, double(win_ok_), "requests");
+        emit_client_cpu(j);
+        std::printf("%s\n", j.done().c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+
+    int run_connect() {
+        Json j;
+        CpuSample c0 = read_cpu(o_.cpu_pids);
+        connect_subs(o_.subs, deadline_in(o_.timeout_s));
+        CpuSample c1 = read_cpu(o_.cpu_pids);
+        int64_t settle_end = now_ns() + int64_t(o_.settle_ms) * 1000000;
+        run_until([] { return false; }, settle_end);
+        Json r;
+        r.str("event", "ready").num("subs_connected", double(st_.hs_ok))
+         .num("subs_open", double(sub_open_));
+        std::printf("%s\n", r.done().c_str());
+        std::fflush(stdout);
+        // hold until a line on stdin (or EOF), bounded by --hold-s
+        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = nullptr;
+        if (epoll_ctl(ep_, EPOLL_CTL_ADD, 0, &ev) < 0) stdin_closed_ = true;  // not pollable: do not hold
+        int64_t t_hold = now_ns();
+        run_until([&] { return stdin_closed_; }, deadline_in(o_.hold_s));
+        emit_common(j);
+        j.num("held_s", double(now_ns() - t_hold) / 1e9);
+        j.num("subs_open_at_end", double(sub_open_));
+        j.num("subs_closed_by_server", double(st_.sub_closed));
+        j.num("pings", double(st_.pings));
+        emit_cpu(j, c0, c1, double(st_.hs_ok), "handshakes");
+        emit_client_cpu(j);
+        std::printf("%s\n", j.done().c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+};
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    Opts o = parse_opts(argc, argv);
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rlim_t(o.subs + o.conns + o.pub_pool + 64) > rl.rlim_cur)
+        die("--subs %d needs more file descriptors than the limit %llu", o.subs,
+            (unsigned long long)rl.rlim_cur);
+    rng_state ^= uint64_t(now_ns()) * 0x2545F4914F6CDD1DULL;
+    Loadgen lg(o);
+    return lg.run();
+}
