@@ -2,10 +2,13 @@
  * ngx_realtime_module: the WebSocket connection loop after the 101.
  *
  * The connection's read and write handlers are replaced by ours, as
- * ngx_http_upstream_upgrade() does for proxied WebSockets. Input is read
- * into one per-worker buffer and parsed in place, so an idle connection
- * holds no read buffer; output is a queue of shared frames written with
- * one send_chain() (writev) per batch.
+ * ngx_http_upstream_upgrade() does for proxied WebSockets. Once the 101 is
+ * out, the session detaches from the HTTP request: the request is logged
+ * and freed (its pool and header buffers are most of an idle connection's
+ * memory) and the session, allocated on its own, owns the connection.
+ * Input is read into one per-worker buffer and parsed in place, so an idle
+ * connection holds no read buffer; output is a queue of shared frames
+ * written with one send_chain() (writev) per batch.
  */
 
 #include "ngx_http_realtime_session.h"
@@ -17,6 +20,9 @@
 #define NGX_HTTP_REALTIME_IOVS          64
 
 
+static void ngx_http_realtime_upgrade_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_detach(ngx_http_realtime_session_t *s);
+static void ngx_http_realtime_session_cleanup(void *data) noexcept;
 static void ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept;
 static void ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept;
@@ -43,7 +49,7 @@ ngx_http_realtime_session_t::ngx_http_realtime_session_t(
     : request(r), connection(r->connection), conf(lc),
       parser(lc->max_message_size, true),
       timer(), last_rx(ngx_current_msec), last_data(ngx_current_msec),
-      ping_sent(0), zone(lc->zone), jwt_exp(0), user(), flush_next(NULL),
+      ping_sent(0), zone(lc->zone), jwt_exp(0), user(), flush_link{{NULL, NULL}, this},
       leftover(NULL), leftover_end(NULL),
       awaiting_pong(0), close_sent(0), close_received(0),
       close_after_flush(0), write_shut(0), read_paused(0), done(0),
@@ -55,6 +61,7 @@ ngx_http_realtime_session_t::ngx_http_realtime_session_t(
 
 ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
 {
+    ngx_http_realtime_unlist(this);
     ngx_http_realtime_session_leave_all(this);
 
     if (timer.timer_set) {
@@ -71,13 +78,22 @@ ngx_http_realtime_session_t *
 ngx_http_realtime_session_create(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf) noexcept
 {
+    ngx_pool_cleanup_t           *cln;
     ngx_http_realtime_session_t  *s;
 
-    s = ngx_http_realtime_pool_new<ngx_http_realtime_session_t>(r->pool, r,
-                                                                 rlcf);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    /* not from r->pool: the session outlives the request (see detach) */
+    s = new (std::nothrow) ngx_http_realtime_session_t(r, rlcf);
     if (s == NULL) {
         return NULL;
     }
+
+    cln->handler = ngx_http_realtime_session_cleanup;
+    cln->data = s;
 
     ngx_http_set_ctx(r, s, ngx_realtime_module);
 
@@ -105,8 +121,8 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
     s->timer.cancelable = 1;    /* pings must not keep an exiting worker */
 
     c->log->action = (char *) "serving WebSocket";
-    c->read->handler = ngx_http_realtime_read_handler;
-    c->write->handler = ngx_http_realtime_write_handler;
+    c->read->handler = ngx_http_realtime_upgrade_handler;
+    c->write->handler = ngx_http_realtime_upgrade_handler;
 
     /* nginx -s quit/reload reaches idle connections: we answer with 1001 */
     c->idle = 1;
@@ -118,7 +134,8 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
 
     /*
      * Data may already wait in the socket (edge-triggered epoll will not
-     * report it again) or in the header buffer; the read handler takes it.
+     * report it again) or in the header buffer; the read handler takes it
+     * once the HTTP request has finished its content phase.
      */
     ngx_post_event(c->read, &ngx_posted_events);
 
@@ -126,13 +143,129 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
 }
 
 
+/* The request's pool goes: the session goes too, unless it detached. */
+
+static void
+ngx_http_realtime_session_cleanup(void *data) noexcept
+{
+    ngx_http_realtime_session_t  *s = (ngx_http_realtime_session_t *) data;
+
+    if (!s->detached) {
+        delete s;
+    }
+}
+
+
+/*
+ * The first event after the upgrade (and any before the 101 is fully
+ * sent): handshake leftovers are parsed while the request's buffers still
+ * exist, then the session detaches and the steady-state handlers take over.
+ */
+
+static void
+ngx_http_realtime_upgrade_handler(ngx_event_t *ev) noexcept
+{
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_realtime_session_t  *s;
+
+    c = (ngx_connection_t *) ev->data;
+    r = (ngx_http_request_t *) c->data;
+    s = (ngx_http_realtime_session_t *)
+            ngx_http_get_module_ctx(r, ngx_realtime_module);
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    try {
+        if (s->leftover) {
+            u_char *p = s->leftover;
+            s->leftover = NULL;
+            s->last_rx = ngx_current_msec;
+            ngx_http_realtime_process(s, p, s->leftover_end - p);
+        }
+
+        ngx_http_realtime_flush(s);
+
+    } catch (...) {
+        s->done = 1;
+    }
+
+    if (s->done || c->buffered) {
+        /* done: finalize the request; buffered: wait for the 101 to go */
+        ngx_http_realtime_finish(s);
+        return;
+    }
+
+    ngx_http_realtime_detach(s);
+
+    c->read->handler = ngx_http_realtime_read_handler;
+    c->write->handler = ngx_http_realtime_write_handler;
+
+    ngx_http_realtime_read_handler(c->read);
+}
+
+
+static void
+ngx_http_realtime_detach(ngx_http_realtime_session_t *s)
+{
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_http_connection_t   *hc;
+
+    r = s->request;
+    c = s->connection;
+    hc = r->http_connection;
+
+    s->detached = 1;
+
+    /* the access log line is written now, with status 101 */
+    ngx_http_free_request(r, 0);
+
+    s->request = NULL;
+    c->data = s;
+    c->destroyed = 0;
+    c->log->action = (char *) "serving WebSocket";
+
+    /* header buffers are not needed any more, as for a keepalive */
+
+    b = c->buffer;
+
+    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        b->pos = NULL;
+        b->start = NULL;
+        b->last = NULL;
+        b->end = NULL;
+    }
+
+    if (hc->free) {
+        for (cl = hc->free; cl; cl = cl->next) {
+            ngx_pfree(c->pool, cl->buf->start);
+        }
+
+        hc->free = NULL;
+    }
+
+    if (hc->busy) {
+        for (cl = hc->busy; cl; cl = cl->next) {
+            ngx_pfree(c->pool, cl->buf->start);
+        }
+
+        hc->busy = NULL;
+        hc->nbusy = 0;
+    }
+}
+
+
+/* After detaching, the connection's data is the session itself. */
+
 static ngx_http_realtime_session_t *
 ngx_http_realtime_get_session(ngx_connection_t *c)
 {
-    ngx_http_request_t  *r = (ngx_http_request_t *) c->data;
-
-    return (ngx_http_realtime_session_t *)
-               ngx_http_get_module_ctx(r, ngx_realtime_module);
+    return (ngx_http_realtime_session_t *) c->data;
 }
 
 
@@ -152,13 +285,6 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
             c->close = 0;
             ngx_http_realtime_session_close(s, realtime::ws::close_code::kGoingAway,
                                             "server shutting down");
-        }
-
-        if (s->leftover) {
-            u_char *p = s->leftover;
-            s->leftover = NULL;
-            s->last_rx = ngx_current_msec;
-            ngx_http_realtime_process(s, p, s->leftover_end - p);
         }
 
         for (budget = NGX_HTTP_REALTIME_READ_BUDGET; !s->done; budget--) {
@@ -484,8 +610,18 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
     }
 
     if (c->buffered) {
-        /* the 101 response is not fully sent yet: it goes first */
-        if (ngx_http_output_filter(s->request, NULL) == NGX_ERROR) {
+        /*
+         * Before detaching: the 101 response is not fully sent yet, and
+         * goes first. After: TLS holds bytes it could not write yet.
+         */
+        if (s->request) {
+            if (ngx_http_output_filter(s->request, NULL) == NGX_ERROR) {
+                s->done = 1;
+                return;
+            }
+
+        } else if (c->send_chain(c, NULL, 0) == NGX_CHAIN_ERROR) {
+            c->error = 1;
             s->done = 1;
             return;
         }
@@ -706,7 +842,10 @@ ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
 }
 
 
-/* Ends the request once a handler decided so; s is gone afterwards. */
+/*
+ * Ends the connection once a handler decided so; s is gone afterwards.
+ * Before detaching, through the request (pending 101, failed upgrade).
+ */
 
 static void
 ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
@@ -718,13 +857,20 @@ ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
         return;
     }
 
-    r = s->request;
-    c = r->connection;
+    c = s->connection;
 
-    s->out.clear();
+    if (!s->detached) {
+        r = s->request;
+        s->out.clear();
 
-    ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
-    ngx_http_run_posted_requests(c);
+        ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    delete s;
+
+    ngx_http_close_connection(c);
 }
 
 

@@ -22,6 +22,13 @@ typedef struct {
 } ngx_http_realtime_member_t;
 
 
+/* A link in the worker's list of connections with output to write. */
+typedef struct {
+    ngx_queue_t                         queue;
+    ngx_http_realtime_session_t        *session;
+} ngx_http_realtime_flush_link_t;
+
+
 struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
 
     ngx_http_realtime_session_t(ngx_http_request_t *r,
@@ -34,7 +41,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     bool on_pong(std::string_view payload) override;
     bool on_close(uint16_t code, std::string_view reason) override;
 
-    ngx_http_request_t            *request;
+    ngx_http_request_t            *request;     /* NULL once detached */
     ngx_connection_t              *connection;
     ngx_http_realtime_loc_conf_t  *conf;
 
@@ -56,9 +63,10 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_str_t                      user;
 
     ngx_queue_t                    members;     /* of ..._member_t */
-    ngx_http_realtime_session_t   *flush_next;  /* worker's flush list */
+    ngx_http_realtime_flush_link_t flush_link;  /* worker's flush list */
 
-    /* bytes that arrived with the handshake, not yet parsed */
+    /* bytes that arrived with the handshake, not yet parsed (they live in
+       the request's header buffer, so they are parsed before detaching) */
     u_char                        *leftover;
     u_char                        *leftover_end;
 
@@ -70,6 +78,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     unsigned                       read_paused:1;
     unsigned                       done:1;            /* finalize now */
     unsigned                       in_flush:1;
+    unsigned                       detached:1;        /* request freed */
     unsigned                       counted:1;         /* in slot's connections */
 };
 
@@ -117,3 +126,6 @@ ngx_int_t ngx_http_realtime_identify(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s);
 void ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
     json_t *message) noexcept;
+
+/* Takes s off the worker's flush list (it is going away). */
+void ngx_http_realtime_unlist(ngx_http_realtime_session_t *s) noexcept;

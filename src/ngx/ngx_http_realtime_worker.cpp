@@ -48,7 +48,15 @@ static socklen_t ngx_http_realtime_wake_addr(struct sockaddr_un *sa,
 static ngx_connection_t               *ngx_http_realtime_wake_conn;
 static ngx_event_t                     ngx_http_realtime_drain_event;
 static ngx_http_realtime_main_conf_t  *ngx_http_realtime_main_conf;
-static ngx_http_realtime_session_t    *ngx_http_realtime_flush_list;
+static ngx_queue_t                     ngx_http_realtime_flush_list;
+
+/*
+ * Connections written per turn of the event loop. A fan-out to many
+ * connections is written in slices, so publish requests and other events
+ * are served in between; and messages published meanwhile join the
+ * pending connections' queues, so they go out in the same writev.
+ */
+#define NGX_HTTP_REALTIME_FLUSH_SLICE  256
 
 
 ngx_int_t
@@ -75,6 +83,7 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
     }
 
     ngx_http_realtime_main_conf = rmcf;
+    ngx_queue_init(&ngx_http_realtime_flush_list);
 
     ngx_http_realtime_drain_event.handler = ngx_http_realtime_drain_handler;
     ngx_http_realtime_drain_event.log = cycle->log;
@@ -311,7 +320,8 @@ ngx_http_realtime_wake_handler(ngx_event_t *rev) noexcept
 static void
 ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
 {
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, n;
+    ngx_queue_t                     *q;
     ngx_http_realtime_zone_t       **zones;
     ngx_http_realtime_session_t     *s;
     ngx_http_realtime_main_conf_t   *rmcf;
@@ -330,13 +340,36 @@ ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
     }
 
     /* one send_chain() per connection for everything it got */
-    while (ngx_http_realtime_flush_list) {
-        s = ngx_http_realtime_flush_list;
-        ngx_http_realtime_flush_list = s->flush_next;
-        s->flush_next = NULL;
+    for (n = 0; n < NGX_HTTP_REALTIME_FLUSH_SLICE; n++) {
+
+        if (ngx_queue_empty(&ngx_http_realtime_flush_list)) {
+            return;
+        }
+
+        q = ngx_queue_head(&ngx_http_realtime_flush_list);
+        s = ((ngx_http_realtime_flush_link_t *)
+                ngx_queue_data(q, ngx_http_realtime_flush_link_t, queue))
+            ->session;
+
+        ngx_queue_remove(q);
         s->in_flush = 0;
 
         ngx_http_realtime_session_flush(s);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_realtime_flush_list)) {
+        /* the rest after this turn's I/O: not from the posted loop itself */
+        ngx_post_event(&ngx_http_realtime_drain_event, &ngx_posted_next_events);
+    }
+}
+
+
+void
+ngx_http_realtime_unlist(ngx_http_realtime_session_t *s) noexcept
+{
+    if (s->in_flush) {
+        ngx_queue_remove(&s->flush_link.queue);
+        s->in_flush = 0;
     }
 }
 
@@ -402,8 +435,8 @@ ngx_http_realtime_drain(ngx_http_realtime_zone_t *z)
 
             if (!s->in_flush) {
                 s->in_flush = 1;
-                s->flush_next = ngx_http_realtime_flush_list;
-                ngx_http_realtime_flush_list = s;
+                ngx_queue_insert_tail(&ngx_http_realtime_flush_list,
+                                      &s->flush_link.queue);
             }
         }
 
