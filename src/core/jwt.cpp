@@ -236,7 +236,13 @@ bool numeric_claim(json_t* claims, const char* name, std::optional<int64_t>* out
     if (!json_is_number(v)) {
         return false;
     }
-    *out = static_cast<int64_t>(json_number_value(v));
+    // Clamp far-off dates: a cast of a double at or past 2^63 is undefined,
+    // and sums with the leeway must not overflow either.
+    double d = json_number_value(v);
+    constexpr double kLimit = 4e18;
+    *out = d >= kLimit ? static_cast<int64_t>(kLimit)
+         : d <= -kLimit ? -static_cast<int64_t>(kLimit)
+         : static_cast<int64_t>(d);
     return true;
 }
 
@@ -323,7 +329,26 @@ void KeySet::add_hmac_secret(std::string secret, std::string kid) {
     keys_.push_back(std::move(k));
 }
 
-bool KeySet::load_pem(std::string_view pem, std::string* error) {
+bool KeySet::load_pem(std::string_view pem_in, std::string* error) {
+    // Indented blocks are read too (OpenSSL wants "-----BEGIN" at a line's
+    // start), and every block must load: a key silently skipped would fail
+    // only when a token needs it, e.g. during a key rotation.
+    std::string pem;
+    size_t blocks = 0;
+    for (size_t pos = 0; pos < pem_in.size();) {
+        size_t eol = pem_in.find('\n', pos);
+        std::string_view line = pem_in.substr(pos, eol == std::string_view::npos ? eol : eol - pos + 1);
+        size_t start = line.find_first_not_of(" \t");
+        line = start == std::string_view::npos ? std::string_view() : line.substr(start);
+        if (line.substr(0, 10) == "-----BEGIN") {
+            ++blocks;
+        }
+        pem.append(line);
+        if (eol == std::string_view::npos) {
+            break;
+        }
+        pos = eol + 1;
+    }
     std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
     if (!bio) {
         *error = "out of memory";
@@ -348,9 +373,11 @@ bool KeySet::load_pem(std::string_view pem, std::string* error) {
         ++loaded;
     }
     ERR_clear_error();
-    if (loaded == 0) {
-        *error = "no \"PUBLIC KEY\" PEM block could be read (private keys and "
-                 "\"RSA PUBLIC KEY\" blocks are not accepted)";
+    if (loaded == 0 || loaded != blocks) {
+        *error = "a PEM block could not be read as a public key (" + std::to_string(loaded) +
+                 " of " + std::to_string(blocks) +
+                 " loaded; give \"-----BEGIN PUBLIC KEY-----\" blocks, not private keys or "
+                 "certificates)";
         return false;
     }
     return true;
@@ -371,8 +398,8 @@ bool KeySet::add_jwk(json_t* jwk, std::string* error) {
 
     if (kty == "oct") {
         auto secret = base64url_decode(json_str(jwk, "k"));
-        if (!secret || secret->empty()) {
-            *error = "JWK of kty \"oct\" needs a base64url \"k\"";
+        if (!secret || secret->size() < 32) {
+            *error = "JWK of kty \"oct\" needs a base64url \"k\" of at least 32 bytes";
             return false;
         }
         add_hmac_secret(std::move(*secret), k.kid);
@@ -443,8 +470,12 @@ bool KeySet::add_jwk(json_t* jwk, std::string* error) {
 bool KeySet::load_jwk_json(std::string_view text, std::string* error) {
     json_error_t jerr;
     JsonPtr root(json_loadb(text.data(), text.size(), 0, &jerr));
-    if (!root || !json_is_object(root.get())) {
+    if (!root) {
         *error = std::string("invalid JSON: ") + jerr.text;
+        return false;
+    }
+    if (!json_is_object(root.get())) {
+        *error = "a JWKS or JWK must be a JSON object";
         return false;
     }
     json_t* keys = json_object_get(root.get(), "keys");
@@ -551,16 +582,27 @@ Verified verify(std::string_view token, const KeySet& keys, const Policy& policy
     }
     std::string_view kid = kid_json ? std::string_view(json_string_value(kid_json)) : std::string_view();
 
+    // A token's kid picks the keys that carry it. Keys without a kid (PEM
+    // files, secrets) are tried when no key carries it: identity providers
+    // put a kid in every token even when the operator configured one key.
     bool candidate = false;
     bool verified = false;
-    for (const Key& k : keys.keys()) {
-        if (!fits(*alg, k.kind) || (kid_json && k.kid != kid)) {
-            continue;
+    for (int pass = 0; pass < 2 && !candidate; ++pass) {
+        for (const Key& k : keys.keys()) {
+            if (!fits(*alg, k.kind)) {
+                continue;
+            }
+            if (kid_json && k.kid != (pass == 0 ? kid : std::string_view())) {
+                continue;
+            }
+            candidate = true;
+            verified = k.kind == Key::Kind::kHmac ? verify_hmac(*alg, k.secret, input, *sig)
+                                                  : verify_pkey(*alg, k.pkey.get(), input, *sig);
+            if (verified) {
+                break;
+            }
         }
-        candidate = true;
-        verified = k.kind == Key::Kind::kHmac ? verify_hmac(*alg, k.secret, input, *sig)
-                                              : verify_pkey(*alg, k.pkey.get(), input, *sig);
-        if (verified) {
+        if (!kid_json) {
             break;
         }
     }

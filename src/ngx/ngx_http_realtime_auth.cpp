@@ -341,8 +341,11 @@ ngx_http_realtime_authenticate(ngx_http_request_t *r,
                       "realtime: handshake refused with 401: %*s",
                       v.reason.size(), v.reason.data());
 
+        /* RFC 6750 3.1: no error code when no token was presented */
         if (ngx_http_realtime_add_header(r, "WWW-Authenticate",
-                                         "Bearer error=\"invalid_token\"")
+                                         rc == NGX_DECLINED
+                                         ? "Bearer"
+                                         : "Bearer error=\"invalid_token\"")
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -372,6 +375,17 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
 
     if (ngx_http_complex_value(r, rlcf->user, &s->user) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (s->user.len == 0 && s->jwt_claims) {
+        /*
+         * A valid token that names nobody: groups built from the identity
+         * (user_${jwt_claim_sub}_...) would be shared by all such tokens.
+         */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: handshake refused with 403: the token "
+                      "gives no user (realtime_user is empty)");
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -86,7 +86,14 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
                                    : ngx_http_realtime_send_error(r, rc, refusal);
         }
 
-        if (ngx_http_realtime_identify(r, rlcf, s) != NGX_OK) {
+        rc = ngx_http_realtime_identify(r, rlcf, s);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
+                                                "the token names no user");
+        }
+
+        if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -218,9 +225,19 @@ ngx_http_realtime_groups(ngx_http_request_t *r,
         array = NULL;
 
         if (claim[i].len && s->jwt_claims) {
-            std::string  name((char *) claim[i].data, claim[i].len);
+            const char  *key;
+            json_t      *v;
 
-            array = json_object_get(s->jwt_claims.get(), name.c_str());
+            /* as $jwt_claim_NAME: nginx lowercases names, so match so too */
+            json_object_foreach(s->jwt_claims.get(), key, v) {
+                if (ngx_strlen(key) == claim[i].len
+                    && ngx_strncasecmp((u_char *) key, claim[i].data,
+                                       claim[i].len) == 0)
+                {
+                    array = v;
+                    break;
+                }
+            }
 
             if (!json_is_array(array)) {
                 array = NULL;

@@ -822,9 +822,16 @@ ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
     }
 
     if (s->jwt_exp) {
-        time_t  left = s->jwt_exp + conf->jwt_leeway - ngx_time();
+        int64_t  left = s->jwt_exp + conf->jwt_leeway - (int64_t) ngx_time();
 
-        /* whole seconds: +1 s so the timer never fires just before exp */
+        /*
+         * Whole seconds, +1 s so the timer never fires just before exp;
+         * a day at most: a far-off expiry is looked at again then.
+         */
+        if (left > 86400) {
+            left = 86400;
+        }
+
         t = left > 0 ? now + (ngx_msec_t) left * 1000 + 1000 : now;
 
         if (at == 0 || (ngx_msec_int_t) (t - at) < 0) {
