@@ -73,10 +73,7 @@ ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
 
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t  *value;
 
     if (rlcf->jwt_sources != NGX_CONF_UNSET_PTR) {
         return (char *) "is duplicate";
@@ -89,26 +86,9 @@ ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    rlcf->jwt_sources = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                         sizeof(ngx_http_complex_value_t));
+    rlcf->jwt_sources = ngx_http_realtime_compile_args(cf);
     if (rlcf->jwt_sources == NULL) {
         return (char *) NGX_CONF_ERROR;
-    }
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        cv = (ngx_http_complex_value_t *) ngx_array_push(rlcf->jwt_sources);
-        if (cv == NULL) {
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &value[i];
-        ccv.complex_value = cv;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return (char *) NGX_CONF_ERROR;
-        }
     }
 
     return NGX_CONF_OK;

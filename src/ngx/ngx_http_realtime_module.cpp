@@ -559,6 +559,45 @@ ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim)
 }
 
 
+/* The directive's arguments as complex values (they may hold variables). */
+
+ngx_array_t *
+ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept
+{
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_array_t                       *a;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    a = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                         sizeof(ngx_http_complex_value_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = (ngx_http_complex_value_t *) ngx_array_push(a);
+        if (cv == NULL) {
+            return NULL;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    return a;
+}
+
+
 /* realtime_subscribe GROUP ...; each argument may contain variables */
 
 static char *
@@ -567,17 +606,15 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
 
-    ngx_str_t                         *value, *claim;
-    ngx_uint_t                         i;
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                 *value, *claim;
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv;
 
     if (rlcf->subscribe != NGX_CONF_UNSET_PTR) {
         return (char *) "is duplicate";
     }
 
-    rlcf->subscribe = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                       sizeof(ngx_http_complex_value_t));
+    rlcf->subscribe = ngx_http_realtime_compile_args(cf);
     if (rlcf->subscribe == NULL) {
         return (char *) NGX_CONF_ERROR;
     }
@@ -589,23 +626,9 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = (ngx_str_t *) cf->args->elts;
+    cv = (ngx_http_complex_value_t *) rlcf->subscribe->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        cv = (ngx_http_complex_value_t *) ngx_array_push(rlcf->subscribe);
-        if (cv == NULL) {
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &value[i];
-        ccv.complex_value = cv;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return (char *) NGX_CONF_ERROR;
-        }
-
         claim = (ngx_str_t *) ngx_array_push(rlcf->subscribe_claims);
         if (claim == NULL) {
             return (char *) NGX_CONF_ERROR;
@@ -613,7 +636,7 @@ ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         ngx_http_realtime_claim_argument(&value[i], claim);
 
-        if (cv->lengths == NULL
+        if (cv[i - 1].lengths == NULL
             && !realtime::is_valid_group_name(ngx_http_realtime_sv(value[i])))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -89,6 +89,9 @@ ngx_int_t ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept;
 ngx_int_t ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept;
 ngx_int_t ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept;
 
+/* configuration */
+ngx_array_t *ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept;
+
 /* responses */
 ngx_int_t ngx_http_realtime_add_header(ngx_http_request_t *r, const char *name,
     std::string_view value) noexcept;

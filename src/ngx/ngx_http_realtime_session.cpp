@@ -33,6 +33,8 @@ static void ngx_http_realtime_schedule(ngx_http_realtime_session_t *s);
 static void ngx_http_realtime_finish(ngx_http_realtime_session_t *s);
 static bool ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
     realtime::SharedFrame *f);
+static bool ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
+    realtime::ws::Opcode op, std::string_view payload);
 static realtime::SharedFrame *ngx_http_realtime_frame(
     realtime::ws::Opcode op, std::string_view payload) noexcept;
 
@@ -402,8 +404,6 @@ bool
 ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
     std::string_view payload)
 {
-    realtime::SharedFrame  *f;
-
     if (close_sent) {
         return true;    /* closing: data is no longer acted upon */
     }
@@ -426,15 +426,7 @@ ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
     }
 
     if (conf->echo) {
-        f = ngx_http_realtime_frame(op, payload);
-        if (f == NULL) {
-            ngx_http_realtime_session_close(this,
-                realtime::ws::close_code::kInternalError, "out of memory");
-            return false;
-        }
-
-        ngx_http_realtime_session_send(this, f);
-        realtime::release(f);
+        return ngx_http_realtime_reply(this, op, payload);
     }
 
     return true;
@@ -444,20 +436,30 @@ ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
 bool
 ngx_http_realtime_session_t::on_ping(std::string_view payload)
 {
-    realtime::SharedFrame  *f;
-
     if (close_sent) {
         return true;    /* no control frames after our close (5.5.1) */
     }
 
-    f = ngx_http_realtime_frame(realtime::ws::Opcode::kPong, payload);
+    return ngx_http_realtime_reply(this, realtime::ws::Opcode::kPong, payload);
+}
+
+
+/* Sends one frame back; when memory runs out, closes with 1011. */
+
+static bool
+ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
+    realtime::ws::Opcode op, std::string_view payload)
+{
+    realtime::SharedFrame  *f;
+
+    f = ngx_http_realtime_frame(op, payload);
     if (f == NULL) {
-        ngx_http_realtime_session_close(this,
+        ngx_http_realtime_session_close(s,
             realtime::ws::close_code::kInternalError, "out of memory");
         return false;
     }
 
-    ngx_http_realtime_session_send(this, f);
+    ngx_http_realtime_session_send(s, f);
     realtime::release(f);
 
     return true;
