@@ -18,6 +18,11 @@
 //       JSON line, holds them until a line (or EOF) arrives on stdin or
 //       --hold-s passes, then prints the result line.
 //
+// Subscribers connect to <sub-prefix><channel>[?<query>]. The query is
+// --query Q, and/or "token=<T>" with T taken from --token-file (one token a
+// line; subscriber i uses line i mod lines), e.g. to measure handshakes that
+// carry a JWT.
+//
 // Targets differ only in the publish request:
 //   ours   POST /pub            {"group":"<ch>","data":"<text>"}  (application/json)
 //   nchan  POST /pub/<ch>       <text>                             (text/plain)
@@ -219,6 +224,9 @@ struct Opts {
     int port = 0;
     std::string channel = "bench";
     std::string sub_prefix = "/sub/";
+    std::string query;                // --query: appended after '?'
+    std::string token_file;           // --token-file: one token a line
+    std::vector<std::string> tokens;  // its lines
     int subs = 0;
     int src_ips = 16;      // 127.0.0.2 .. 127.0.0.(1+src_ips)
     int concurrency = 256; // handshakes in flight
@@ -244,7 +252,8 @@ void usage() {
         "  [--host 127.0.0.1] [--channel NAME] [--subs N] [--src-ips 16] [--concurrency 256]\n"
         "  [--messages M] [--rate R] [--pub-pool 4] [--size 100] [--conns C] [--duration-s D]\n"
         "  [--warmup-s 0.5] [--settle-ms 300] [--quiet-ms 2000] [--timeout-s 60] [--hold-s 120]\n"
-        "  [--cpu-pids PID,PID,...] [--label TEXT]\n");
+        "  [--cpu-pids PID,PID,...] [--label TEXT] [--sub-prefix /sub/] [--query Q]\n"
+        "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n");
     std::exit(2);
 }
 
@@ -262,6 +271,8 @@ Opts parse_opts(int argc, char **argv) {
         else if (k == "--port") o.port = std::atoi(v.c_str());
         else if (k == "--channel") o.channel = v;
         else if (k == "--sub-prefix") o.sub_prefix = v;
+        else if (k == "--query") o.query = v;
+        else if (k == "--token-file") o.token_file = v;
         else if (k == "--subs") o.subs = std::atoi(v.c_str());
         else if (k == "--src-ips") o.src_ips = std::atoi(v.c_str());
         else if (k == "--concurrency") o.concurrency = std::atoi(v.c_str());
@@ -298,6 +309,26 @@ Opts parse_opts(int argc, char **argv) {
     if (o.conns < 1) o.conns = 1;
     for (char c : o.channel)
         if (!std::isalnum((unsigned char)c) && c != '_') die("channel must match \\w+");
+    for (char c : o.query)
+        if ((unsigned char)c <= ' ' || c == '#' || (unsigned char)c >= 0x7f)
+            die("--query must be a URL query without spaces");
+    if (!o.token_file.empty()) {
+        std::string txt;
+        if (!read_file(o.token_file, txt)) die("--token-file %s: %s", o.token_file.c_str(), strerror(errno));
+        size_t p = 0;
+        while (p < txt.size()) {
+            size_t q = txt.find('\n', p);
+            if (q == std::string::npos) q = txt.size();
+            std::string t = txt.substr(p, q - p);
+            while (!t.empty() && (t.back() == '\r' || t.back() == ' ')) t.pop_back();
+            for (char c : t)
+                if (!std::isalnum((unsigned char)c) && c != '-' && c != '_' && c != '.')
+                    die("--token-file: line %zu is not a JWT (base64url and dots)", o.tokens.size() + 1);
+            if (!t.empty()) o.tokens.push_back(t);
+            p = q + 1;
+        }
+        if (o.tokens.empty()) die("--token-file %s has no token", o.token_file.c_str());
+    }
     return o;
 }
 
@@ -327,6 +358,7 @@ struct Stats {
     // handshakes
     int64_t hs_ok = 0, hs_fail = 0, hs_bad_status = 0;
     int64_t hs_first = 0, hs_last = 0;
+    std::map<int, int64_t> hs_refused;  // HTTP status of refused handshakes
     std::vector<uint32_t> hs_lat_us;
     // frames
     int64_t frames = 0, frames_unique = 0, dups = 0, out_of_order = 0, bad_frames = 0;
@@ -586,7 +618,17 @@ class Loadgen {
             return;
         }
         c->st = St::Handshake;
-        std::string req = "GET " + o_.sub_prefix + o_.channel +
+        std::string target = o_.sub_prefix + o_.channel;
+        if (!o_.query.empty() || !o_.tokens.empty()) {
+            target += '?';
+            target += o_.query;
+            if (!o_.tokens.empty()) {
+                if (!o_.query.empty()) target += '&';
+                target += "token=";
+                target += o_.tokens[c->id % o_.tokens.size()];
+            }
+        }
+        std::string req = "GET " + target +
                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                           "Sec-WebSocket-Version: 13\r\n\r\n";
@@ -621,6 +663,7 @@ class Loadgen {
                 if (st_.hs_bad_status < 3)
                     warnf("handshake refused: %s", c->in.substr(0, c->in.find('\r')).c_str());
                 st_.hs_bad_status++;
+            st_.hs_refused[c->in.size() > 12 ? std::atoi(c->in.c_str() + 9) : 0]++;
                 close_conn(c);
                 return;
             }
@@ -1036,8 +1079,23 @@ class Loadgen {
     void emit_common(Json &j) {
         j.str("mode", o_.mode).str("target", o_.target);
         if (!o_.label.empty()) j.str("label", o_.label);
+        if (!o_.tokens.empty()) j.num("tokens", double(o_.tokens.size()));
+        if (!o_.query.empty() || !o_.tokens.empty()) {
+            size_t qlen = o_.query.size();
+            for (auto &t : o_.tokens) qlen = std::max(qlen, o_.query.size() + 7 + t.size());
+            j.num("query_max_bytes", double(qlen));
+        }
         j.num("subs", o_.subs).num("subs_connected", double(st_.hs_ok));
-        j.num("connect_failures", double(st_.hs_fail + st_.hs_bad_status));
+        // hs_fail counts every failed handshake, refused ones (hs_bad_status) included
+        j.num("connect_failures", double(st_.hs_fail));
+        j.num("handshakes_refused", double(st_.hs_bad_status));
+        if (!st_.hs_refused.empty()) {
+            std::string codes = "{";
+            for (auto &kv : st_.hs_refused)
+                codes += (codes.size() > 1 ? "," : "") + std::string("\"") +
+                         std::to_string(kv.first) + "\":" + std::to_string(kv.second);
+            j.raw("handshake_refused_status", codes + "}");
+        }
         double hs_span = st_.hs_last > st_.hs_first ? double(st_.hs_last - st_.hs_first) / 1e9 : 0;
         j.num("handshake_s", hs_span);
         j.num("handshakes_per_s", hs_span > 0 ? double(st_.hs_ok) / hs_span : 0);
@@ -1087,13 +1145,14 @@ class Loadgen {
         j.num(k2.c_str(), units > 0 ? t / units * 1000.0 : -1);
     }
 
-    void emit_client_cpu(Json &j) {
+    static double self_cpu_s() {
         rusage ru{};
         getrusage(RUSAGE_SELF, &ru);
-        double c = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                   double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-        j.num("client_cpu_s", c);
+        return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     }
+
+    void emit_client_cpu(Json &j) { j.num("client_cpu_s", self_cpu_s()); }
 
     int run_fanout() {
         Json j;
@@ -1127,6 +1186,7 @@ class Loadgen {
         }
 
         CpuSample c0 = read_cpu(o_.cpu_pids);
+        double cl0 = self_cpu_s();
         int64_t t0 = now_ns();
         next_seq_ = 0;
         if (o_.rate <= 0) {
@@ -1165,6 +1225,7 @@ class Loadgen {
         }, hard, tick, 20);
         int64_t t_end = now_ns();
         CpuSample c1 = read_cpu(o_.cpu_pids);
+        double cl1 = self_cpu_s();
         drive_ = Drive::None;
 
         // expected frames: every subscriber open at the start times every accepted message
@@ -1191,6 +1252,15 @@ class Loadgen {
         j.num("messages_partially_delivered", double(partial));
         emit_cpu(j, c0, c1, double(st_.frames_unique), "frames");
         emit_client_cpu(j);
+        // Who was the limit in the window (first publish -> end of delivery):
+        // share of one CPU used by the server and by this load generator.
+        double span = double(t_end - t0) / 1e9;
+        j.num("measure_s", span);
+        j.num("client_cpu_window_s", cl1 - cl0);
+        j.num("client_busy", span > 0 ? (cl1 - cl0) / span : -1);
+        j.num("server_busy", span > 0 && !o_.cpu_pids.empty() ? (c1.sched_s - c0.sched_s) / span : -1);
+        j.num("client_us_per_frame",
+              st_.frames_unique > 0 ? (cl1 - cl0) * 1e6 / double(st_.frames_unique) : -1);
         std::printf("%s\n", j.done().c_str());
         std::fflush(stdout);
         return 0;
