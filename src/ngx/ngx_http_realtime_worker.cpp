@@ -51,12 +51,14 @@ static ngx_http_realtime_main_conf_t  *ngx_http_realtime_main_conf;
 static ngx_queue_t                     ngx_http_realtime_flush_list;
 
 /*
- * Connections written per turn of the event loop. A fan-out to many
- * connections is written in slices, so publish requests and other events
- * are served in between; and messages published meanwhile join the
- * pending connections' queues, so they go out in the same writev.
+ * Time spent writing connections per turn of the event loop. A fan-out to
+ * many connections is written in slices, so publish requests and other
+ * events are served in between (a publish is answered in well under a
+ * millisecond), and messages published meanwhile join the pending
+ * connections' queues, so they go out in the same writev.
  */
-#define NGX_HTTP_REALTIME_FLUSH_SLICE  256
+#define NGX_HTTP_REALTIME_FLUSH_SLICE_NS  300000
+#define NGX_HTTP_REALTIME_FLUSH_CHECK     16      /* connections per clock read */
 
 
 ngx_int_t
@@ -317,9 +319,24 @@ ngx_http_realtime_wake_handler(ngx_event_t *rev) noexcept
 }
 
 
+/* A monotonic clock in ns (vDSO: no syscall); ngx_current_msec stands still
+   within one event handler. */
+
+static uint64_t
+ngx_http_realtime_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
 static void
 ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
 {
+    uint64_t                         start;
     ngx_uint_t                       i, n;
     ngx_queue_t                     *q;
     ngx_http_realtime_zone_t       **zones;
@@ -340,10 +357,19 @@ ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
     }
 
     /* one send_chain() per connection for everything it got */
-    for (n = 0; n < NGX_HTTP_REALTIME_FLUSH_SLICE; n++) {
+    start = ngx_http_realtime_now_ns();
+
+    for (n = 1; /* void */; n++) {
 
         if (ngx_queue_empty(&ngx_http_realtime_flush_list)) {
             return;
+        }
+
+        if (n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0
+            && ngx_http_realtime_now_ns() - start
+               > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
+        {
+            break;
         }
 
         q = ngx_queue_head(&ngx_http_realtime_flush_list);
