@@ -357,14 +357,15 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (s->user.len == 0 && s->jwt_claims) {
+    if (s->user.len == 0) {
         /*
-         * A valid token that names nobody: groups built from the identity
-         * (user_${jwt_claim_sub}_...) would be shared by all such tokens.
+         * Authenticated, but nobody named (a token without "sub", an auth
+         * answer without the user header): groups built from the identity
+         * (user_${jwt_claim_sub}_...) would be shared by all such clients.
          */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "realtime: handshake refused with 403: the token "
-                      "gives no user (realtime_user is empty)");
+                      "realtime: handshake refused with 403: "
+                      "realtime_user is empty");
         return NGX_DECLINED;
     }
 

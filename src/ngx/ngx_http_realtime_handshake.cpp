@@ -90,7 +90,8 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 
         if (rc == NGX_DECLINED) {
             return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
-                                                "the token names no user");
+                       s->jwt_claims ? "the token names no user"
+                                     : "authenticated, but no user");
         }
 
         if (rc != NGX_OK) {

@@ -16,7 +16,8 @@ import wsclient
 from groups_util import count, expect_nothing_more, next_text, publish, wait_count
 from wsclient import WS
 
-SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory": "mallory"}
+SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory": "mallory",
+            "s-nouser": ""}
 BANNED_USERS = {"mallory"}
 
 
@@ -50,6 +51,8 @@ class SessionApp:
                     self._answer(403)
                 elif self.path != "/check" or user is None:
                     self._answer(401, [("WWW-Authenticate", 'Cookie realm="app"')])
+                elif user == "":
+                    self._answer(200)     # an app bug: "yes", but no user
                 else:
                     self._answer(200, [("X-User", user)])
 
@@ -206,6 +209,14 @@ def test_banned_session_gets_403(ngx, app):
     assert count(ngx.port, "user_alice_notifications") == 0
     # a good session still works next to them
     close_ws(connect(ngx.port, "sessionid=s-alice"))
+
+
+def test_authenticated_without_a_user_gets_403(ngx, app):
+    """The app says 200 but names nobody: the connection would join the
+    shared "user__notifications"; it is refused instead."""
+    resp, ws = handshake(ngx.port, "sessionid=s-nouser")
+    assert ws is None and resp.status == 403, resp
+    assert count(ngx.port, "user__notifications") == 0
 
 
 def test_per_user_limit_with_session_identity(ngx, app):
