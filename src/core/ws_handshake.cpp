@@ -102,6 +102,18 @@ std::string compute_accept(std::string_view key) {
     return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
 }
 
+std::string_view find_prefixed_element(std::string_view value, std::string_view prefix) noexcept {
+    std::string_view found;
+    any_element(value, [&](std::string_view item) {
+        if (item.size() > prefix.size() && iequals(item.substr(0, prefix.size()), prefix)) {
+            found = item.substr(prefix.size());
+            return true;
+        }
+        return false;
+    });
+    return found;
+}
+
 std::string_view select_subprotocol(const std::vector<std::string_view>& offered,
                                     const std::vector<std::string>& supported) {
     std::string_view chosen;

@@ -55,6 +55,11 @@ bool has_token(std::string_view value, std::string_view token) noexcept;
 std::string_view select_subprotocol(const std::vector<std::string_view>& offered,
                                     const std::vector<std::string>& supported);
 
+// The rest of the first element of a comma-separated value that starts
+// with prefix (case-insensitive), e.g. the token in "chat, bearer.<JWT>"
+// for prefix "bearer."; empty if none.
+std::string_view find_prefixed_element(std::string_view value, std::string_view prefix) noexcept;
+
 // Origin is compared as a whole serialized origin ("https://example.com:8443"),
 // case-insensitively, with "*" in the list allowing any.
 bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) noexcept;

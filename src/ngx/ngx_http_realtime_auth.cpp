@@ -564,66 +564,29 @@ static ngx_int_t
 ngx_http_realtime_protocol_token_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept
 {
-    u_char           *p, *last, *start;
-    size_t            plen;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    std::string_view  token;
 
-    v->not_found = 1;
-    plen = sizeof(NGX_HTTP_REALTIME_TOKEN_PROTOCOL) - 1;
+    ngx_http_realtime_each_header(r,
+        [&token](std::string_view name, std::string_view value) {
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
+        if (ngx_http_realtime_header_is(name, "Sec-WebSocket-Protocol")) {
+            token = realtime::ws::find_prefixed_element(
+                        value, NGX_HTTP_REALTIME_TOKEN_PROTOCOL);
         }
 
-        if (h[i].key.len != sizeof("Sec-WebSocket-Protocol") - 1
-            || ngx_strncasecmp(h[i].key.data,
-                               (u_char *) "Sec-WebSocket-Protocol",
-                               h[i].key.len) != 0)
-        {
-            continue;
-        }
+        return !token.empty();
+    });
 
-        p = h[i].value.data;
-        last = p + h[i].value.len;
-
-        while (p < last) {
-            while (p < last && (*p == ' ' || *p == ',')) {
-                p++;
-            }
-
-            start = p;
-
-            while (p < last && *p != ',' && *p != ' ') {
-                p++;
-            }
-
-            if ((size_t) (p - start) > plen
-                && ngx_strncasecmp(start,
-                                   (u_char *) NGX_HTTP_REALTIME_TOKEN_PROTOCOL,
-                                   plen) == 0)
-            {
-                v->data = start + plen;
-                v->len = p - start - plen;
-                v->valid = 1;
-                v->no_cacheable = 1;
-                v->not_found = 0;
-                return NGX_OK;
-            }
-        }
+    if (token.empty()) {
+        v->not_found = 1;
+        return NGX_OK;
     }
+
+    v->data = (u_char *) token.data();
+    v->len = token.size();
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
 
     return NGX_OK;
 }

@@ -344,61 +344,33 @@ static void
 ngx_http_realtime_collect(ngx_http_request_t *r,
     realtime::ws::HandshakeRequest *hr)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
     hr->method = ngx_http_realtime_sv(r->method_name);
     hr->http_major = (int) (r->http_version / 1000);
     hr->http_minor = (int) (r->http_version % 1000);
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_realtime_each_header(r,
+        [hr](std::string_view name, std::string_view value) {
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        std::string_view  name = ngx_http_realtime_sv(h[i].key);
-        std::string_view  value = ngx_http_realtime_sv(h[i].value);
-
-#define ngx_http_realtime_is(n)                                               \
-        (name.size() == sizeof(n) - 1                                         \
-         && ngx_strncasecmp((u_char *) name.data(), (u_char *) n,             \
-                            sizeof(n) - 1) == 0)
-
-        if (ngx_http_realtime_is("Upgrade")) {
+        if (ngx_http_realtime_header_is(name, "Upgrade")) {
             hr->upgrade.push_back(value);
 
-        } else if (ngx_http_realtime_is("Connection")) {
+        } else if (ngx_http_realtime_header_is(name, "Connection")) {
             hr->connection.push_back(value);
 
-        } else if (ngx_http_realtime_is("Sec-WebSocket-Key")) {
+        } else if (ngx_http_realtime_header_is(name, "Sec-WebSocket-Key")) {
             hr->key.push_back(value);
 
-        } else if (ngx_http_realtime_is("Sec-WebSocket-Version")) {
+        } else if (ngx_http_realtime_header_is(name, "Sec-WebSocket-Version")) {
             hr->version.push_back(value);
 
-        } else if (ngx_http_realtime_is("Sec-WebSocket-Protocol")) {
+        } else if (ngx_http_realtime_header_is(name, "Sec-WebSocket-Protocol")) {
             hr->protocols.push_back(value);
 
-        } else if (ngx_http_realtime_is("Origin")) {
+        } else if (ngx_http_realtime_header_is(name, "Origin")) {
             hr->has_origin = true;
             hr->origin = value;
         }
 
-#undef ngx_http_realtime_is
-    }
+        return false;
+    });
 }

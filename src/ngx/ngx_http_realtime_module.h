@@ -165,6 +165,53 @@ ngx_http_realtime_sv(const ngx_str_t &s)
 
 
 /*
+ * Calls f(name, value) for every request header, in order, until f returns
+ * true (found).
+ */
+template <class F>
+void
+ngx_http_realtime_each_header(ngx_http_request_t *r, F f)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        if (f(ngx_http_realtime_sv(h[i].key), ngx_http_realtime_sv(h[i].value))) {
+            return;
+        }
+    }
+}
+
+
+static inline bool
+ngx_http_realtime_header_is(std::string_view name, std::string_view want)
+{
+    return name.size() == want.size()
+           && ngx_strncasecmp((u_char *) name.data(), (u_char *) want.data(),
+                              want.size()) == 0;
+}
+
+
+/*
  * Constructs a T in pool memory and registers its destructor as a pool
  * cleanup, so C++ objects live exactly as long as the nginx object they
  * belong to. Returns NULL on allocation failure; T's constructor must not
