@@ -42,6 +42,8 @@ $(NGX_BUILD)/Makefile: config
 	    "$${NGX_CONF_FLAGS[@]}" \
 	    --add-dynamic-module=$(CURDIR) --builddir=$(NGX_BUILD) >$(NGX_BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(NGX_BUILD)/configure.log; exit 1; }
+	@# our .cpp objects, not nginx's generated C file, get -std=c++17 (see config)
+	echo '$(NGX_BUILD)/addon/core/%.o $(NGX_BUILD)/addon/ngx/%.o: CFLAGS += -std=c++17' >> $@
 
 $(MODULE): $(NGX_BUILD)/Makefile $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
 	$(MAKE) -s -f $(NGX_BUILD)/Makefile -C $(NGINX_SRC) modules

@@ -43,6 +43,12 @@ bool add_group(const json_t* value, PublishItem& item, std::string& error,
                 " (1-100 of A-Z a-z 0-9 - _ . :)";
         return false;
     }
+    // a group named twice is one destination: its subscribers get it once
+    for (const std::string& g : item.groups) {
+        if (g == name) {
+            return true;
+        }
+    }
     item.groups.emplace_back(name);
     return true;
 }

@@ -6,12 +6,6 @@
 
 namespace realtime {
 
-namespace {
-
-constexpr uint32_t kMagic = 0x52544731;  // "RTG1": layout version of the zone
-
-}  // namespace
-
 uint32_t hash_group_name(std::string_view name) noexcept {
     // FNV-1a: short keys, no adversarial concern beyond chain length, which
     // is bounded by the bucket count chosen from the zone size.
@@ -40,7 +34,6 @@ RegistryRoot* Registry::create(Allocator& alloc, size_t buckets) noexcept {
     }
     std::memset(root->buckets, 0, sizeof(GroupNode*) * n);
     root->bucket_mask = static_cast<uint32_t>(n - 1);
-    root->magic = kMagic;
     return root;
 }
 
@@ -50,14 +43,26 @@ int Registry::claim_slot(int32_t pid) noexcept {
         if (s.pid == 0) {
             std::memset(&s, 0, sizeof(s));
             s.pid = pid;
+            s.owner = ++root_->claims;
             return static_cast<int>(i);
         }
     }
     return -1;
 }
 
+bool Registry::release_slot_of(uint32_t slot, uint64_t owner) noexcept {
+    if (slot >= kMaxWorkerSlots || root_->slots[slot].pid == 0 ||
+        root_->slots[slot].owner != owner) {
+        return false;
+    }
+    release_slot(slot);
+    return true;
+}
+
 void Registry::release_slot(uint32_t slot) noexcept {
-    release_queue(take_queue(slot));
+    finish_drain(slot);
+    take_queue(slot);
+    finish_drain(slot);
 
     // Remove the slot's share from every group; the walk is over groups,
     // which is rare work (a worker exits or died).
@@ -209,10 +214,11 @@ void Registry::unsubscribe(std::string_view group, uint32_t slot) noexcept {
 
 Registry::Published Registry::publish(const std::string_view* groups, size_t ngroups,
                                       const uint8_t* frame, size_t size) noexcept {
-    Published res{Status::kOk, 0, 0};
+    Published res{Status::kOk, 0, {}};
 
     constexpr size_t kMaxGroups = kMaxGroupsPerMessage;  // checked by the API
     GroupNode* found[kMaxGroups];
+    SlotSet slots;  // workers that get the message, each once
     size_t names_size = 0;
     size_t nodes_needed = 0;
     if (ngroups > kMaxGroups) {
@@ -222,9 +228,21 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
     for (size_t i = 0; i < ngroups; ++i) {
         found[i] = lookup(groups[i], hash_group_name(groups[i]), nullptr);
         names_size += 1 + groups[i].size();
-        if (found[i]) {
-            res.subscribers += found[i]->subscribers;
-            nodes_needed += found[i]->nslots;
+        for (size_t j = 0; j < i && found[i]; ++j) {
+            if (found[j] == found[i]) {
+                found[i] = nullptr;  // named twice: counted once
+            }
+        }
+        if (found[i] == nullptr) {
+            continue;
+        }
+        res.subscribers += found[i]->subscribers;
+        for (uint16_t j = 0; j < found[i]->nslots; ++j) {
+            uint32_t slot = found[i]->slots[j].slot;
+            if (!slots.test(slot)) {
+                slots.set(slot);
+                nodes_needed++;
+            }
         }
     }
     if (nodes_needed == 0) {
@@ -272,32 +290,29 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         nodes = node;
     }
 
+    slots.for_each([&](uint32_t slot) {
+        WorkerSlot& w = root_->slots[slot];
+        QueueNode* node = nodes;
+        nodes = nodes->next;
+        node->next = nullptr;
+        node->message = m;
+        m->refs++;
+        if (w.tail) {
+            w.tail->next = node;
+        } else {
+            w.head = node;
+        }
+        w.tail = node;
+        w.queued++;
+        if (!w.notified) {
+            w.notified = 1;
+            res.wake.set(slot);
+        }
+    });
     for (size_t i = 0; i < ngroups; ++i) {
-        GroupNode* g = found[i];
-        if (g == nullptr) {
-            continue;
+        if (found[i]) {
+            found[i]->published++;
         }
-        for (uint16_t j = 0; j < g->nslots; ++j) {
-            WorkerSlot& w = root_->slots[g->slots[j].slot];
-            QueueNode* node = nodes;
-            nodes = nodes->next;
-            node->next = nullptr;
-            node->message = m;
-            node->group = static_cast<uint16_t>(i);
-            m->refs++;
-            if (w.tail) {
-                w.tail->next = node;
-            } else {
-                w.head = node;
-            }
-            w.tail = node;
-            w.queued++;
-            if (!w.notified) {
-                w.notified = 1;
-                res.wake |= uint64_t{1} << g->slots[j].slot;
-            }
-        }
-        g->published++;
     }
     root_->stats.messages_published++;
     return res;
@@ -306,11 +321,28 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
 QueueNode* Registry::take_queue(uint32_t slot) noexcept {
     WorkerSlot& w = root_->slots[slot];
     QueueNode* list = w.head;
+    if (w.draining) {
+        // the previous drain was not given back: keep both, in order
+        QueueNode* last = w.draining;
+        while (last->next) {
+            last = last->next;
+        }
+        last->next = list;
+        list = w.draining;
+    }
+    w.draining = list;
     w.head = nullptr;
     w.tail = nullptr;
     w.queued = 0;
     w.notified = 0;
     return list;
+}
+
+void Registry::finish_drain(uint32_t slot) noexcept {
+    WorkerSlot& w = root_->slots[slot];
+    QueueNode* list = w.draining;
+    w.draining = nullptr;
+    release_queue(list);
 }
 
 void Registry::release_queue(QueueNode* list) noexcept {

@@ -20,7 +20,47 @@
 
 namespace realtime {
 
-constexpr uint32_t kMaxWorkerSlots = 64;  // live workers of all generations
+// Live workers of all generations. nginx's master keeps at most
+// NGX_MAX_PROCESSES (1024) children, so a table this size cannot run out as
+// long as the slots of exited workers are given back (the glue checks this
+// bound at compile time).
+constexpr uint32_t kMaxWorkerSlots = 1024;
+
+// The longest wake-up address a worker may publish in its slot.
+constexpr size_t kWakeNameMax = 40;
+
+// A set of worker slots (the ones a publish must wake).
+struct SlotSet {
+    uint64_t bits[kMaxWorkerSlots / 64] = {};
+
+    void set(uint32_t slot) noexcept { bits[slot / 64] |= uint64_t{1} << (slot % 64); }
+    bool test(uint32_t slot) const noexcept { return bits[slot / 64] >> (slot % 64) & 1; }
+    bool none() const noexcept {
+        for (uint64_t b : bits) {
+            if (b) {
+                return false;
+            }
+        }
+        return true;
+    }
+    // Calls f(slot) for each member, in increasing order.
+    template <class F>
+    void for_each(F f) const {
+        for (uint32_t word = 0; word < kMaxWorkerSlots / 64; ++word) {
+            for (uint64_t b = bits[word]; b; b &= b - 1) {
+                f(word * 64 + static_cast<uint32_t>(__builtin_ctzll(b)));
+            }
+        }
+    }
+    bool operator==(const SlotSet& o) const noexcept {
+        for (size_t i = 0; i < kMaxWorkerSlots / 64; ++i) {
+            if (bits[i] != o.bits[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+};
 
 // One published message, stored once whatever the number of its groups and
 // of the workers that deliver it.
@@ -43,20 +83,30 @@ struct ShmMessage {
     }
 };
 
-// A message in one worker's queue, for one of its groups.
+// A message in one worker's queue: once per worker whatever the number of
+// its groups that worker serves, so a connection in several of them can be
+// given the message once.
 struct QueueNode {
     QueueNode* next;
     ShmMessage* message;
-    uint16_t group;  // index into the message's groups
 };
 
 struct WorkerSlot {
     int32_t pid;        // 0: free
     uint32_t notified;  // a wake-up was sent and not yet acted upon
+    uint64_t owner;     // unique per claim: a release names the claim it ends
     QueueNode* head;
     QueueNode* tail;
+    // Taken by the worker and being delivered. It stays reachable from the
+    // slot until the worker gives it back, so a worker killed mid-delivery
+    // leaks nothing: releasing its slot frees these too.
+    QueueNode* draining;
     uint32_t queued;
     uint32_t connections;
+    // Where to send this worker's wake-up datagram (an abstract AF_UNIX
+    // name chosen at random by the worker); empty: it drains on a timer.
+    uint8_t wake_len;
+    char wake_name[kWakeNameMax];
 };
 
 struct SlotCount {
@@ -89,11 +139,11 @@ struct RegistryStats {
 };
 
 struct RegistryRoot {
-    uint32_t magic;
     uint32_t bucket_mask;
     GroupNode** buckets;
     uint32_t groups;
     uint32_t generation;  // bumped on every reload that reuses the zone
+    uint64_t claims;      // slot claims so far: the source of owner tags
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
 };
@@ -110,11 +160,15 @@ public:
     RegistryRoot* root() const noexcept { return root_; }
 
     // Worker slots. claim_slot returns the slot index or -1 when all are
-    // taken. release_slot frees what the slot held: its queued messages and
-    // its share of every group's subscriber count (a dead worker's
-    // subscribers are gone with it).
+    // taken; the slot's owner tag is unique to this claim. release_slot
+    // frees what the slot held: its queued and draining messages and its
+    // share of every group's subscriber count (a dead worker's subscribers
+    // are gone with it). release_slot_of does so only while the slot still
+    // belongs to the claim named by owner, so a late release can never
+    // wipe a slot that another worker has claimed since.
     int claim_slot(int32_t pid) noexcept;
     void release_slot(uint32_t slot) noexcept;
+    bool release_slot_of(uint32_t slot, uint64_t owner) noexcept;
 
     // Subscriptions, counted per worker slot.
     Status subscribe(std::string_view group, uint32_t slot) noexcept;
@@ -122,15 +176,15 @@ public:
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
 
-    // Stores one framed message for its groups and queues it for every
-    // worker that has subscribers of them (once per group). subscribers is
-    // the sum of the groups' counts at this moment; wake has bit i set for
-    // each slot that must be woken (it had no wake-up pending). All or
-    // nothing: on kNoMemory nothing is stored or queued.
+    // Stores one framed message for its groups and queues it once for
+    // every worker that has subscribers of any of them. A group named twice
+    // counts once. subscribers is the sum of the groups' counts at this
+    // moment; wake holds each slot that must be woken (it had no wake-up
+    // pending). All or nothing: on kNoMemory nothing is stored or queued.
     struct Published {
         Status status;
         uint32_t subscribers;
-        uint64_t wake;
+        SlotSet wake;
     };
     Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
                       size_t size) noexcept;
@@ -138,17 +192,24 @@ public:
         return publish(&group, 1, frame, size);
     }
 
-    // Detaches a worker's queue (oldest first) and clears its wake-up flag.
+    // Moves a worker's queue (oldest first) to its draining list, clears its
+    // wake-up flag and returns the list. The messages stay valid until
+    // finish_drain(slot), so the worker reads them without the lock.
     QueueNode* take_queue(uint32_t slot) noexcept;
 
-    // Drops the worker's references to a detached queue, freeing nodes and
-    // every message no other worker still holds.
-    void release_queue(QueueNode* list) noexcept;
+    // Gives back what take_queue returned: frees the nodes and every
+    // message no other worker still holds.
+    void finish_drain(uint32_t slot) noexcept;
+
+    // A wake-up could not be sent to slot: clear its flag so the next
+    // publish tries again instead of assuming one is pending.
+    void wake_failed(uint32_t slot) noexcept { root_->slots[slot].notified = 0; }
 
 private:
     GroupNode* lookup(std::string_view group, uint32_t hash, GroupNode*** link) const noexcept;
     void remove_group(GroupNode* g, GroupNode** link) noexcept;
     void drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot, uint32_t n) noexcept;
+    void release_queue(QueueNode* list) noexcept;
 
     RegistryRoot* root_;
     Allocator& alloc_;

@@ -27,7 +27,7 @@ void release(SharedFrame* f) noexcept {
 
 bool SendQueue::grow() noexcept {
     uint32_t cap = capacity_ ? capacity_ * 2 : 4;
-    auto* ring = static_cast<SharedFrame**>(std::malloc(sizeof(SharedFrame*) * cap));
+    auto* ring = static_cast<uintptr_t*>(std::malloc(sizeof(uintptr_t) * cap));
     if (ring == nullptr) {
         return false;
     }
@@ -41,21 +41,24 @@ bool SendQueue::grow() noexcept {
     return true;
 }
 
-bool SendQueue::push(SharedFrame* f) noexcept {
+bool SendQueue::push(SharedFrame* f, bool reply) noexcept {
     if (count_ == capacity_ && !grow()) {
         return false;
     }
-    ring_[(head_ + count_) & (capacity_ - 1)] = f;
+    ring_[(head_ + count_) & (capacity_ - 1)] = reinterpret_cast<uintptr_t>(f) | (reply ? 1 : 0);
     ++count_;
     retain(f);
     bytes_ += f->size;
+    if (reply) {
+        reply_bytes_ += f->size;
+    }
     return true;
 }
 
 size_t SendQueue::gather(OutSlice* out, size_t max) const noexcept {
     size_t n = 0;
     for (uint32_t i = 0; i < count_ && n < max; ++i) {
-        const SharedFrame* f = ring_[(head_ + i) & (capacity_ - 1)];
+        const SharedFrame* f = frame_of(ring_[(head_ + i) & (capacity_ - 1)]);
         size_t skip = (i == 0) ? head_offset_ : 0;
         if (f->size == skip) {
             continue;  // empty frame: nothing to send
@@ -70,11 +73,18 @@ size_t SendQueue::gather(OutSlice* out, size_t max) const noexcept {
 void SendQueue::consume(size_t n) noexcept {
     bytes_ -= n;
     while (count_ > 0) {
-        SharedFrame* f = ring_[head_];
+        uintptr_t e = ring_[head_];
+        SharedFrame* f = frame_of(e);
         size_t left = f->size - head_offset_;
         if (n < left) {
             head_offset_ += static_cast<uint32_t>(n);
+            if (is_reply(e)) {
+                reply_bytes_ -= n;
+            }
             return;
+        }
+        if (is_reply(e)) {
+            reply_bytes_ -= left;
         }
         n -= left;
         head_offset_ = 0;
@@ -90,8 +100,12 @@ void SendQueue::consume(size_t n) noexcept {
 void SendQueue::drop_unstarted() noexcept {
     uint32_t keep = (count_ > 0 && head_offset_ > 0) ? 1 : 0;
     for (uint32_t i = keep; i < count_; ++i) {
-        SharedFrame* f = ring_[(head_ + i) & (capacity_ - 1)];
+        uintptr_t e = ring_[(head_ + i) & (capacity_ - 1)];
+        SharedFrame* f = frame_of(e);
         bytes_ -= f->size;
+        if (is_reply(e)) {
+            reply_bytes_ -= f->size;
+        }
         release(f);
     }
     count_ = keep;
@@ -99,7 +113,7 @@ void SendQueue::drop_unstarted() noexcept {
 
 void SendQueue::clear() noexcept {
     for (uint32_t i = 0; i < count_; ++i) {
-        release(ring_[(head_ + i) & (capacity_ - 1)]);
+        release(frame_of(ring_[(head_ + i) & (capacity_ - 1)]));
     }
     std::free(ring_);
     ring_ = nullptr;
@@ -108,6 +122,7 @@ void SendQueue::clear() noexcept {
     count_ = 0;
     head_offset_ = 0;
     bytes_ = 0;
+    reply_bytes_ = 0;
 }
 
 }  // namespace realtime

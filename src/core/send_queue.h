@@ -41,11 +41,14 @@ public:
     ~SendQueue() { clear(); }
 
     // Queues f and takes a reference to it. False only if the ring could not
-    // grow (out of memory); the frame is then not queued.
-    bool push(SharedFrame* f) noexcept;
+    // grow (out of memory); the frame is then not queued. A reply is a frame
+    // the connection's own input caused (a pong, an answer): replies are
+    // counted apart, so reading can pause on them alone.
+    bool push(SharedFrame* f, bool reply = false) noexcept;
 
-    // Unsent bytes.
+    // Unsent bytes, and the part of them that belongs to replies.
     size_t bytes() const noexcept { return bytes_; }
+    size_t reply_bytes() const noexcept { return reply_bytes_; }
     bool empty() const noexcept { return count_ == 0; }
     size_t frames() const noexcept { return count_; }
 
@@ -65,12 +68,20 @@ public:
 private:
     bool grow() noexcept;
 
-    SharedFrame** ring_ = nullptr;
+    // Ring entries are frame pointers with the low bit marking a reply
+    // (frames come from malloc, so that bit is always free).
+    static SharedFrame* frame_of(uintptr_t e) noexcept {
+        return reinterpret_cast<SharedFrame*>(e & ~uintptr_t{1});
+    }
+    static bool is_reply(uintptr_t e) noexcept { return e & 1; }
+
+    uintptr_t* ring_ = nullptr;
     uint32_t capacity_ = 0;  // a power of two
     uint32_t head_ = 0;
     uint32_t count_ = 0;
     uint32_t head_offset_ = 0;  // bytes of the front frame already sent
     size_t bytes_ = 0;
+    size_t reply_bytes_ = 0;
 };
 
 }  // namespace realtime

@@ -8,7 +8,9 @@
  * which runs in the access phase, before our content handler.
  */
 
-#include "ngx_http_realtime_session.h"
+#include "ngx_http_realtime_auth.h"
+
+#include "ngx_http_realtime_heartbeat.h"
 
 #include <string>
 
@@ -353,11 +355,13 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_complex_value(r, rlcf->user, &s->user) != NGX_OK) {
+    ngx_str_t  user;
+
+    if (ngx_http_complex_value(r, rlcf->user, &user) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (s->user.len == 0) {
+    if (user.len == 0) {
         /*
          * Authenticated, but nobody named (a token without "sub", an auth
          * answer without the user header): groups built from the identity
@@ -367,6 +371,14 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
                       "realtime: handshake refused with 403: "
                       "realtime_user is empty");
         return NGX_DECLINED;
+    }
+
+    /* the session's own copy: the request's pool goes at the detach */
+    try {
+        s->user.assign((const char *) user.data, user.len);
+
+    } catch (...) {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -379,12 +391,11 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
  */
 
 void
-ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
+ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,
     json_t *message) noexcept
 {
     json_t                        *token;
     ngx_http_realtime_loc_conf_t  *rlcf;
-    realtime::SharedFrame         *f;
 
     rlcf = s->conf;
 
@@ -426,7 +437,7 @@ ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
             reply = "{\"type\":\"refresh\",\"ok\":true,\"exp\":"
                     + std::to_string(v.exp) + "}";
 
-            ngx_http_realtime_session_reschedule(s);
+            ngx_http_realtime_heartbeat_reschedule(s);
 
         } else {
             ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
@@ -437,13 +448,7 @@ ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
                     + realtime::json_quote(v.reason) + "}";
         }
 
-        f = ngx_http_realtime_text_frame(reply);
-        if (f == NULL) {
-            return;
-        }
-
-        ngx_http_realtime_session_send(s, f);
-        realtime::release(f);
+        ngx_http_realtime_session_reply(s, realtime::ws::Opcode::kText, reply);
 
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
@@ -538,13 +543,13 @@ ngx_http_realtime_user_variable(ngx_http_request_t *r,
     s = (ngx_http_realtime_session_t *)
             ngx_http_get_module_ctx(r->main, ngx_realtime_module);
 
-    if (s == NULL || s->user.len == 0) {
+    if (s == NULL || s->user.empty()) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->data = s->user.data;
-    v->len = s->user.len;
+    v->data = (u_char *) s->user.data();
+    v->len = s->user.size();
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

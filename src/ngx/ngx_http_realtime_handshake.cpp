@@ -5,9 +5,20 @@
  * sends either the 101 or a JSON error, and hands the connection over.
  */
 
-#include "ngx_http_realtime_session.h"
+#include "ngx_http_realtime_handshake.h"
 
 #include "core/group_name.h"
+#include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_groups.h"
+#include "ngx_http_realtime_heartbeat.h"
+#include "ngx_http_realtime_messages.h"
+
+
+/* What an accepted connection's session calls back into. */
+static const ngx_http_realtime_session_handlers_t  ngx_http_realtime_handlers = {
+    ngx_http_realtime_messages_dispatch,
+    ngx_http_realtime_groups_leave_all,
+};
 
 
 static void ngx_http_realtime_collect(ngx_http_request_t *r,
@@ -73,7 +84,8 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return ngx_http_realtime_send_error(r, res.status, res.reason);
         }
 
-        s = ngx_http_realtime_session_create(r, rlcf);
+        s = ngx_http_realtime_session_create(r, rlcf,
+                                             &ngx_http_realtime_handlers);
         if (s == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -115,27 +127,28 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         if (rlcf->zone) {
             ngx_str_t  limit_key = ngx_null_string;
 
-            if (rlcf->max_connections_per_user && s->user.len) {
+            if (rlcf->max_connections_per_user && !s->user.empty()) {
                 /* a name no client can publish to: "~" is not allowed */
-                limit_key.len = sizeof("~user:") - 1 + s->user.len;
+                limit_key.len = sizeof("~user:") - 1 + s->user.size();
                 limit_key.data = (u_char *) ngx_pnalloc(r->pool, limit_key.len);
                 if (limit_key.data == NULL) {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR;
                 }
 
                 ngx_memcpy(ngx_cpymem(limit_key.data, "~user:", 6),
-                           s->user.data, s->user.len);
+                           s->user.data(), s->user.size());
             }
 
-            rc = ngx_http_realtime_session_subscribe(s, &groups,
+            rc = ngx_http_realtime_groups_join(s, &groups,
                      limit_key.len ? &limit_key : NULL,
                      rlcf->max_connections_per_user);
 
             if (rc == NGX_BUSY) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "realtime: handshake refused with 429: user "
-                              "\"%V\" has %ui connections already",
-                              &s->user, rlcf->max_connections_per_user);
+                              "\"%*s\" has %ui connections already",
+                              s->user.size(), s->user.data(),
+                              rlcf->max_connections_per_user);
                 return ngx_http_realtime_send_error(r,
                            NGX_HTTP_TOO_MANY_REQUESTS,
                            "too many connections for this user");
@@ -190,6 +203,8 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
     if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    ngx_http_realtime_heartbeat_start(s);
 
     return ngx_http_realtime_session_start(s);
 }

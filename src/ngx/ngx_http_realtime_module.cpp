@@ -5,9 +5,17 @@
 #include "ngx_http_realtime_module.h"
 
 #include "core/group_name.h"
+#include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_groups.h"
+#include "ngx_http_realtime_handshake.h"
+#include "ngx_http_realtime_publish.h"
+#include "ngx_http_realtime_stats.h"
+#include "ngx_http_realtime_worker.h"
 
 
 static ngx_int_t ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept;
+static ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept;
+static void ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept;
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -15,8 +23,6 @@ static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static char *ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf) noexcept;
-static char *ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static char *ngx_http_realtime_merge_zone(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
@@ -222,6 +228,23 @@ ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept
 }
 
 
+/* Each worker joins the zones; its drain delivers to its groups. */
+
+static ngx_int_t
+ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
+{
+    return ngx_http_realtime_worker_init(cycle,
+                                         ngx_http_realtime_groups_drain);
+}
+
+
+static void
+ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
+{
+    ngx_http_realtime_worker_exit(cycle);
+}
+
+
 static void *
 ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept
 {
@@ -418,43 +441,6 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 
 /*
- * A directive that takes a list (realtime_subprotocols a b c;): every
- * argument is kept, and repeating the directive adds to the list.
- */
-
-static char *
-ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-    noexcept
-{
-    ngx_str_t     *value, *s;
-    ngx_uint_t     i;
-    ngx_array_t  **a;
-
-    a = (ngx_array_t **) ((char *) conf + cmd->offset);
-
-    if (*a == NGX_CONF_UNSET_PTR) {
-        *a = ngx_array_create(cf->pool, cf->args->nelts - 1, sizeof(ngx_str_t));
-        if (*a == NULL) {
-            return (char *) NGX_CONF_ERROR;
-        }
-    }
-
-    value = (ngx_str_t *) cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        s = (ngx_str_t *) ngx_array_push(*a);
-        if (s == NULL) {
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        *s = value[i];
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
  * realtime_websocket [zone=NAME];
  * realtime_publish [zone=NAME];
  * realtime_stats [zone=NAME];
@@ -556,45 +542,6 @@ ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim)
 
     claim->data = p + n;
     claim->len = last - p - n;
-}
-
-
-/* The directive's arguments as complex values (they may hold variables). */
-
-ngx_array_t *
-ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept
-{
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_array_t                       *a;
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
-
-    a = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                         sizeof(ngx_http_complex_value_t));
-    if (a == NULL) {
-        return NULL;
-    }
-
-    value = (ngx_str_t *) cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        cv = (ngx_http_complex_value_t *) ngx_array_push(a);
-        if (cv == NULL) {
-            return NULL;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &value[i];
-        ccv.complex_value = cv;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return NULL;
-        }
-    }
-
-    return a;
 }
 
 

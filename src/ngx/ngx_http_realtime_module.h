@@ -1,6 +1,9 @@
 /*
- * ngx_realtime_module: declarations shared by the nginx glue files.
- * The only place (with the other src/ngx files) that sees nginx headers.
+ * ngx_realtime_module: the types every glue file shares (configuration,
+ * zone, per-worker state) and small helpers. It declares no function of a
+ * higher layer: each file's own header does that, and the files call
+ * downwards only (module -> handshake -> groups/auth -> messages ->
+ * heartbeat -> session -> zone; worker and publish beside them).
  */
 
 #pragma once
@@ -13,13 +16,16 @@ extern "C" {
 
 #include <new>
 #include <string_view>
+#include <vector>
 
 #include "core/jwt.h"
 #include "core/registry.h"
+#include "core/send_queue.h"
 #include "core/ws_handshake.h"
 
 
 #define NGX_HTTP_REALTIME_CLOSE_WAIT  3000  /* ms to wait for the peer's close */
+#define NGX_HTTP_REALTIME_READ_BUF    16384
 
 
 struct ngx_http_realtime_local_groups_t;
@@ -36,7 +42,9 @@ typedef struct {
     ngx_slab_pool_t            *shpool;
     realtime::RegistryRoot     *root;
 
+    /* this worker's own (every process has its private copy of this struct) */
     ngx_int_t                   slot;     /* this worker's slot, or -1 */
+    uint64_t                    owner;    /* the claim that slot belongs to */
     ngx_http_realtime_local_groups_t  *local;
 } ngx_http_realtime_zone_t;
 
@@ -82,15 +90,35 @@ typedef struct {
 } ngx_http_realtime_loc_conf_t;
 
 
+/*
+ * What one worker process holds for the module: built in init_process,
+ * torn down in exit_process (ngx_http_realtime_worker.cpp). Connections
+ * read into one buffer and share one ping frame.
+ */
+typedef struct {
+    ngx_http_realtime_main_conf_t  *main_conf;   /* NULL: no zone */
+    ngx_connection_t               *wake_conn;   /* NULL: drained on a timer */
+    ngx_event_t                     drain_event; /* our own queue has work */
+    ngx_event_t                     safety_timer;/* periodic drain */
+    ngx_msec_t                      safety_interval;
+    void                          (*drain)(void);  /* given at init */
+    ngx_queue_t                     flush_list;  /* connections to write */
+    uint64_t                        delivery;    /* stamp of the message
+                                                    being delivered */
+    realtime::SharedFrame          *ping_frame;
+    u_char                          read_buf[NGX_HTTP_REALTIME_READ_BUF];
+} ngx_http_realtime_worker_t;
+
+extern ngx_http_realtime_worker_t  ngx_http_realtime_worker;
+
+
 extern "C" ngx_module_t  ngx_realtime_module;
 
 
-ngx_int_t ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept;
-ngx_int_t ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept;
-ngx_int_t ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept;
-
-/* configuration */
+/* configuration helpers (ngx_http_realtime_conf.cpp) */
 ngx_array_t *ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept;
+char *ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
 
 /* responses */
 ngx_int_t ngx_http_realtime_add_header(ngx_http_request_t *r, const char *name,
@@ -100,16 +128,7 @@ ngx_int_t ngx_http_realtime_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
     ngx_uint_t status, std::string_view message) noexcept;
 
-/* authentication */
-char *ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf) noexcept;
-char *ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf) noexcept;
-char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
-    ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
-ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
-
-/* zone: directive, shared memory setup, locking */
+/* zone: directive, shared memory setup, locking, snapshot for stats */
 char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept;
 ngx_http_realtime_zone_t *ngx_http_realtime_find_zone(ngx_conf_t *cf,
@@ -149,11 +168,26 @@ private:
 };
 
 
-/* worker: slots, wake-ups and delivery to this worker's connections */
-ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept;
-void ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept;
-void ngx_http_realtime_wake(ngx_http_realtime_zone_t *zone, uint64_t slots,
-    const int32_t *pids) noexcept;
+/* A copy of what realtime_stats shows, taken under the lock. */
+struct ngx_http_realtime_zone_snapshot_t {
+    struct worker_t {
+        int32_t   pid;
+        uint32_t  connections;
+        uint32_t  queued;
+    };
+
+    size_t                   size;
+    size_t                   used;
+    size_t                   free;
+    uint32_t                 generation;
+    uint32_t                 groups;
+    realtime::RegistryStats  stats;
+    std::vector<worker_t>    workers;
+};
+
+/* May throw std::bad_alloc. */
+void ngx_http_realtime_zone_snapshot(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_zone_snapshot_t *snap);
 
 
 

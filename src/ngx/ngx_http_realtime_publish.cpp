@@ -9,13 +9,14 @@
  * that hold subscribers are woken after the lock is released.
  */
 
-#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_publish.h"
 
 #include <string>
 
 #include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_worker.h"
 
 
 static void ngx_http_realtime_publish_body(ngx_http_request_t *r) noexcept;
@@ -172,9 +173,8 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body)
 {
     size_t                     published;
-    uint64_t                   total, wake;
-    uint32_t                   i;
-    int32_t                    pids[realtime::kMaxWorkerSlots];
+    uint64_t                   total;
+    realtime::SlotSet          wake;
     ngx_http_realtime_zone_t  *z;
     bool                       full;
 
@@ -200,7 +200,6 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
     std::vector<uint64_t>  counts(req.items.size(), 0);
 
     z = rlcf->zone;
-    wake = 0;
     total = 0;
     published = 0;
     full = false;
@@ -224,17 +223,16 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
 
             counts[m] = res.subscribers;
             total += res.subscribers;
-            wake |= res.wake;
-            published++;
-        }
+            for (size_t w = 0; w < realtime::kMaxWorkerSlots / 64; w++) {
+                wake.bits[w] |= res.wake.bits[w];
+            }
 
-        for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
-            pids[i] = z->root->slots[i].pid;
+            published++;
         }
     }
 
-    if (wake) {
-        ngx_http_realtime_wake(z, wake, pids);
+    if (!wake.none()) {
+        ngx_http_realtime_worker_wake(z, wake);
     }
 
     if (full) {

@@ -14,7 +14,6 @@
 #include "ngx_http_realtime_session.h"
 
 
-#define NGX_HTTP_REALTIME_READ_BUF      16384
 #define NGX_HTTP_REALTIME_READ_BUDGET   16      /* reads per event, fairness */
 #define NGX_HTTP_REALTIME_PAUSE_READING 65536   /* own replies pending */
 #define NGX_HTTP_REALTIME_IOVS          64
@@ -25,46 +24,42 @@ static void ngx_http_realtime_detach(ngx_http_realtime_session_t *s);
 static void ngx_http_realtime_session_cleanup(void *data) noexcept;
 static void ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept;
-static void ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept;
 static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
     u_char *data, size_t len);
-static void ngx_http_realtime_flush(ngx_http_realtime_session_t *s);
-static void ngx_http_realtime_schedule(ngx_http_realtime_session_t *s);
-static void ngx_http_realtime_finish(ngx_http_realtime_session_t *s);
+static void ngx_http_realtime_write(ngx_http_realtime_session_t *s);
 static bool ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
-    realtime::SharedFrame *f);
-static bool ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
-    realtime::ws::Opcode op, std::string_view payload);
-static realtime::SharedFrame *ngx_http_realtime_frame(
-    realtime::ws::Opcode op, std::string_view payload) noexcept;
-
-
-/* Per worker: input is parsed in place and never kept between reads. */
-static u_char  ngx_http_realtime_read_buf[NGX_HTTP_REALTIME_READ_BUF];
-
-/* Per worker: every connection's pings share one frame. */
-static realtime::SharedFrame  *ngx_http_realtime_ping_frame;
+    realtime::SharedFrame *f, bool reply);
 
 
 ngx_http_realtime_session_t::ngx_http_realtime_session_t(
-    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *lc) noexcept
-    : request(r), connection(r->connection), conf(lc),
-      parser(lc->max_message_size, true),
-      timer(), last_rx(ngx_current_msec), last_data(ngx_current_msec),
-      ping_sent(0), zone(lc->zone), jwt_exp(0), user(), flush_link{{NULL, NULL}, this},
-      leftover(NULL), leftover_end(NULL),
-      awaiting_pong(0), close_sent(0), close_received(0),
-      close_after_flush(0), write_shut(0), read_paused(0), done(0),
-      in_flush(0), counted(0)
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *lc,
+    const ngx_http_realtime_session_handlers_t *h) noexcept
+    : request(r), connection(r->connection), conf(lc), handlers(h),
+      parser(lc->max_message_size, true), timer(),
+      last_rx(ngx_current_msec), last_data(ngx_current_msec), zone(lc->zone),
+      flush_link{{NULL, NULL}, this}
 {
     ngx_queue_init(&members);
+
+    /* the close wait until someone (the heartbeat) takes the timer over */
+    timer.handler = ngx_http_realtime_close_wait_handler;
+    timer.data = this;
+    timer.log = r->connection->log;
+    timer.cancelable = 1;   /* pings must not keep an exiting worker */
 }
 
 
 ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
 {
-    ngx_http_realtime_unlist(this);
-    ngx_http_realtime_session_leave_all(this);
+    if (in_flush) {
+        ngx_queue_remove(&flush_link.queue);
+        in_flush = false;
+    }
+
+    if (handlers && handlers->release) {
+        handlers->release(this);
+    }
 
     if (timer.timer_set) {
         ngx_del_timer(&timer);
@@ -78,7 +73,8 @@ ngx_http_realtime_session_t::~ngx_http_realtime_session_t()
 
 ngx_http_realtime_session_t *
 ngx_http_realtime_session_create(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf) noexcept
+    ngx_http_realtime_loc_conf_t *rlcf,
+    const ngx_http_realtime_session_handlers_t *handlers) noexcept
 {
     ngx_pool_cleanup_t           *cln;
     ngx_http_realtime_session_t  *s;
@@ -89,7 +85,7 @@ ngx_http_realtime_session_create(ngx_http_request_t *r,
     }
 
     /* not from r->pool: the session outlives the request (see detach) */
-    s = new (std::nothrow) ngx_http_realtime_session_t(r, rlcf);
+    s = new (std::nothrow) ngx_http_realtime_session_t(r, rlcf, handlers);
     if (s == NULL) {
         return NULL;
     }
@@ -117,11 +113,6 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
         s->leftover_end = r->header_in->last;
     }
 
-    s->timer.handler = ngx_http_realtime_timer_handler;
-    s->timer.data = s;
-    s->timer.log = c->log;
-    s->timer.cancelable = 1;    /* pings must not keep an exiting worker */
-
     c->log->action = (char *) "serving WebSocket";
     c->read->handler = ngx_http_realtime_upgrade_handler;
     c->write->handler = ngx_http_realtime_upgrade_handler;
@@ -131,8 +122,6 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
 
     /* the request outlives the content phase until we finalize it */
     r->main->count++;
-
-    ngx_http_realtime_schedule(s);
 
     /*
      * Data may already wait in the socket (edge-triggered epoll will not
@@ -188,15 +177,15 @@ ngx_http_realtime_upgrade_handler(ngx_event_t *ev) noexcept
             ngx_http_realtime_process(s, p, s->leftover_end - p);
         }
 
-        ngx_http_realtime_flush(s);
+        ngx_http_realtime_write(s);
 
     } catch (...) {
-        s->done = 1;
+        s->state = ngx_http_realtime_state_e::kDone;
     }
 
-    if (s->done || c->buffered) {
+    if (s->state == ngx_http_realtime_state_e::kDone || c->buffered) {
         /* done: finalize the request; buffered: wait for the 101 to go */
-        ngx_http_realtime_finish(s);
+        ngx_http_realtime_session_finish(s);
         return;
     }
 
@@ -222,7 +211,7 @@ ngx_http_realtime_detach(ngx_http_realtime_session_t *s)
     c = s->connection;
     hc = r->http_connection;
 
-    s->detached = 1;
+    s->detached = true;
 
     /* the access log line is written now, with status 101 */
     ngx_http_free_request(r, 0);
@@ -283,17 +272,24 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
     s = ngx_http_realtime_get_session(c);
 
     try {
-        if ((c->close || ngx_exiting) && !s->close_sent) {
+        if ((c->close || ngx_exiting) && !s->closing()) {
             c->close = 0;
-            ngx_http_realtime_session_close(s, realtime::ws::close_code::kGoingAway,
-                                            "server shutting down");
+            ngx_http_realtime_session_close(s,
+                realtime::ws::close_code::kGoingAway, "server shutting down");
         }
 
-        for (budget = NGX_HTTP_REALTIME_READ_BUDGET; !s->done; budget--) {
-
-            if (s->out.bytes() >= NGX_HTTP_REALTIME_PAUSE_READING) {
-                /* the peer does not read our replies: stop reading too */
-                s->read_paused = 1;
+        for (budget = NGX_HTTP_REALTIME_READ_BUDGET;
+             s->state != ngx_http_realtime_state_e::kDone;
+             budget--)
+        {
+            /*
+             * Only our replies (pongs, answers) pause reading: a client
+             * that does not read them must not make us buffer more. A
+             * backlog of broadcasts does not: its pongs must still be
+             * seen, or a live subscriber would be closed as dead.
+             */
+            if (s->out.reply_bytes() >= NGX_HTTP_REALTIME_PAUSE_READING) {
+                s->read_paused = true;
                 break;
             }
 
@@ -302,12 +298,12 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
                 break;
             }
 
-            n = c->recv(c, ngx_http_realtime_read_buf,
+            n = c->recv(c, ngx_http_realtime_worker.read_buf,
                         NGX_HTTP_REALTIME_READ_BUF);
 
             if (n == NGX_AGAIN) {
                 if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                    s->done = 1;
+                    s->state = ngx_http_realtime_state_e::kDone;
                 }
                 break;
             }
@@ -316,43 +312,38 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
                 if (!s->close_received) {
                     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                                   "realtime: client closed connection%s",
-                                  s->close_sent ? " after our close frame"
-                                                : " without a close frame");
+                                  s->closing() ? " after our close frame"
+                                               : " without a close frame");
                 }
 
                 c->error = (n == NGX_ERROR);
-                s->done = 1;
+                s->state = ngx_http_realtime_state_e::kDone;
                 break;
             }
 
             s->last_rx = ngx_current_msec;
-            s->awaiting_pong = 0;   /* any traffic proves the peer alive */
-            ngx_http_realtime_process(s, ngx_http_realtime_read_buf, n);
+            s->awaiting_pong = false;   /* any traffic proves the peer alive */
+            ngx_http_realtime_process(s, ngx_http_realtime_worker.read_buf, n);
         }
 
-        ngx_http_realtime_flush(s);
+        ngx_http_realtime_write(s);
 
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "realtime: out of memory while reading");
-        s->done = 1;
+        s->state = ngx_http_realtime_state_e::kDone;
     }
 
-    ngx_http_realtime_finish(s);
+    ngx_http_realtime_session_finish(s);
 }
 
 
 static void
 ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept
 {
-    ngx_connection_t             *c;
-    ngx_http_realtime_session_t  *s;
+    ngx_connection_t  *c = (ngx_connection_t *) wev->data;
 
-    c = (ngx_connection_t *) wev->data;
-    s = ngx_http_realtime_get_session(c);
-
-    ngx_http_realtime_flush(s);
-    ngx_http_realtime_finish(s);
+    ngx_http_realtime_session_flush(ngx_http_realtime_get_session(c));
 }
 
 
@@ -379,7 +370,7 @@ ngx_http_realtime_process(ngx_http_realtime_session_t *s, u_char *data,
          * stopped; it was read, so closing now sends FIN, not RST.
          */
         if (s->out.empty()) {
-            s->done = 1;
+            s->state = ngx_http_realtime_state_e::kDone;
         }
 
         return;
@@ -404,65 +395,25 @@ bool
 ngx_http_realtime_session_t::on_message(realtime::ws::Opcode op,
     std::string_view payload)
 {
-    if (close_sent) {
+    if (closing()) {
         return true;    /* closing: data is no longer acted upon */
     }
 
     last_data = ngx_current_msec;
 
-    if (conf->jwt_sources && op == realtime::ws::Opcode::kText
-        && payload.size() > 2 && payload.size() <= 16384 && payload[0] == '{')
-    {
-        realtime::jwt::JsonPtr  msg(json_loadb(payload.data(), payload.size(),
-                                               0, NULL));
-        json_t  *type = msg ? json_object_get(msg.get(), "type") : NULL;
-
-        if (json_is_string(type)
-            && ngx_strcmp(json_string_value(type), "refresh") == 0)
-        {
-            ngx_http_realtime_session_refresh(this, msg.get());
-            return true;
-        }
-    }
-
-    if (conf->echo) {
-        return ngx_http_realtime_reply(this, op, payload);
-    }
-
-    return true;
+    return handlers->message(this, op, payload);
 }
 
 
 bool
 ngx_http_realtime_session_t::on_ping(std::string_view payload)
 {
-    if (close_sent) {
+    if (closing()) {
         return true;    /* no control frames after our close (5.5.1) */
     }
 
-    return ngx_http_realtime_reply(this, realtime::ws::Opcode::kPong, payload);
-}
-
-
-/* Sends one frame back; when memory runs out, closes with 1011. */
-
-static bool
-ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
-    realtime::ws::Opcode op, std::string_view payload)
-{
-    realtime::SharedFrame  *f;
-
-    f = ngx_http_realtime_frame(op, payload);
-    if (f == NULL) {
-        ngx_http_realtime_session_close(s,
-            realtime::ws::close_code::kInternalError, "out of memory");
-        return false;
-    }
-
-    ngx_http_realtime_session_send(s, f);
-    realtime::release(f);
-
-    return true;
+    return ngx_http_realtime_session_reply(this, realtime::ws::Opcode::kPong,
+                                           payload);
 }
 
 
@@ -479,13 +430,13 @@ ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
 {
     realtime::SharedFrame  *f;
 
-    close_received = 1;
-    close_after_flush = 1;
+    close_received = true;
+    close_after_flush = true;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, connection->log, 0,
                    "realtime: client close %ui", (ngx_uint_t) code);
 
-    if (close_sent) {
+    if (closing()) {
         return false;   /* the reply to our close: done once flushed */
     }
 
@@ -495,15 +446,38 @@ ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
                 ? std::string()
                 : realtime::ws::close_payload(code, std::string_view()));
     if (f == NULL) {
-        done = 1;
+        state = ngx_http_realtime_state_e::kDone;
         return false;
     }
 
-    close_sent = 1;
-    ngx_http_realtime_queue(this, f);
+    state = ngx_http_realtime_state_e::kClosing;
+    ngx_http_realtime_queue(this, f, true);
     realtime::release(f);
 
     return false;
+}
+
+
+/* Sends one frame back; when memory runs out, closes with 1011. */
+
+bool
+ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
+    realtime::ws::Opcode op, std::string_view payload) noexcept
+{
+    realtime::SharedFrame  *f;
+
+    f = ngx_http_realtime_frame(op, payload);
+    if (f == NULL) {
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kInternalError, "out of memory");
+        return false;
+    }
+
+    ngx_http_realtime_session_send(s, f,
+                                   ngx_http_realtime_frame_kind_e::kReply);
+    realtime::release(f);
+
+    return true;
 }
 
 
@@ -511,15 +485,15 @@ ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
 
 static bool
 ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
-    realtime::SharedFrame *f)
+    realtime::SharedFrame *f, bool reply)
 {
-    if (s->out.push(f)) {
+    if (s->out.push(f, reply)) {
         return true;
     }
 
     ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
                   "realtime: out of memory queuing a frame");
-    s->done = 1;
+    s->state = ngx_http_realtime_state_e::kDone;
 
     return false;
 }
@@ -527,15 +501,21 @@ ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
 
 void
 ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
-    realtime::SharedFrame *f) noexcept
+    realtime::SharedFrame *f, ngx_http_realtime_frame_kind_e kind) noexcept
 {
     /* nothing may follow a close frame (RFC 6455 5.5.1) */
-    if (s->done || s->close_sent) {
+    if (s->closing()) {
         return;
     }
 
-    if (!ngx_http_realtime_queue(s, f)) {
+    if (!ngx_http_realtime_queue(s, f,
+                                 kind == ngx_http_realtime_frame_kind_e::kReply))
+    {
         return;
+    }
+
+    if (kind == ngx_http_realtime_frame_kind_e::kData) {
+        s->last_data = ngx_current_msec;    /* idle counts both ways */
     }
 
     if (s->out.bytes() > s->conf->send_buffer_size) {
@@ -565,7 +545,7 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
 {
     realtime::SharedFrame  *f;
 
-    if (s->close_sent || s->done) {
+    if (s->closing()) {
         return;
     }
 
@@ -577,27 +557,43 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
     }
 
     if (f == NULL) {
-        s->done = 1;
+        s->state = ngx_http_realtime_state_e::kDone;
         return;
     }
 
-    s->close_sent = 1;
-    ngx_http_realtime_queue(s, f);
+    s->state = ngx_http_realtime_state_e::kClosing;
+    ngx_http_realtime_queue(s, f, false);
     realtime::release(f);
 
     /*
      * Wait a bounded time for the client's close. The timer is not
      * cancelable: a worker that is shutting down lets the handshake end.
      */
+    s->timer.handler = ngx_http_realtime_close_wait_handler;
     s->timer.cancelable = 0;
     ngx_add_timer(&s->timer, NGX_HTTP_REALTIME_CLOSE_WAIT);
+}
+
+
+static void
+ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept
+{
+    ngx_http_realtime_session_t  *s;
+
+    s = (ngx_http_realtime_session_t *) ev->data;
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                  "realtime: no close reply from client in time");
+
+    s->state = ngx_http_realtime_state_e::kDone;
+    ngx_http_realtime_session_finish(s);
 }
 
 
 /* Writes as much queued output as the socket takes, in batches. */
 
 static void
-ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
+ngx_http_realtime_write(ngx_http_realtime_session_t *s)
 {
     size_t                 i, n, taken;
     ngx_buf_t              bufs[NGX_HTTP_REALTIME_IOVS];
@@ -607,7 +603,7 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
 
     c = s->connection;
 
-    if (s->done) {
+    if (s->state == ngx_http_realtime_state_e::kDone) {
         return;
     }
 
@@ -618,19 +614,19 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
          */
         if (s->request) {
             if (ngx_http_output_filter(s->request, NULL) == NGX_ERROR) {
-                s->done = 1;
+                s->state = ngx_http_realtime_state_e::kDone;
                 return;
             }
 
         } else if (c->send_chain(c, NULL, 0) == NGX_CHAIN_ERROR) {
             c->error = 1;
-            s->done = 1;
+            s->state = ngx_http_realtime_state_e::kDone;
             return;
         }
 
         if (c->buffered) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                s->done = 1;
+                s->state = ngx_http_realtime_state_e::kDone;
             }
 
             return;
@@ -664,7 +660,7 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
 
         if (rest == NGX_CHAIN_ERROR) {
             c->error = 1;
-            s->done = 1;
+            s->state = ngx_http_realtime_state_e::kDone;
             return;
         }
 
@@ -686,168 +682,34 @@ ngx_http_realtime_flush(ngx_http_realtime_session_t *s)
         }
     }
 
+    if (s->read_paused
+        && s->out.reply_bytes() < NGX_HTTP_REALTIME_PAUSE_READING)
+    {
+        s->read_paused = false;
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
     if (!s->out.empty()) {
         if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-            s->done = 1;
+            s->state = ngx_http_realtime_state_e::kDone;
         }
 
         return;
     }
 
     if (s->close_after_flush) {
-        s->done = 1;
+        s->state = ngx_http_realtime_state_e::kDone;
         return;
     }
 
-    if (s->parser.error().code && s->close_sent && !s->write_shut && !c->ssl) {
+    if (s->parser.error().code && s->closing() && !s->write_shut && !c->ssl) {
         /*
          * Failed connection: our close frame is out. A FIN after it lets
          * the client finish at once instead of waiting for our timeout.
          */
-        s->write_shut = 1;
+        s->write_shut = true;
         (void) shutdown(c->fd, SHUT_WR);
     }
-
-    if (s->read_paused) {
-        s->read_paused = 0;
-        ngx_post_event(c->read, &ngx_posted_events);
-    }
-}
-
-
-/*
- * The one timer of a connection. While open it sends pings and enforces
- * the pong and idle deadlines; once our close frame is out it bounds the
- * wait for the client's reply.
- */
-
-static void
-ngx_http_realtime_timer_handler(ngx_event_t *ev) noexcept
-{
-    ngx_msec_t                     now;
-    ngx_http_realtime_session_t   *s;
-    ngx_http_realtime_loc_conf_t  *conf;
-
-    s = (ngx_http_realtime_session_t *) ev->data;
-    conf = s->conf;
-    now = ngx_current_msec;
-
-    if (s->close_sent) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "realtime: no close reply from client in time");
-        s->done = 1;
-        ngx_http_realtime_finish(s);
-        return;
-    }
-
-    if (s->jwt_exp && ngx_time() >= s->jwt_exp + conf->jwt_leeway) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "realtime: token expired, closing with %ui",
-                      (ngx_uint_t) realtime::ws::close_code::kTokenExpired);
-        ngx_http_realtime_session_close(s,
-            realtime::ws::close_code::kTokenExpired, "token expired");
-        goto done;
-    }
-
-    if (s->awaiting_pong && now - s->ping_sent >= conf->pong_timeout) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "realtime: no pong from client in %M ms, closing with %ui",
-                      conf->pong_timeout,
-                      (ngx_uint_t) realtime::ws::close_code::kPongTimeout);
-        ngx_http_realtime_session_close(s,
-            realtime::ws::close_code::kPongTimeout, "pong timeout");
-        goto done;
-    }
-
-    if (conf->idle_timeout && now - s->last_data >= conf->idle_timeout) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "realtime: idle for %M ms, closing with %ui",
-                      conf->idle_timeout,
-                      (ngx_uint_t) realtime::ws::close_code::kIdleTimeout);
-        ngx_http_realtime_session_close(s,
-            realtime::ws::close_code::kIdleTimeout, "idle timeout");
-        goto done;
-    }
-
-    if (conf->ping_interval && !s->awaiting_pong
-        && now - s->last_rx >= conf->ping_interval)
-    {
-        if (ngx_http_realtime_ping_frame == NULL) {
-            ngx_http_realtime_ping_frame = ngx_http_realtime_frame(
-                realtime::ws::Opcode::kPing, std::string_view());
-        }
-
-        if (ngx_http_realtime_ping_frame) {
-            s->awaiting_pong = 1;
-            s->ping_sent = now;
-            ngx_http_realtime_session_send(s, ngx_http_realtime_ping_frame);
-        }
-    }
-
-    ngx_http_realtime_schedule(s);
-
-done:
-
-    ngx_http_realtime_flush(s);
-    ngx_http_realtime_finish(s);
-}
-
-
-/* Arms the timer for the nearest of the ping, pong and idle deadlines. */
-
-static void
-ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
-{
-    ngx_msec_t                     now, at, t;
-    ngx_http_realtime_loc_conf_t  *conf;
-
-    conf = s->conf;
-    now = ngx_current_msec;
-    at = 0;
-
-    if (s->close_sent) {
-        return;
-    }
-
-    if (s->awaiting_pong) {
-        at = s->ping_sent + conf->pong_timeout;
-
-    } else if (conf->ping_interval) {
-        at = s->last_rx + conf->ping_interval;
-    }
-
-    if (conf->idle_timeout) {
-        t = s->last_data + conf->idle_timeout;
-        if (at == 0 || (ngx_msec_int_t) (t - at) < 0) {
-            at = t;
-        }
-    }
-
-    if (s->jwt_exp) {
-        int64_t  left = s->jwt_exp + conf->jwt_leeway - (int64_t) ngx_time();
-
-        /*
-         * Whole seconds, +1 s so the timer never fires just before exp;
-         * a day at most: a far-off expiry is looked at again then.
-         */
-        if (left > 86400) {
-            left = 86400;
-        }
-
-        t = left > 0 ? now + (ngx_msec_t) left * 1000 + 1000 : now;
-
-        if (at == 0 || (ngx_msec_int_t) (t - at) < 0) {
-            at = t;
-        }
-    }
-
-    if (at == 0) {
-        return;
-    }
-
-    t = (ngx_msec_int_t) (at - now) > 0 ? at - now : 1;
-
-    ngx_add_timer(&s->timer, t);
 }
 
 
@@ -856,13 +718,13 @@ ngx_http_realtime_schedule(ngx_http_realtime_session_t *s)
  * Before detaching, through the request (pending 101, failed upgrade).
  */
 
-static void
-ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
+void
+ngx_http_realtime_session_finish(ngx_http_realtime_session_t *s) noexcept
 {
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    if (!s->done) {
+    if (s->state != ngx_http_realtime_state_e::kDone) {
         return;
     }
 
@@ -886,28 +748,14 @@ ngx_http_realtime_finish(ngx_http_realtime_session_t *s)
 void
 ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept
 {
-    ngx_http_realtime_flush(s);
-    ngx_http_realtime_finish(s);
-}
-
-
-void
-ngx_http_realtime_session_reschedule(ngx_http_realtime_session_t *s) noexcept
-{
-    ngx_http_realtime_schedule(s);
-}
-
-
-realtime::SharedFrame *
-ngx_http_realtime_text_frame(std::string_view payload) noexcept
-{
-    return ngx_http_realtime_frame(realtime::ws::Opcode::kText, payload);
+    ngx_http_realtime_write(s);
+    ngx_http_realtime_session_finish(s);
 }
 
 
 /* A server frame (never masked) holding payload, with one reference. */
 
-static realtime::SharedFrame *
+realtime::SharedFrame *
 ngx_http_realtime_frame(realtime::ws::Opcode op, std::string_view payload)
     noexcept
 {

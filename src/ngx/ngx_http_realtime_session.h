@@ -1,25 +1,35 @@
 /*
  * ngx_realtime_module: one upgraded WebSocket connection.
+ *
+ * The session knows the protocol and the socket: reading, parsing, writing
+ * shared frames, the close handshake. Everything else reaches it through
+ * the handlers it is given (what to do with a client message, what to
+ * release when it goes) and through its public fields (group membership,
+ * identity), which the files above it own.
  */
 
 #pragma once
 
 #include "ngx_http_realtime_module.h"
+
+#include <string>
+
 #include "core/send_queue.h"
 #include "core/ws_frame.h"
 
 
-struct ngx_http_realtime_local_group_t;
 struct ngx_http_realtime_session_t;
 
 
-/* A connection's membership of a group: linked from both sides. */
+/* What the layers above the session want to hear about. */
 typedef struct {
-    ngx_queue_t                         in_group;    /* local group's list */
-    ngx_queue_t                         in_session;  /* session's list */
-    ngx_http_realtime_session_t        *session;
-    ngx_http_realtime_local_group_t    *group;
-} ngx_http_realtime_member_t;
+    /* a complete data message from the client; false: stop processing */
+    bool  (*message)(ngx_http_realtime_session_t *s, realtime::ws::Opcode op,
+                     std::string_view payload);
+
+    /* the session is going away: give back what it holds (groups, ...) */
+    void  (*release)(ngx_http_realtime_session_t *s);
+} ngx_http_realtime_session_handlers_t;
 
 
 /* A link in the worker's list of connections with output to write. */
@@ -29,11 +39,24 @@ typedef struct {
 } ngx_http_realtime_flush_link_t;
 
 
+/* The protocol state of the connection. */
+enum class ngx_http_realtime_state_e : uint8_t {
+    kOpen,        /* data flows both ways */
+    kClosing,     /* our close frame is queued: wait for the peer's */
+    kDone         /* finalize at the next opportunity */
+};
+
+
 struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
 
     ngx_http_realtime_session_t(ngx_http_request_t *r,
-                                ngx_http_realtime_loc_conf_t *conf) noexcept;
+        ngx_http_realtime_loc_conf_t *conf,
+        const ngx_http_realtime_session_handlers_t *handlers) noexcept;
     ~ngx_http_realtime_session_t();
+
+    ngx_http_realtime_session_t(const ngx_http_realtime_session_t &) = delete;
+    ngx_http_realtime_session_t &operator=(
+        const ngx_http_realtime_session_t &) = delete;
 
     /* realtime::ws::FrameSink: what the parser decoded from the client */
     bool on_message(realtime::ws::Opcode op, std::string_view payload) override;
@@ -41,91 +64,100 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     bool on_pong(std::string_view payload) override;
     bool on_close(uint16_t code, std::string_view reason) override;
 
+    bool closing() const noexcept {
+        return state != ngx_http_realtime_state_e::kOpen;
+    }
+
     ngx_http_request_t            *request;     /* NULL once detached */
     ngx_connection_t              *connection;
     ngx_http_realtime_loc_conf_t  *conf;
+    const ngx_http_realtime_session_handlers_t  *handlers;
+
+    ngx_http_realtime_state_e      state = ngx_http_realtime_state_e::kOpen;
+
+    /*
+     * Who deletes the session: the request's pool cleanup until the 101 is
+     * out and the session detaches, then the session itself.
+     */
+    bool                           detached = false;
+
+    bool                           close_received = false;
+    bool                           close_after_flush = false;
+    bool                           write_shut = false;     /* FIN sent */
+    bool                           read_paused = false;    /* replies pile up */
 
     realtime::ws::FrameParser      parser;
     realtime::SendQueue            out;
 
-    /* ping, pong and idle deadlines; then the wait for the peer's close */
+    /*
+     * The one timer: ping, pong, idle and expiry deadlines (heartbeat), or
+     * the wait for the peer's close frame.
+     */
     ngx_event_t                    timer;
-    ngx_msec_t                     last_rx;     /* any bytes from the client */
-    ngx_msec_t                     last_data;   /* data message either way */
-    ngx_msec_t                     ping_sent;
+    ngx_msec_t                     last_rx;       /* any bytes from the client */
+    ngx_msec_t                     last_data;     /* data message either way */
+    ngx_msec_t                     ping_sent = 0;
+    bool                           awaiting_pong = false;
 
-    ngx_http_realtime_zone_t      *zone;        /* NULL: no groups */
-
-    /* identity: the verified token, if any, and realtime_user */
+    /* identity: owned copies, valid for the whole life of the session */
     realtime::jwt::JsonPtr         jwt_header;
     realtime::jwt::JsonPtr         jwt_claims;
-    int64_t                        jwt_exp;     /* 0: never expires */
-    ngx_str_t                      user;
+    int64_t                        jwt_exp = 0;   /* 0: never expires */
+    std::string                    user;          /* realtime_user */
 
-    ngx_queue_t                    members;     /* of ..._member_t */
-    ngx_http_realtime_flush_link_t flush_link;  /* worker's flush list */
+    /* groups (ngx_http_realtime_groups.cpp) */
+    ngx_http_realtime_zone_t      *zone;          /* NULL: no groups */
+    ngx_queue_t                    members;       /* of ..._member_t */
+    bool                           counted = false;  /* in the slot's count */
+    uint64_t                       delivered = 0; /* last message stamp */
+    bool                           in_flush = false;
+    ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */
 
     /* bytes that arrived with the handshake, not yet parsed (they live in
        the request's header buffer, so they are parsed before detaching) */
-    u_char                        *leftover;
-    u_char                        *leftover_end;
-
-    unsigned                       awaiting_pong:1;
-    unsigned                       close_sent:1;      /* close frame queued */
-    unsigned                       close_received:1;
-    unsigned                       close_after_flush:1;
-    unsigned                       write_shut:1;
-    unsigned                       read_paused:1;
-    unsigned                       done:1;            /* finalize now */
-    unsigned                       in_flush:1;
-    unsigned                       detached:1;        /* request freed */
-    unsigned                       counted:1;         /* in slot's connections */
+    u_char                        *leftover = nullptr;
+    u_char                        *leftover_end = nullptr;
 };
 
 
-/* Queues a frame (taking a reference) and enforces the send buffer limit. */
-void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
-    realtime::SharedFrame *f) noexcept;
-
-/* Queues a close frame and waits for the peer's reply. */
-void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
-    uint16_t code, std::string_view reason) noexcept;
-
-/* Joins groups in the zone and this worker's fan-out lists (before 101). */
-ngx_int_t ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
-    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept;
-
-/* Writes what is queued and ends the request if the session is done. */
-void ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept;
-
-/* Leaves every group (destructor, and later unsubscribe). */
-void ngx_http_realtime_session_leave_all(ngx_http_realtime_session_t *s)
-    noexcept;
-
-/* A session for r, owned by r's pool; not yet serving. */
+/* A session for r, owned by r's pool until it detaches; not yet serving. */
 ngx_http_realtime_session_t *ngx_http_realtime_session_create(
-    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf) noexcept;
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf,
+    const ngx_http_realtime_session_handlers_t *handlers) noexcept;
 
 /* Takes over the connection once the 101 is queued; returns NGX_DONE. */
 ngx_int_t ngx_http_realtime_session_start(ngx_http_realtime_session_t *s)
     noexcept;
 
-/* Re-arms the timer after a deadline moved (token refresh). */
-void ngx_http_realtime_session_reschedule(ngx_http_realtime_session_t *s)
+/*
+ * Queues a frame (taking a reference) and enforces the send buffer limit.
+ * A data frame counts as activity for realtime_idle_timeout; a reply
+ * (caused by the client's own input) counts towards pausing its reading.
+ */
+enum class ngx_http_realtime_frame_kind_e : uint8_t { kData, kReply, kControl };
+
+void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f,
+    ngx_http_realtime_frame_kind_e kind =
+        ngx_http_realtime_frame_kind_e::kData) noexcept;
+
+/* Frames payload and queues it as a reply; false when out of memory. */
+bool ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
+    realtime::ws::Opcode op, std::string_view payload) noexcept;
+
+/* Queues a close frame and waits (bounded) for the peer's reply. */
+void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
+    uint16_t code, std::string_view reason) noexcept;
+
+/* Writes what is queued; ends the connection if the session is done
+   (s may be gone afterwards). */
+void ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept;
+
+/* Ends the connection if the session is done; s may be gone afterwards. */
+void ngx_http_realtime_session_finish(ngx_http_realtime_session_t *s)
     noexcept;
 
-/* A text frame holding payload, with one reference; NULL when out of memory. */
-realtime::SharedFrame *ngx_http_realtime_text_frame(std::string_view payload)
-    noexcept;
-
-/* authentication (ngx_http_realtime_auth.cpp) */
-ngx_int_t ngx_http_realtime_authenticate(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
-    std::string_view *refusal);
-ngx_int_t ngx_http_realtime_identify(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s);
-void ngx_http_realtime_session_refresh(ngx_http_realtime_session_t *s,
-    json_t *message) noexcept;
-
-/* Takes s off the worker's flush list (it is going away). */
-void ngx_http_realtime_unlist(ngx_http_realtime_session_t *s) noexcept;
+/* A server frame (never masked) holding payload, with one reference;
+   NULL when out of memory. */
+realtime::SharedFrame *ngx_http_realtime_frame(realtime::ws::Opcode op,
+    std::string_view payload) noexcept;

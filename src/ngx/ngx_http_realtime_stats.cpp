@@ -2,7 +2,7 @@
  * ngx_realtime_module: realtime_stats, the zone's state as JSON.
  */
 
-#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_stats.h"
 
 #include <string>
 
@@ -12,8 +12,7 @@
 ngx_int_t
 ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
 {
-    uint32_t                       i;
-    ngx_uint_t                     connections, workers;
+    ngx_uint_t                     connections;
     ngx_http_realtime_zone_t      *z;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
@@ -31,57 +30,38 @@ ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
     z = rlcf->zone;
 
     try {
-        realtime::RegistryRoot  root;
-        ngx_uint_t              pages_free;
-        std::string             out;
-        std::string             per_worker;
+        ngx_http_realtime_zone_snapshot_t  snap;
+        std::string                        out, per_worker;
 
-        {
-            ngx_http_realtime_registry_t  reg(z);
-
-            /* a snapshot: the JSON is built after the lock is released */
-            ngx_memcpy(&root, z->root, sizeof(realtime::RegistryRoot));
-            pages_free = z->shpool->pfree;
-        }
-
-        size_t size = z->shm_zone->shm.size;
-        size_t free_bytes = pages_free << ngx_pagesize_shift;
+        ngx_http_realtime_zone_snapshot(z, &snap);
 
         connections = 0;
-        workers = 0;
 
-        for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
-            const realtime::WorkerSlot &w = root.slots[i];
-
-            if (w.pid == 0) {
-                continue;
-            }
-
+        for (const auto &w : snap.workers) {
             connections += w.connections;
-            per_worker += std::string(workers ? "," : "")
+            per_worker += std::string(per_worker.empty() ? "" : ",")
                           + "{\"pid\":" + std::to_string(w.pid)
                           + ",\"connections\":" + std::to_string(w.connections)
                           + ",\"queued\":" + std::to_string(w.queued) + "}";
-            workers++;
         }
 
         out = "{\"zone\":" + realtime::json_quote(ngx_http_realtime_sv(z->name))
-              + ",\"size\":" + std::to_string(size)
-              + ",\"used\":" + std::to_string(size - free_bytes)
-              + ",\"free\":" + std::to_string(free_bytes)
-              + ",\"generation\":" + std::to_string(root.generation)
-              + ",\"groups\":" + std::to_string(root.groups)
+              + ",\"size\":" + std::to_string(snap.size)
+              + ",\"used\":" + std::to_string(snap.used)
+              + ",\"free\":" + std::to_string(snap.free)
+              + ",\"generation\":" + std::to_string(snap.generation)
+              + ",\"groups\":" + std::to_string(snap.groups)
               + ",\"connections\":" + std::to_string(connections)
               + ",\"connections_opened\":"
-              + std::to_string(root.stats.connections_opened)
+              + std::to_string(snap.stats.connections_opened)
               + ",\"messages_published\":"
-              + std::to_string(root.stats.messages_published)
+              + std::to_string(snap.stats.messages_published)
               + ",\"frames_delivered\":"
-              + std::to_string(root.stats.frames_delivered)
+              + std::to_string(snap.stats.frames_delivered)
               + ",\"slow_consumer_closes\":"
-              + std::to_string(root.stats.slow_consumer_closes)
+              + std::to_string(snap.stats.slow_consumer_closes)
               + ",\"publish_rejected_full\":"
-              + std::to_string(root.stats.publish_rejected_full)
+              + std::to_string(snap.stats.publish_rejected_full)
               + ",\"workers\":[" + per_worker + "]}";
 
         return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);

@@ -1,77 +1,64 @@
 /*
- * ngx_realtime_module: this worker's part of cross-worker delivery.
+ * ngx_realtime_module: slots and wake-ups.
  *
  * Each worker owns a slot in every realtime zone and a datagram socket in
- * the abstract AF_UNIX namespace named after its pid. A publisher queues a
- * message for the slots that have subscribers of its group and sends one
- * byte to a worker only if no wake-up is pending for it already, so under
- * load wake-ups coalesce. The woken worker takes its whole queue under the
- * lock, copies each message once into a frame shared by all its local
- * subscribers, and writes each connection's batch with one send_chain().
- * Pids, not pointers, name workers, so this works across reload
- * generations and a respawned worker can reclaim a killed one's slot.
+ * the abstract AF_UNIX namespace whose name it picks at random and writes
+ * into its slot. A publisher queues a message for the slots that have
+ * subscribers of its group and sends one byte to a worker only if no
+ * wake-up is pending for it already, so under load wake-ups coalesce.
+ *
+ * Random names cannot collide with another nginx sharing the network
+ * namespace (pids repeat across PID namespaces) nor be bound first by a
+ * process that predicts them. Nothing here is fatal to a worker: without a
+ * wake-up socket it drains on a short timer, and every worker drains on a
+ * slow timer anyway, so a lost wake-up delays a message but never strands
+ * a queue.
  */
 
-#include "ngx_http_realtime_session.h"
+#include "ngx_http_realtime_worker.h"
 
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <string>
-#include <unordered_map>
+
+#define NGX_HTTP_REALTIME_SAFETY_DRAIN     1000   /* ms, with wake-ups */
+#define NGX_HTTP_REALTIME_DEGRADED_DRAIN   50     /* ms, without */
+#define NGX_HTTP_REALTIME_BIND_TRIES       8
 
 
-struct ngx_http_realtime_local_group_t {
-    std::string                   name;
-    ngx_queue_t                   members;
-    ngx_uint_t                    count;
-};
+static_assert(NGX_MAX_PROCESSES <= realtime::kMaxWorkerSlots,
+              "a slot for every process nginx can run");
 
 
-/* This worker's subscribers of one zone, by group name. */
-struct ngx_http_realtime_local_groups_t {
-    std::unordered_map<std::string_view,
-                       ngx_http_realtime_local_group_t *>  map;
-};
+ngx_http_realtime_worker_t  ngx_http_realtime_worker;
 
 
+static ngx_connection_t *ngx_http_realtime_wake_socket(ngx_cycle_t *cycle,
+    struct sockaddr_un *sa, socklen_t *len);
 static void ngx_http_realtime_wake_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept;
-static void ngx_http_realtime_drain(ngx_http_realtime_zone_t *z);
+static void ngx_http_realtime_safety_handler(ngx_event_t *ev) noexcept;
 static void ngx_http_realtime_reclaim_dead(ngx_http_realtime_zone_t *z,
     ngx_log_t *log);
-static socklen_t ngx_http_realtime_wake_addr(struct sockaddr_un *sa,
-    ngx_pid_t pid);
+static ngx_int_t ngx_http_realtime_claim(ngx_http_realtime_zone_t *z,
+    ngx_log_t *log);
 
 
-/* per worker; set in init_process */
-static ngx_connection_t               *ngx_http_realtime_wake_conn;
-static ngx_event_t                     ngx_http_realtime_drain_event;
-static ngx_http_realtime_main_conf_t  *ngx_http_realtime_main_conf;
-static ngx_queue_t                     ngx_http_realtime_flush_list;
-
-/*
- * Time spent writing connections per turn of the event loop. A fan-out to
- * many connections is written in slices, so publish requests and other
- * events are served in between (a publish is answered in well under a
- * millisecond), and messages published meanwhile join the pending
- * connections' queues, so they go out in the same writev.
- */
-#define NGX_HTTP_REALTIME_FLUSH_SLICE_NS  300000
-#define NGX_HTTP_REALTIME_FLUSH_CHECK     16      /* connections per clock read */
+/* this worker's wake-up address, copied into every slot it claims */
+static struct sockaddr_un  ngx_http_realtime_wake_sa;
+static socklen_t           ngx_http_realtime_wake_len;
 
 
 ngx_int_t
-ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
+ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void)) noexcept
 {
-    ngx_int_t                       slot;
     ngx_uint_t                      i;
-    ngx_socket_t                    fd;
-    socklen_t                       len;
-    struct sockaddr_un              sa;
-    ngx_connection_t               *c;
     ngx_http_realtime_zone_t      **zones, *z;
+    ngx_http_realtime_worker_t     *w;
     ngx_http_realtime_main_conf_t  *rmcf;
+
+    w = &ngx_http_realtime_worker;
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
         return NGX_OK;
@@ -84,224 +71,442 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
         return NGX_OK;
     }
 
-    ngx_http_realtime_main_conf = rmcf;
-    ngx_queue_init(&ngx_http_realtime_flush_list);
+    w->main_conf = rmcf;
+    w->drain = drain;
+    ngx_queue_init(&w->flush_list);
 
-    ngx_http_realtime_drain_event.handler = ngx_http_realtime_drain_handler;
-    ngx_http_realtime_drain_event.log = cycle->log;
-    ngx_http_realtime_drain_event.data = rmcf;
+    w->drain_event.handler = ngx_http_realtime_drain_handler;
+    w->drain_event.log = cycle->log;
+    w->drain_event.data = w;
+
+    w->wake_conn = ngx_http_realtime_wake_socket(cycle,
+                                                 &ngx_http_realtime_wake_sa,
+                                                 &ngx_http_realtime_wake_len);
+    if (w->wake_conn == NULL) {
+        ngx_http_realtime_wake_len = 0;
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "realtime: no wake-up socket, this worker delivers "
+                      "published messages every %d ms instead",
+                      NGX_HTTP_REALTIME_DEGRADED_DRAIN);
+    }
+
+    /* a periodic drain: a lost wake-up only delays, never strands */
+    w->safety_interval = w->wake_conn ? NGX_HTTP_REALTIME_SAFETY_DRAIN
+                                      : NGX_HTTP_REALTIME_DEGRADED_DRAIN;
+    w->safety_timer.handler = ngx_http_realtime_safety_handler;
+    w->safety_timer.log = cycle->log;
+    w->safety_timer.data = w;
+    w->safety_timer.cancelable = 1;     /* must not delay a shutdown */
+    ngx_add_timer(&w->safety_timer, w->safety_interval);
 
     zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
 
     for (i = 0; i < rmcf->zones.nelts; i++) {
         z = zones[i];
-
-        z->local = new (std::nothrow) ngx_http_realtime_local_groups_t();
-        if (z->local == NULL) {
-            return NGX_ERROR;
-        }
+        z->slot = -1;
 
         ngx_http_realtime_reclaim_dead(z, cycle->log);
 
-        {
-            ngx_http_realtime_registry_t  reg(z);
-
-            slot = reg->claim_slot((int32_t) ngx_pid);
-        }
-
-        if (slot < 0) {
+        if (ngx_http_realtime_claim(z, cycle->log) != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                           "realtime: no free worker slot in zone \"%V\" "
-                          "(%ui live workers at most); this worker refuses "
-                          "connections that join groups", &z->name,
+                          "(%ui live workers at most); retrying at the next "
+                          "connection that joins groups", &z->name,
                           (ngx_uint_t) realtime::kMaxWorkerSlots);
         }
-
-        z->slot = slot;
     }
-
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == (ngx_socket_t) -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
-                      "realtime: socket(AF_UNIX) failed");
-        return NGX_ERROR;
-    }
-
-    len = ngx_http_realtime_wake_addr(&sa, ngx_pid);
-
-    if (bind(fd, (struct sockaddr *) &sa, len) == -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
-                      "realtime: bind() of the wake-up socket failed");
-        ngx_close_socket(fd);
-        return NGX_ERROR;
-    }
-
-    c = ngx_get_connection(fd, cycle->log);
-    if (c == NULL) {
-        ngx_close_socket(fd);
-        return NGX_ERROR;
-    }
-
-    c->read->handler = ngx_http_realtime_wake_handler;
-    c->read->log = cycle->log;
-    c->data = rmcf;
-
-    /* level-triggered: the handler reads until EAGAIN anyway */
-    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-        ngx_close_connection(c);
-        return NGX_ERROR;
-    }
-
-    ngx_http_realtime_wake_conn = c;
 
     return NGX_OK;
 }
 
 
-void
-ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
-{
-    ngx_uint_t                 i;
-    ngx_http_realtime_zone_t **zones, *z;
+/*
+ * A datagram socket bound to a random abstract name. A name already taken
+ * (by chance or by a squatter) is simply replaced by another one.
+ */
 
-    if (ngx_http_realtime_main_conf == NULL) {
+static ngx_connection_t *
+ngx_http_realtime_wake_socket(ngx_cycle_t *cycle, struct sockaddr_un *sa,
+    socklen_t *len)
+{
+    u_char             *p, rnd[16];
+    ngx_uint_t          i, tries;
+    ngx_socket_t        fd;
+    ngx_connection_t   *c;
+
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                      "realtime: socket(AF_UNIX) failed");
+        return NULL;
+    }
+
+    for (tries = 0; /* void */; tries++) {
+
+        if (tries == NGX_HTTP_REALTIME_BIND_TRIES) {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                          "realtime: bind() of the wake-up socket failed");
+            ngx_close_socket(fd);
+            return NULL;
+        }
+
+        if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t) sizeof(rnd))
+        {
+            /* no entropy yet (early boot): unique, if not unpredictable */
+            for (i = 0; i < sizeof(rnd); i++) {
+                rnd[i] = (u_char) (ngx_random() ^ ngx_pid ^ (ngx_time() >> i));
+            }
+        }
+
+        ngx_memzero(sa, sizeof(struct sockaddr_un));
+        sa->sun_family = AF_UNIX;
+
+        /* abstract namespace: leading NUL, no file, no permissions to manage */
+        p = ngx_cpymem((u_char *) sa->sun_path + 1, "ngx_rt.", 7);
+        p = ngx_hex_dump(p, rnd, sizeof(rnd));
+
+        *len = (socklen_t) (offsetof(struct sockaddr_un, sun_path)
+                            + (p - (u_char *) sa->sun_path));
+
+        if (bind(fd, (struct sockaddr *) sa, *len) == 0) {
+            break;
+        }
+
+        if (ngx_socket_errno != NGX_EADDRINUSE) {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                          "realtime: bind() of the wake-up socket failed");
+            ngx_close_socket(fd);
+            return NULL;
+        }
+    }
+
+    c = ngx_get_connection(fd, cycle->log);
+    if (c == NULL) {
+        ngx_close_socket(fd);
+        return NULL;
+    }
+
+    c->read->handler = ngx_http_realtime_wake_handler;
+    c->read->log = cycle->log;
+    c->data = &ngx_http_realtime_worker;
+
+    /* level-triggered: the handler reads until EAGAIN anyway */
+    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+        ngx_close_connection(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+/* Claims a slot in z and publishes our wake-up address in it. */
+
+static ngx_int_t
+ngx_http_realtime_claim(ngx_http_realtime_zone_t *z, ngx_log_t *log)
+{
+    int                        slot;
+    size_t                     n;
+    realtime::WorkerSlot      *w;
+
+    ngx_http_realtime_registry_t  reg(z);
+
+    slot = reg->claim_slot((int32_t) ngx_pid);
+    if (slot < 0) {
+        return NGX_DECLINED;
+    }
+
+    w = &z->root->slots[slot];
+
+    n = ngx_http_realtime_wake_len
+        ? ngx_http_realtime_wake_len - offsetof(struct sockaddr_un, sun_path)
+        : 0;
+
+    if (n > realtime::kWakeNameMax) {
+        n = 0;      /* cannot happen: our names are shorter */
+    }
+
+    ngx_memcpy(w->wake_name, ngx_http_realtime_wake_sa.sun_path, n);
+    w->wake_len = (uint8_t) n;
+
+    z->slot = slot;
+    z->owner = w->owner;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_realtime_worker_slot(ngx_http_realtime_zone_t *z, ngx_log_t *log)
+    noexcept
+{
+    if (z->slot >= 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_exiting || ngx_http_realtime_worker.main_conf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_realtime_reclaim_dead(z, log);
+
+    return ngx_http_realtime_claim(z, log);
+}
+
+
+static void
+ngx_http_realtime_release_own_slot(ngx_http_realtime_zone_t *z)
+{
+    if (z->slot < 0) {
         return;
     }
 
-    if (ngx_http_realtime_drain_event.posted) {
-        ngx_delete_posted_event(&ngx_http_realtime_drain_event);
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        /* only our own claim: another worker may have reclaimed it */
+        (void) reg->release_slot_of((uint32_t) z->slot, z->owner);
     }
 
-    if (ngx_http_realtime_wake_conn) {
-        ngx_close_connection(ngx_http_realtime_wake_conn);
-        ngx_http_realtime_wake_conn = NULL;
+    z->slot = -1;
+    z->owner = 0;
+}
+
+
+void
+ngx_http_realtime_worker_idle(ngx_http_realtime_zone_t *z) noexcept
+{
+    if (!ngx_exiting || z->slot < 0) {
+        return;
     }
 
-    zones = (ngx_http_realtime_zone_t **) ngx_http_realtime_main_conf->zones.elts;
+    {
+        ngx_http_realtime_registry_t  reg(z);
 
-    for (i = 0; i < ngx_http_realtime_main_conf->zones.nelts; i++) {
-        z = zones[i];
-
-        /* connections still open are gone with us: so are their counts */
-        if (z->slot >= 0) {
-            ngx_http_realtime_registry_t  reg(z);
-
-            reg->release_slot((uint32_t) z->slot);
-            z->slot = -1;
+        if (z->root->slots[z->slot].connections) {
+            return;
         }
     }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "realtime: last connection gone, giving back slot %i "
+                  "of zone \"%V\"", z->slot, &z->name);
+
+    ngx_http_realtime_release_own_slot(z);
+}
+
+
+void
+ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept
+{
+    ngx_uint_t                   i;
+    ngx_http_realtime_zone_t   **zones;
+    ngx_http_realtime_worker_t  *w;
+
+    w = &ngx_http_realtime_worker;
+
+    if (w->main_conf == NULL) {
+        return;
+    }
+
+    if (w->drain_event.posted) {
+        ngx_delete_posted_event(&w->drain_event);
+    }
+
+    if (w->safety_timer.timer_set) {
+        ngx_del_timer(&w->safety_timer);
+    }
+
+    zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
+
+    /* connections still open are gone with us: so are their counts */
+    for (i = 0; i < w->main_conf->zones.nelts; i++) {
+        ngx_http_realtime_release_own_slot(zones[i]);
+    }
+
+    /* after the slots: a wake-up to us now fails and finds nothing */
+    if (w->wake_conn) {
+        ngx_close_connection(w->wake_conn);
+        w->wake_conn = NULL;
+    }
+
+    if (w->ping_frame) {
+        realtime::release(w->ping_frame);
+        w->ping_frame = NULL;
+    }
+
+    w->main_conf = NULL;
 }
 
 
 /*
  * A slot whose process no longer exists (killed with SIGKILL, crashed)
- * still counts its subscribers and collects messages; free it.
+ * still counts its subscribers and holds messages; free it. Workers of one
+ * nginx share a PID namespace, so kill(pid, 0) speaks of the right process.
  */
 
 static void
 ngx_http_realtime_reclaim_dead(ngx_http_realtime_zone_t *z, ngx_log_t *log)
 {
-    uint32_t  i;
-    int32_t   pids[realtime::kMaxWorkerSlots];
+    uint32_t  i, n;
+    int32_t   pid;
+    uint64_t  owner;
+    struct {
+        uint32_t  slot;
+        int32_t   pid;
+        uint64_t  owner;
+    } live[realtime::kMaxWorkerSlots];
+
+    n = 0;
 
     {
         ngx_http_realtime_registry_t  reg(z);
 
         for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
-            pids[i] = z->root->slots[i].pid;
+            if (z->root->slots[i].pid != 0) {
+                live[n].slot = i;
+                live[n].pid = z->root->slots[i].pid;
+                live[n].owner = z->root->slots[i].owner;
+                n++;
+            }
         }
     }
 
-    for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
-        if (pids[i] == 0 || kill(pids[i], 0) == 0 || errno != ESRCH) {
+    for (i = 0; i < n; i++) {
+        pid = live[i].pid;
+        owner = live[i].owner;
+
+        if (pid == (int32_t) ngx_pid || kill(pid, 0) == 0 || errno != ESRCH) {
             continue;
         }
 
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "realtime: reclaiming slot %ui of exited worker %P "
-                      "in zone \"%V\"", (ngx_uint_t) i, (ngx_pid_t) pids[i],
-                      &z->name);
+        bool  released;
 
-        ngx_http_realtime_registry_t  reg(z);
+        {
+            ngx_http_realtime_registry_t  reg(z);
 
-        if (z->root->slots[i].pid == pids[i]) {
-            reg->release_slot(i);
+            released = reg->release_slot_of(live[i].slot, owner);
+        }
+
+        if (released) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "realtime: reclaimed slot %ui of exited worker %P "
+                          "in zone \"%V\"", (ngx_uint_t) live[i].slot,
+                          (ngx_pid_t) pid, &z->name);
         }
     }
-}
-
-
-static socklen_t
-ngx_http_realtime_wake_addr(struct sockaddr_un *sa, ngx_pid_t pid)
-{
-    u_char  *p;
-
-    ngx_memzero(sa, sizeof(struct sockaddr_un));
-    sa->sun_family = AF_UNIX;
-
-    /* abstract namespace: leading NUL, no file, no permissions to manage */
-    p = ngx_sprintf((u_char *) sa->sun_path + 1, "ngx_realtime.%P", pid);
-
-    return (socklen_t) (offsetof(struct sockaddr_un, sun_path)
-                        + (p - (u_char *) sa->sun_path));
 }
 
 
 void
-ngx_http_realtime_wake(ngx_http_realtime_zone_t *z, uint64_t slots,
-    const int32_t *pids) noexcept
+ngx_http_realtime_worker_wake(ngx_http_realtime_zone_t *z,
+    const realtime::SlotSet &wake) noexcept
 {
-    uint32_t            i;
-    socklen_t           len;
-    ngx_err_t           err;
-    struct sockaddr_un  sa;
+    ngx_err_t            err;
+    socklen_t            len;
+    struct sockaddr_un   sa;
+    struct {
+        uint32_t  slot;
+        int32_t   pid;
+        uint64_t  owner;
+        uint8_t   name_len;
+        char      name[realtime::kWakeNameMax];
+    } to[64];
+    ngx_uint_t           n, i;
+    bool                 self;
 
-    for (i = 0; slots; i++, slots >>= 1) {
+    /* in batches of 64 slots: addresses are copied under the lock */
+    for (uint32_t word = 0; word < realtime::kMaxWorkerSlots / 64; word++) {
 
-        if (!(slots & 1)) {
+        if (wake.bits[word] == 0) {
             continue;
         }
 
-        if (pids[i] == (int32_t) ngx_pid) {
-            ngx_post_event(&ngx_http_realtime_drain_event, &ngx_posted_events);
-            continue;
-        }
+        n = 0;
+        self = false;
 
-        if (ngx_http_realtime_wake_conn == NULL) {
-            continue;
-        }
-
-        len = ngx_http_realtime_wake_addr(&sa, pids[i]);
-
-        if (sendto(ngx_http_realtime_wake_conn->fd, "", 1, 0,
-                   (struct sockaddr *) &sa, len) != -1)
         {
-            continue;
+            ngx_http_realtime_registry_t  reg(z);
+
+            for (uint64_t b = wake.bits[word]; b; b &= b - 1) {
+                uint32_t slot = word * 64 + (uint32_t) __builtin_ctzll(b);
+                const realtime::WorkerSlot &w = z->root->slots[slot];
+
+                if ((ngx_int_t) slot == z->slot) {
+                    self = true;
+                    continue;
+                }
+
+                if (w.pid == 0 || w.wake_len == 0) {
+                    continue;   /* gone, or drains on its timer */
+                }
+
+                to[n].slot = slot;
+                to[n].pid = w.pid;
+                to[n].owner = w.owner;
+                to[n].name_len = w.wake_len;
+                ngx_memcpy(to[n].name, w.wake_name, w.wake_len);
+                n++;
+            }
         }
 
-        err = ngx_socket_errno;
-
-        if (err == NGX_EAGAIN) {
-            continue;   /* its socket is full of wake-ups: it will wake */
+        if (self) {
+            ngx_post_event(&ngx_http_realtime_worker.drain_event,
+                           &ngx_posted_events);
         }
 
-        if (err == NGX_ECONNREFUSED || err == NGX_ENOENT) {
-            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "realtime: worker %P is gone, reclaiming its slot",
-                          (ngx_pid_t) pids[i]);
+        for (i = 0; i < n; i++) {
+
+            ngx_memzero(&sa, sizeof(struct sockaddr_un));
+            sa.sun_family = AF_UNIX;
+            ngx_memcpy(sa.sun_path, to[i].name, to[i].name_len);
+            len = (socklen_t) (offsetof(struct sockaddr_un, sun_path)
+                               + to[i].name_len);
+
+            if (ngx_http_realtime_worker.wake_conn == NULL) {
+                err = NGX_EBADF;
+
+            } else if (sendto(ngx_http_realtime_worker.wake_conn->fd, "", 1, 0,
+                              (struct sockaddr *) &sa, len) != -1)
+            {
+                continue;
+
+            } else {
+                err = ngx_socket_errno;
+            }
+
+            if (err == NGX_EAGAIN) {
+                continue;   /* its socket is full of wake-ups: it will wake */
+            }
 
             ngx_http_realtime_registry_t  reg(z);
 
-            if (z->root->slots[i].pid == pids[i]) {
-                reg->release_slot(i);
+            if (err == NGX_ECONNREFUSED
+                && reg->release_slot_of(to[i].slot, to[i].owner))
+            {
+                /* nobody holds its name: the worker is gone */
+                ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                              "realtime: worker %P is gone, reclaimed its "
+                              "slot in zone \"%V\"", (ngx_pid_t) to[i].pid,
+                              &z->name);
+                continue;
             }
 
-            continue;
-        }
+            /*
+             * The flag says a wake-up is pending: it is not. Cleared, the
+             * next publish tries again; until then the target's periodic
+             * drain delivers.
+             */
+            if (z->root->slots[to[i].slot].owner == to[i].owner) {
+                reg->wake_failed(to[i].slot);
+            }
 
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
-                      "realtime: sendto() wake-up to worker %P failed",
-                      (ngx_pid_t) pids[i]);
+            if (err != NGX_ECONNREFUSED) {
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
+                              "realtime: wake-up of worker %P failed",
+                              (ngx_pid_t) to[i].pid);
+            }
+        }
     }
 }
 
@@ -315,348 +520,31 @@ ngx_http_realtime_wake_handler(ngx_event_t *rev) noexcept
     /* many wake-ups may be pending; one drain serves them all */
     while (recv(c->fd, buf, sizeof(buf), 0) > 0) { /* void */ }
 
-    ngx_http_realtime_drain_handler(&ngx_http_realtime_drain_event);
-}
-
-
-/* A monotonic clock in ns (vDSO: no syscall); ngx_current_msec stands still
-   within one event handler. */
-
-static uint64_t
-ngx_http_realtime_now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+    ngx_http_realtime_drain_handler(&ngx_http_realtime_worker.drain_event);
 }
 
 
 static void
 ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
 {
-    uint64_t                         start;
-    ngx_uint_t                       i, n;
-    ngx_queue_t                     *q;
-    ngx_http_realtime_zone_t       **zones;
-    ngx_http_realtime_session_t     *s;
-    ngx_http_realtime_main_conf_t   *rmcf;
-
-    rmcf = ngx_http_realtime_main_conf;
-    zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
-
     if (ev->posted) {
         ngx_delete_posted_event(ev);
     }
 
-    for (i = 0; i < rmcf->zones.nelts; i++) {
-        if (zones[i]->slot >= 0) {
-            ngx_http_realtime_drain(zones[i]);
-        }
-    }
-
-    /* one send_chain() per connection for everything it got */
-    start = ngx_http_realtime_now_ns();
-
-    for (n = 1; /* void */; n++) {
-
-        if (ngx_queue_empty(&ngx_http_realtime_flush_list)) {
-            return;
-        }
-
-        if (n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0
-            && ngx_http_realtime_now_ns() - start
-               > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
-        {
-            break;
-        }
-
-        q = ngx_queue_head(&ngx_http_realtime_flush_list);
-        s = ((ngx_http_realtime_flush_link_t *)
-                ngx_queue_data(q, ngx_http_realtime_flush_link_t, queue))
-            ->session;
-
-        ngx_queue_remove(q);
-        s->in_flush = 0;
-
-        ngx_http_realtime_session_flush(s);
-    }
-
-    if (!ngx_queue_empty(&ngx_http_realtime_flush_list)) {
-        /* the rest after this turn's I/O: not from the posted loop itself */
-        ngx_post_event(&ngx_http_realtime_drain_event, &ngx_posted_next_events);
-    }
-}
-
-
-void
-ngx_http_realtime_unlist(ngx_http_realtime_session_t *s) noexcept
-{
-    if (s->in_flush) {
-        ngx_queue_remove(&s->flush_link.queue);
-        s->in_flush = 0;
+    if (ngx_http_realtime_worker.drain) {
+        ngx_http_realtime_worker.drain();
     }
 }
 
 
 static void
-ngx_http_realtime_drain(ngx_http_realtime_zone_t *z)
+ngx_http_realtime_safety_handler(ngx_event_t *ev) noexcept
 {
-    uint64_t                           delivered;
-    ngx_queue_t                       *q;
-    realtime::QueueNode               *list, *node;
-    realtime::ShmMessage              *m;
-    realtime::SharedFrame             *f;
-    ngx_http_realtime_member_t        *member;
-    ngx_http_realtime_session_t       *s;
-    ngx_http_realtime_local_group_t   *g;
+    ngx_http_realtime_worker_t  *w = &ngx_http_realtime_worker;
 
-    {
-        ngx_http_realtime_registry_t  reg(z);
+    ngx_http_realtime_drain_handler(&w->drain_event);
 
-        list = reg->take_queue((uint32_t) z->slot);
+    if (w->main_conf) {
+        ngx_add_timer(&w->safety_timer, w->safety_interval);
     }
-
-    if (list == NULL) {
-        return;
-    }
-
-    delivered = 0;
-
-    /*
-     * Messages are immutable and our queue holds a reference to each, so
-     * they are read without the lock.
-     */
-    for (node = list; node; node = node->next) {
-        m = node->message;
-
-        auto it = z->local->map.find(m->group(node->group));
-        if (it == z->local->map.end()) {
-            continue;   /* its subscribers here left since it was queued */
-        }
-
-        g = it->second;
-
-        f = realtime::SharedFrame::create(m->frame_size);
-        if (f == NULL) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "realtime: out of memory, a message to \"%*s\" "
-                          "was not delivered by this worker",
-                          m->group(node->group).size(),
-                          m->group(node->group).data());
-            continue;
-        }
-
-        ngx_memcpy(f->data(), m->frame(), m->frame_size);
-
-        for (q = ngx_queue_head(&g->members);
-             q != ngx_queue_sentinel(&g->members);
-             q = ngx_queue_next(q))
-        {
-            member = ngx_queue_data(q, ngx_http_realtime_member_t, in_group);
-            s = member->session;
-
-            ngx_http_realtime_session_send(s, f);
-
-            if (!s->in_flush) {
-                s->in_flush = 1;
-                ngx_queue_insert_tail(&ngx_http_realtime_flush_list,
-                                      &s->flush_link.queue);
-            }
-        }
-
-        delivered += g->count;
-
-        realtime::release(f);
-    }
-
-    {
-        ngx_http_realtime_registry_t  reg(z);
-
-        reg->release_queue(list);
-        z->root->stats.frames_delivered += delivered;
-    }
-}
-
-
-/* Links s into this worker's fan-out list of one group. */
-
-static ngx_int_t
-ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
-    std::string_view name)
-{
-    ngx_http_realtime_zone_t         *z;
-    ngx_http_realtime_member_t       *member;
-    ngx_http_realtime_local_group_t  *g;
-
-    z = s->zone;
-
-    member = (ngx_http_realtime_member_t *)
-                 ngx_alloc(sizeof(ngx_http_realtime_member_t),
-                           s->connection->log);
-    if (member == NULL) {
-        return NGX_ERROR;
-    }
-
-    try {
-        auto it = z->local->map.find(name);
-
-        if (it == z->local->map.end()) {
-            g = new ngx_http_realtime_local_group_t();
-            g->name.assign(name);
-            g->count = 0;
-            ngx_queue_init(&g->members);
-
-            try {
-                z->local->map.emplace(std::string_view(g->name), g);
-            } catch (...) {
-                delete g;
-                throw;
-            }
-
-        } else {
-            g = it->second;
-        }
-
-    } catch (...) {
-        ngx_free(member);
-        return NGX_ERROR;
-    }
-
-    member->session = s;
-    member->group = g;
-    ngx_queue_insert_tail(&g->members, &member->in_group);
-    ngx_queue_insert_tail(&s->members, &member->in_session);
-    g->count++;
-
-    return NGX_OK;
-}
-
-
-/* Unlinks every membership of s here; with reg, leaves the zone too. */
-
-static void
-ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s,
-    ngx_http_realtime_registry_t *reg)
-{
-    ngx_queue_t                      *q;
-    ngx_http_realtime_zone_t         *z;
-    ngx_http_realtime_member_t       *member;
-    ngx_http_realtime_local_group_t  *g;
-
-    z = s->zone;
-
-    while (!ngx_queue_empty(&s->members)) {
-        q = ngx_queue_head(&s->members);
-        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
-        g = member->group;
-
-        ngx_queue_remove(&member->in_session);
-        ngx_queue_remove(&member->in_group);
-
-        if (reg) {
-            (*reg)->unsubscribe(g->name, (uint32_t) z->slot);
-        }
-
-        if (--g->count == 0) {
-            z->local->map.erase(std::string_view(g->name));
-            delete g;
-        }
-
-        ngx_free(member);
-    }
-}
-
-
-/*
- * With limit_key, the connection also joins that internal group, but only
- * while it has fewer than limit members: a per-user connection limit that
- * holds across workers and is cleaned up like any subscription.
- */
-
-ngx_int_t
-ngx_http_realtime_session_subscribe(ngx_http_realtime_session_t *s,
-    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept
-{
-    ngx_uint_t                  i, j;
-    ngx_str_t                  *name;
-    ngx_http_realtime_zone_t   *z;
-    realtime::Registry::Status  rc;
-
-    z = s->zone;
-    name = (ngx_str_t *) groups->elts;
-
-    if (z->slot < 0) {
-        return NGX_DECLINED;
-    }
-
-    if (limit_key) {
-        ngx_str_t  *key = (ngx_str_t *) ngx_array_push(groups);
-        if (key == NULL) {
-            return NGX_ERROR;
-        }
-
-        *key = *limit_key;
-        name = (ngx_str_t *) groups->elts;
-    }
-
-    /* local lists first: they can fail without touching the zone */
-    for (i = 0; i < groups->nelts; i++) {
-        if (ngx_http_realtime_join_local(s, ngx_http_realtime_sv(name[i]))
-            != NGX_OK)
-        {
-            ngx_http_realtime_leave_local(s, NULL);
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_http_realtime_registry_t  reg(z);
-
-    if (limit_key
-        && reg->subscribers(ngx_http_realtime_sv(*limit_key)) >= limit)
-    {
-        ngx_http_realtime_leave_local(s, NULL);
-        return NGX_BUSY;
-    }
-
-    for (i = 0; i < groups->nelts; i++) {
-        rc = reg->subscribe(ngx_http_realtime_sv(name[i]), (uint32_t) z->slot);
-
-        if (rc != realtime::Registry::Status::kOk) {
-            for (j = 0; j < i; j++) {
-                reg->unsubscribe(ngx_http_realtime_sv(name[j]),
-                                 (uint32_t) z->slot);
-            }
-
-            ngx_http_realtime_leave_local(s, NULL);
-            return NGX_DECLINED;
-        }
-    }
-
-    z->root->slots[z->slot].connections++;
-    z->root->stats.connections_opened++;
-    s->counted = 1;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_realtime_session_leave_all(ngx_http_realtime_session_t *s) noexcept
-{
-    ngx_http_realtime_zone_t  *z;
-
-    z = s->zone;
-
-    if (z == NULL || z->slot < 0 || !s->counted) {
-        return;
-    }
-
-    ngx_http_realtime_registry_t  reg(z);
-
-    z->root->slots[z->slot].connections--;
-    s->counted = 0;
-
-    ngx_http_realtime_leave_local(s, &reg);
 }

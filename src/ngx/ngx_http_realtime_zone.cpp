@@ -191,3 +191,38 @@ ngx_http_realtime_registry_t::~ngx_http_realtime_registry_t()
 {
     ngx_shmtx_unlock(&zone_->shpool->mutex);
 }
+
+
+/*
+ * What realtime_stats shows. Only the numbers are copied under the lock;
+ * the JSON is built after it is released.
+ */
+
+void
+ngx_http_realtime_zone_snapshot(ngx_http_realtime_zone_t *z,
+    ngx_http_realtime_zone_snapshot_t *snap)
+{
+    uint32_t    i;
+    ngx_uint_t  pages_free;
+
+    /* before the lock: nothing below allocates */
+    snap->workers.reserve(realtime::kMaxWorkerSlots);
+    snap->size = z->shm_zone->shm.size;
+
+    ngx_http_realtime_registry_t  reg(z);
+
+    for (i = 0; i < realtime::kMaxWorkerSlots; i++) {
+        const realtime::WorkerSlot &w = z->root->slots[i];
+
+        if (w.pid != 0) {
+            snap->workers.push_back({w.pid, w.connections, w.queued});
+        }
+    }
+
+    pages_free = z->shpool->pfree;
+    snap->free = pages_free << ngx_pagesize_shift;
+    snap->used = snap->size - snap->free;
+    snap->generation = z->root->generation;
+    snap->groups = z->root->groups;
+    snap->stats = z->root->stats;
+}

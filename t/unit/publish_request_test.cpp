@@ -351,5 +351,10 @@ TEST(JsonQuote, RoundTripsThroughAJsonParser) {
     json_decref(j);
 }
 
+TEST(PublishRequest, AGroupNamedTwiceIsOneDestination) {
+    EXPECT_EQ(One(R"({"groups": ["a", "b", "a", "b", "a"], "data": 1})").groups,
+              (Groups{"a", "b"}));
+}
+
 }  // namespace
 }  // namespace realtime

@@ -525,5 +525,53 @@ TEST(SendQueue, SharedFramesAmongQueuesWithClearAndDestruction) {
     EXPECT_TRUE(a.empty());  // all freed now; LSan would report a leak
 }
 
+// ---------------------------------------------------------------------------
+// replies are counted apart: reading pauses on them, not on broadcasts
+
+TEST(SendQueue, RepliesAreCountedApartAtEveryOffset) {
+    Held frames({"broadcast-1", "pong", "broadcast-2", "answer!"});
+    const std::string all = "broadcast-1pongbroadcast-2answer!";
+    for (size_t cut = 0; cut <= all.size(); ++cut) {
+        SCOPED_TRACE("consumed " + std::to_string(cut));
+        SendQueue q;
+        ASSERT_TRUE(q.push(frames[0]));
+        ASSERT_TRUE(q.push(frames[1], true));
+        ASSERT_TRUE(q.push(frames[2]));
+        ASSERT_TRUE(q.push(frames[3], true));
+        EXPECT_EQ(q.bytes(), all.size());
+        EXPECT_EQ(q.reply_bytes(), 4u + 7u);
+
+        // one byte at a time up to cut, then the rest at once
+        for (size_t i = 0; i < cut; ++i) {
+            q.consume(1);
+        }
+        // replies still unsent: the parts of "pong" and "answer!" after cut
+        size_t pong_left = cut <= 11 ? 4 : cut >= 15 ? 0 : 15 - cut;
+        size_t answer_left = cut <= 26 ? 7 : 33 - cut;
+        EXPECT_EQ(q.reply_bytes(), pong_left + answer_left);
+        EXPECT_EQ(Pending(q), all.substr(cut));
+        q.consume(all.size() - cut);
+        EXPECT_EQ(q.reply_bytes(), 0u);
+        EXPECT_TRUE(q.empty());
+    }
+}
+
+TEST(SendQueue, DroppingAndClearingForgetReplies) {
+    Held frames({"abc", "pong", "xyz"});
+    SendQueue q;
+    ASSERT_TRUE(q.push(frames[0]));
+    ASSERT_TRUE(q.push(frames[1], true));
+    ASSERT_TRUE(q.push(frames[2], true));
+    q.consume(1);
+    q.drop_unstarted();  // keeps the started "abc" only
+    EXPECT_EQ(q.reply_bytes(), 0u);
+    EXPECT_EQ(Pending(q), "bc");
+    ASSERT_TRUE(q.push(frames[1], true));
+    EXPECT_EQ(q.reply_bytes(), 4u);
+    q.clear();
+    EXPECT_EQ(q.reply_bytes(), 0u);
+    EXPECT_EQ(frames.queued_refs(1), 0u);
+}
+
 }  // namespace
 }  // namespace realtime

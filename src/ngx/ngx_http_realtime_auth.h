@@ -1,0 +1,35 @@
+/*
+ * ngx_realtime_module: authenticated handshakes (JWT in the worker, or
+ * auth_request before us), the identity they give a connection, and the
+ * in-band token refresh.
+ */
+
+#pragma once
+
+#include "ngx_http_realtime_session.h"
+
+
+/* configuration */
+char *ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+char *ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
+ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
+
+/*
+ * Verifies the handshake's token into s. Returns NGX_OK, or the HTTP
+ * status to refuse with and, in *refusal, the reason to answer.
+ */
+ngx_int_t ngx_http_realtime_authenticate(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    std::string_view *refusal);
+
+/* Sets s->user from realtime_user; NGX_DECLINED when it is empty. */
+ngx_int_t ngx_http_realtime_identify(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s);
+
+/* {"type":"refresh","token":"..."} (a row of the message dispatcher). */
+void ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,
+    json_t *message) noexcept;

@@ -1,0 +1,414 @@
+/*
+ * ngx_realtime_module: local fan-out lists and delivery.
+ *
+ * The zone counts each group's subscribers per worker; each worker keeps
+ * the list of its own connections per group. A drain takes the worker's
+ * queue under the lock, copies each message once into a frame shared by
+ * all its local subscribers, and writes each connection's batch with one
+ * send_chain(), in time slices so other events are served in between.
+ */
+
+#include "ngx_http_realtime_groups.h"
+
+#include <string>
+#include <unordered_map>
+
+#include "ngx_http_realtime_worker.h"
+
+
+struct ngx_http_realtime_local_group_t {
+    std::string                   name;
+    ngx_queue_t                   members;
+    ngx_uint_t                    count;
+};
+
+
+/* This worker's subscribers of one zone, by group name. */
+struct ngx_http_realtime_local_groups_t {
+    std::unordered_map<std::string_view,
+                       ngx_http_realtime_local_group_t *>  map;
+};
+
+
+/* A connection's membership of a group: linked from both sides. */
+typedef struct {
+    ngx_queue_t                         in_group;    /* local group's list */
+    ngx_queue_t                         in_session;  /* session's list */
+    ngx_http_realtime_session_t        *session;
+    ngx_http_realtime_local_group_t    *group;
+} ngx_http_realtime_member_t;
+
+
+/*
+ * Time spent writing connections per turn of the event loop. A fan-out to
+ * many connections is written in slices, so publish requests and other
+ * events are served in between (a publish is answered in well under a
+ * millisecond), and messages published meanwhile join the pending
+ * connections' queues, so they go out in the same writev.
+ */
+#define NGX_HTTP_REALTIME_FLUSH_SLICE_NS  300000
+#define NGX_HTTP_REALTIME_FLUSH_CHECK     16      /* connections per clock read */
+
+
+static void ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z);
+static void ngx_http_realtime_flush_slice(void);
+
+
+/* Links s into this worker's fan-out list of one group. */
+
+static ngx_int_t
+ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
+    std::string_view name)
+{
+    ngx_http_realtime_zone_t         *z;
+    ngx_http_realtime_member_t       *member;
+    ngx_http_realtime_local_group_t  *g;
+
+    z = s->zone;
+
+    member = (ngx_http_realtime_member_t *)
+                 ngx_alloc(sizeof(ngx_http_realtime_member_t),
+                           s->connection->log);
+    if (member == NULL) {
+        return NGX_ERROR;
+    }
+
+    try {
+        if (z->local == NULL) {
+            z->local = new ngx_http_realtime_local_groups_t();
+        }
+
+        auto it = z->local->map.find(name);
+
+        if (it == z->local->map.end()) {
+            g = new ngx_http_realtime_local_group_t();
+            g->name.assign(name);
+            g->count = 0;
+            ngx_queue_init(&g->members);
+
+            try {
+                z->local->map.emplace(std::string_view(g->name), g);
+            } catch (...) {
+                delete g;
+                throw;
+            }
+
+        } else {
+            g = it->second;
+        }
+
+    } catch (...) {
+        ngx_free(member);
+        return NGX_ERROR;
+    }
+
+    member->session = s;
+    member->group = g;
+    ngx_queue_insert_tail(&g->members, &member->in_group);
+    ngx_queue_insert_tail(&s->members, &member->in_session);
+    g->count++;
+
+    return NGX_OK;
+}
+
+
+/* Unlinks every membership of s here; with reg, leaves the zone too. */
+
+static void
+ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_registry_t *reg)
+{
+    ngx_queue_t                      *q;
+    ngx_http_realtime_zone_t         *z;
+    ngx_http_realtime_member_t       *member;
+    ngx_http_realtime_local_group_t  *g;
+
+    z = s->zone;
+
+    while (!ngx_queue_empty(&s->members)) {
+        q = ngx_queue_head(&s->members);
+        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
+        g = member->group;
+
+        ngx_queue_remove(&member->in_session);
+        ngx_queue_remove(&member->in_group);
+
+        if (reg) {
+            (*reg)->unsubscribe(g->name, (uint32_t) z->slot);
+        }
+
+        if (--g->count == 0) {
+            z->local->map.erase(std::string_view(g->name));
+            delete g;
+        }
+
+        ngx_free(member);
+    }
+}
+
+
+ngx_int_t
+ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
+    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept
+{
+    ngx_uint_t                  i, j;
+    ngx_str_t                  *name;
+    ngx_http_realtime_zone_t   *z;
+    realtime::Registry::Status  rc;
+
+    z = s->zone;
+
+    if (ngx_http_realtime_worker_slot(z, s->connection->log) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (limit_key) {
+        ngx_str_t  *key = (ngx_str_t *) ngx_array_push(groups);
+        if (key == NULL) {
+            return NGX_ERROR;
+        }
+
+        *key = *limit_key;
+    }
+
+    name = (ngx_str_t *) groups->elts;
+
+    /* local lists first: they can fail without touching the zone */
+    for (i = 0; i < groups->nelts; i++) {
+        if (ngx_http_realtime_join_local(s, ngx_http_realtime_sv(name[i]))
+            != NGX_OK)
+        {
+            ngx_http_realtime_leave_local(s, NULL);
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_realtime_registry_t  reg(z);
+
+    if (limit_key
+        && reg->subscribers(ngx_http_realtime_sv(*limit_key)) >= limit)
+    {
+        ngx_http_realtime_leave_local(s, NULL);
+        return NGX_BUSY;
+    }
+
+    for (i = 0; i < groups->nelts; i++) {
+        rc = reg->subscribe(ngx_http_realtime_sv(name[i]), (uint32_t) z->slot);
+
+        if (rc != realtime::Registry::Status::kOk) {
+            for (j = 0; j < i; j++) {
+                reg->unsubscribe(ngx_http_realtime_sv(name[j]),
+                                 (uint32_t) z->slot);
+            }
+
+            ngx_http_realtime_leave_local(s, NULL);
+            return NGX_DECLINED;
+        }
+    }
+
+    z->root->slots[z->slot].connections++;
+    z->root->stats.connections_opened++;
+    s->counted = true;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_http_realtime_zone_t  *z;
+
+    z = s->zone;
+
+    if (z == NULL || z->slot < 0 || !s->counted) {
+        return;
+    }
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        z->root->slots[z->slot].connections--;
+        s->counted = false;
+
+        ngx_http_realtime_leave_local(s, &reg);
+    }
+
+    ngx_http_realtime_worker_idle(z);
+}
+
+
+void
+ngx_http_realtime_groups_drain(void) noexcept
+{
+    ngx_uint_t                       i;
+    ngx_http_realtime_zone_t       **zones;
+    ngx_http_realtime_main_conf_t   *rmcf;
+
+    rmcf = ngx_http_realtime_worker.main_conf;
+    if (rmcf == NULL) {
+        return;
+    }
+
+    zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        if (zones[i]->slot >= 0) {
+            ngx_http_realtime_deliver(zones[i]);
+        }
+    }
+
+    ngx_http_realtime_flush_slice();
+}
+
+
+/* One send_chain() per connection for everything it got, in time slices. */
+
+static void
+ngx_http_realtime_flush_slice(void)
+{
+    uint64_t                      start;
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q, *list;
+    struct timespec               ts;
+    ngx_http_realtime_session_t  *s;
+
+    list = &ngx_http_realtime_worker.flush_list;
+
+    /* a monotonic clock (vDSO: no syscall); ngx_current_msec stands still
+       within one event handler */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    start = (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+
+    for (n = 1; /* void */; n++) {
+
+        if (ngx_queue_empty(list)) {
+            return;
+        }
+
+        if (n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+
+            if ((uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec - start
+                > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
+            {
+                break;
+            }
+        }
+
+        q = ngx_queue_head(list);
+        s = ((ngx_http_realtime_flush_link_t *)
+                ngx_queue_data(q, ngx_http_realtime_flush_link_t, queue))
+            ->session;
+
+        ngx_queue_remove(q);
+        s->in_flush = false;
+
+        ngx_http_realtime_session_flush(s);
+    }
+
+    /* the rest after this turn's I/O: not from the posted loop itself */
+    ngx_post_event(&ngx_http_realtime_worker.drain_event,
+                   &ngx_posted_next_events);
+}
+
+
+/*
+ * Delivers this worker's queue of z. A message queued once for this worker
+ * may be for several of its groups: a connection in more than one of them
+ * gets it once (the delivery stamp says it already has).
+ */
+
+static void
+ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
+{
+    uint16_t                           k;
+    uint64_t                           delivered, stamp;
+    ngx_queue_t                       *q;
+    realtime::QueueNode               *list, *node;
+    realtime::ShmMessage              *m;
+    realtime::SharedFrame             *f;
+    ngx_http_realtime_member_t        *member;
+    ngx_http_realtime_session_t       *s;
+    ngx_http_realtime_local_group_t   *g;
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        list = reg->take_queue((uint32_t) z->slot);
+    }
+
+    if (list == NULL) {
+        return;
+    }
+
+    delivered = 0;
+
+    /*
+     * Messages are immutable and stay on our slot's draining list until
+     * finish_drain(), so they are read without the lock.
+     */
+    for (node = list; node; node = node->next) {
+        m = node->message;
+        f = NULL;
+        stamp = ++ngx_http_realtime_worker.delivery;
+
+        for (k = 0; k < m->ngroups && z->local; k++) {
+
+            auto it = z->local->map.find(m->group(k));
+            if (it == z->local->map.end()) {
+                continue;   /* its subscribers here left since it was queued */
+            }
+
+            g = it->second;
+
+            if (f == NULL) {
+                f = realtime::SharedFrame::create(m->frame_size);
+                if (f == NULL) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                  "realtime: out of memory, a message to "
+                                  "\"%*s\" was not delivered by this worker",
+                                  m->group(k).size(), m->group(k).data());
+                    break;
+                }
+
+                ngx_memcpy(f->data(), m->frame(), m->frame_size);
+            }
+
+            for (q = ngx_queue_head(&g->members);
+                 q != ngx_queue_sentinel(&g->members);
+                 q = ngx_queue_next(q))
+            {
+                member = ngx_queue_data(q, ngx_http_realtime_member_t,
+                                        in_group);
+                s = member->session;
+
+                if (s->delivered == stamp) {
+                    continue;   /* in two of the message's groups */
+                }
+
+                s->delivered = stamp;
+                delivered++;
+
+                ngx_http_realtime_session_send(s, f);
+
+                if (!s->in_flush) {
+                    s->in_flush = true;
+                    ngx_queue_insert_tail(&ngx_http_realtime_worker.flush_list,
+                                          &s->flush_link.queue);
+                }
+            }
+        }
+
+        if (f) {
+            realtime::release(f);
+        }
+    }
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        reg->finish_drain((uint32_t) z->slot);
+        z->root->stats.frames_delivered += delivered;
+    }
+}

@@ -1,0 +1,10 @@
+/*
+ * ngx_realtime_module: the content handler of realtime_publish.
+ */
+
+#pragma once
+
+#include "ngx_http_realtime_module.h"
+
+
+ngx_int_t ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept;
