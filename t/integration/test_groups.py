@@ -10,7 +10,7 @@ from groups_util import (count, expect_nothing_more, http, next_text, nginx_test
                          publish, recv_texts, spread_subscribers, stats, subscribe,
                          wait_count)
 from nginx_harness import wait_for
-from wsclient import OP_BINARY, build_request, encode_frame, request
+from wsclient import OP_BINARY, assert_json_error, encode_frame, handshake
 
 WORKERS = 4
 
@@ -52,12 +52,6 @@ server {
 @pytest.fixture
 def ngx(nginx_factory):
     return nginx_factory(CONF, workers=WORKERS)
-
-
-def handshake(port, path):
-    resp, sock, _ = request(port, build_request(path, port=port))
-    sock.close()
-    return resp
 
 
 # --------------------------------------------------------------------------
@@ -117,11 +111,10 @@ def test_connection_with_no_group_at_all(ngx):
 ])
 def test_invalid_group_from_variable_is_400(ngx, query):
     opened = stats(ngx.port)["connections_opened"]
-    resp = handshake(ngx.port, "/any?" + query)
-    assert resp.status == 400, resp
-    assert resp.header("Content-Type").startswith("application/json")
-    doc = json.loads(resp.body)
-    assert "error" in doc and "group" in doc["error"], doc
+    resp, ws = handshake(ngx.port, "/any?" + query)
+    assert ws is None, resp
+    doc = assert_json_error(resp, 400)
+    assert "group" in doc["error"], doc
     # nothing joined, nothing left behind (not even the valid "ok"), no
     # connection counted as opened
     def settled():
@@ -236,7 +229,7 @@ def test_stats_fields(ngx):
 def test_stats_and_publish_methods(ngx):
     resp = http(ngx.port, "POST", "/stats", body=b"{}",
                 headers={"Content-Type": "application/json"})
-    assert resp.status == 405, resp
+    assert_json_error(resp, 405)
     resp = http(ngx.port, "HEAD", "/stats")
     assert resp.status == 200, resp
 

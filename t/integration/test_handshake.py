@@ -6,7 +6,7 @@ import json
 import pytest
 import websockets
 
-from wsclient import accept_for, build_request, request, ws_connect
+from wsclient import accept_for, assert_json_error, build_request, handshake, request, ws_connect
 
 CONF = """
 server {
@@ -43,15 +43,6 @@ RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 @pytest.fixture
 def ngx(nginx_factory):
     return nginx_factory(CONF)
-
-
-def assert_json_error(resp, status):
-    assert resp.status == status, f"expected {status}, got {resp.status_line} {resp.body!r}"
-    ctype = resp.header("Content-Type") or ""
-    assert ctype.startswith("application/json"), ctype
-    body = json.loads(resp.body)
-    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], body
-    assert resp.header("Sec-WebSocket-Accept") is None
 
 
 # --------------------------------------------------------------------------
@@ -251,4 +242,4 @@ def test_handshake_with_body_not_upgraded(ngx):
     """A handshake request must not carry a body; it is never upgraded."""
     req = build_request("/ws", port=ngx.port, extra_headers=[("Content-Length", "3")]) + b"abc"
     resp, _, _ = request(ngx.port, req)
-    assert resp.status == 400, resp
+    assert_json_error(resp, 400)
