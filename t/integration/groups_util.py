@@ -11,6 +11,8 @@ import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -111,6 +113,42 @@ def raw_http(port, data, timeout=TIMEOUT):
     resp, sock, _rest = wsclient.request(port, data, timeout=timeout)
     sock.close()
     return resp
+
+
+# --------------------------------------------------------------------------
+# publishers in threads
+
+
+class Publisher(threading.Thread):
+    """Publishes {"p": name, "seq": i} to group, one request (and one new
+    connection, so successive messages go through different workers) per
+    message, for n messages or until stop is set."""
+
+    def __init__(self, port, group, name, n=None, stop=None, pause=0):
+        super().__init__(daemon=True)
+        self.port, self.group, self.name, self.n = port, group, name, n
+        self.pause = pause  # seconds between messages (keeps TIME_WAITs few)
+        self.stop = stop or threading.Event()
+        self.sent = 0
+        self.subscribers = []  # the "subscribers" of each answer
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.stop.is_set() and (self.n is None or self.sent < self.n):
+                r = publish(self.port, {"group": self.group,
+                                        "data": {"p": self.name, "seq": self.sent}})
+                self.subscribers.append(r.json()["subscribers"])
+                self.sent += 1
+                if self.pause:
+                    time.sleep(self.pause)
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), f"publisher {self.name} did not finish"
+        assert self.error is None, f"publisher {self.name}: {self.error!r}"
 
 
 # --------------------------------------------------------------------------
