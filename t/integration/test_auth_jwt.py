@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import pytest
 
-import wsclient
 from groups_util import count, expect_nothing_more, nginx_test_config, next_text, publish, \
     spread_subscribers, wait_count
 from jwt_util import (ALL_ALGS, HMAC_ALGS, RSA_ALGS, KeyPair, b64u, b64u_json, claims, make_token,

@@ -8,8 +8,6 @@ import json
 import selectors
 import time
 
-import pytest
-
 from groups_util import Publisher, count, expect_nothing_more, stats, subscribe
 from nginx_harness import wait_for
 from wsclient import OP_PING, OP_TEXT
