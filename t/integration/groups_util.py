@@ -11,6 +11,8 @@ import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -61,15 +63,17 @@ def http(port, method, path, body=None, headers=None, timeout=TIMEOUT):
 
 
 def publish(port, payload, path="/publish", content_type="application/json",
-            expect=200):
+            expect=200, headers=None):
     """POSTs payload (a JSON-able object, or raw bytes/str sent as is) and
-    asserts the status (unless expect is None). Returns the Response."""
+    asserts the status (unless expect is None). headers: extra request
+    headers. Returns the Response. The one publish client of the tests."""
     if isinstance(payload, (bytes, str)):
         body = payload
     else:
         body = json.dumps(payload)
-    headers = {} if content_type is None else {"Content-Type": content_type}
-    resp = http(port, "POST", path, body=body, headers=headers)
+    hdrs = {} if content_type is None else {"Content-Type": content_type}
+    hdrs.update(headers or {})
+    resp = http(port, "POST", path, body=body, headers=hdrs)
     if expect is not None:
         assert resp.status == expect, f"publish {str(body)[:200]!r}: {resp!r}"
     return resp
@@ -109,6 +113,42 @@ def raw_http(port, data, timeout=TIMEOUT):
     resp, sock, _rest = wsclient.request(port, data, timeout=timeout)
     sock.close()
     return resp
+
+
+# --------------------------------------------------------------------------
+# publishers in threads
+
+
+class Publisher(threading.Thread):
+    """Publishes {"p": name, "seq": i} to group, one request (and one new
+    connection, so successive messages go through different workers) per
+    message, for n messages or until stop is set."""
+
+    def __init__(self, port, group, name, n=None, stop=None, pause=0):
+        super().__init__(daemon=True)
+        self.port, self.group, self.name, self.n = port, group, name, n
+        self.pause = pause  # seconds between messages (keeps TIME_WAITs few)
+        self.stop = stop or threading.Event()
+        self.sent = 0
+        self.subscribers = []  # the "subscribers" of each answer
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.stop.is_set() and (self.n is None or self.sent < self.n):
+                r = publish(self.port, {"group": self.group,
+                                        "data": {"p": self.name, "seq": self.sent}})
+                self.subscribers.append(r.json()["subscribers"])
+                self.sent += 1
+                if self.pause:
+                    time.sleep(self.pause)
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), f"publisher {self.name} did not finish"
+        assert self.error is None, f"publisher {self.name}: {self.error!r}"
 
 
 # --------------------------------------------------------------------------
@@ -153,22 +193,29 @@ def expect_nothing_more(port, subscribers, group, path="/publish"):
         assert got == marker, f"expected nothing before the marker, got {got[:200]!r}"
 
 
-def spread_subscribers(ngx, path, n, want_all_workers=True, extra_tries=200):
-    """Opens n subscribers to path; when want_all_workers, keeps opening
-    (closing surplus) until every current worker holds at least one, so
-    each test really crosses workers. Returns [(ws, worker_pid)]."""
+def spread_subscribers(ngx, path, n, want_all_workers=True, extra_tries=200, connect=None):
+    """Opens n connections to path; when want_all_workers, keeps opening
+    (extra ones are kept) until every current worker holds at least one, so
+    each test really crosses workers. connect(port, path) -> WS opens one
+    (default: a handshake that must succeed). Returns [(ws, worker_pid)].
+    The one spread helper of the tests."""
+    connect = connect or subscribe
     conns = []
+
+    def add():
+        ws = connect(ngx.port, path)
+        pid = ngx.worker_of(ws.sock)
+        assert pid is not None, "could not find the worker of a connection"
+        conns.append((ws, pid))
+
     for _ in range(n):
-        ws = subscribe(ngx.port, path)
-        conns.append((ws, ngx.worker_of(ws.sock)))
+        add()
     if want_all_workers:
         workers = set(ngx.worker_pids(shutting_down=False))
         tries = 0
         while {pid for _, pid in conns} < workers and tries < extra_tries:
             tries += 1
-            ws = subscribe(ngx.port, path)
-            pid = ngx.worker_of(ws.sock)
-            conns.append((ws, pid))
+            add()
         served = {pid for _, pid in conns}
         assert served >= workers, f"connections reached only {served} of {workers}"
     return conns

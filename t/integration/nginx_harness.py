@@ -417,3 +417,84 @@ http {{
             if inodes & socket_inodes(pid):
                 return pid
         return None
+
+
+# --------------------------------------------------------------------------
+# conf-examples/ as snippets for Nginx
+
+EXAMPLES_DIR = REPO / "conf-examples"
+
+# What the harness's own main config and http block already set.
+_HARNESS_OWNS = re.compile(r"^\s*(access_log|error_log|pid|client_body_temp_path|proxy_temp_path|"
+                           r"fastcgi_temp_path|uwsgi_temp_path|scgi_temp_path)\b[^;]*;[ \t]*\n?",
+                           re.M)
+
+
+def _block_body(text, start):
+    """The text between the brace that opens at or after start and its match."""
+    i = text.index("{", start)
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j]
+    raise ValueError("unbalanced braces")
+
+
+def _strip_comments(text):
+    return re.sub(r"#[^\n]*", "", text)
+
+
+def example_snippet(name, replace=()):
+    """conf-examples/<name> as an http snippet for Nginx, and how its ports map.
+
+    A whole nginx.conf (the demo) is reduced to its http block without what
+    the harness sets itself (logs, temp paths); its @PREFIX@/@HTML@ are
+    filled in. Every distinct port of a `listen` becomes a placeholder
+    ({ssl_port} for an ssl listener, else {port}, then {port2}), on
+    127.0.0.1. replace: (old, new) pairs applied first (key files,
+    upstream addresses). Returns (snippet, {example port: placeholder name}).
+    """
+    text = _strip_comments((EXAMPLES_DIR / name).read_text())
+    for old, new in replace:
+        text = text.replace(old, new)
+    if re.search(r"^\s*load_module\b", text, re.M):
+        text = _block_body(text, re.search(r"^\s*http\s*\{", text, re.M).start())
+        text = _HARNESS_OWNS.sub("", text)
+        text = text.replace("@HTML@", str(REPO / "demo")).replace("@PREFIX@", "{prefix}")
+    ports = {}
+    free = ["port", "port2"]
+
+    def listen(m):
+        args = m.group(2).split()
+        port = int(args[0].rsplit(":", 1)[-1])
+        if port not in ports:
+            if "ssl" in args[1:] and "ssl_port" not in ports.values():
+                ports[port] = "ssl_port"
+            else:
+                if not free:
+                    raise NginxError(f"{name}: more listen ports than the harness has")
+                ports[port] = free.pop(0)
+        return m.group(1) + " ".join(["127.0.0.1:{" + ports[port] + "}"] + args[1:]) + ";"
+
+    text = re.sub(r"(\blisten\s+)([^;]*);", listen, text)
+    return text, ports
+
+
+def example_locations(snippet, directive):
+    """[(location argument, placeholder name of its server's first listen)]
+    of the locations of an example_snippet() that contain directive (e.g.
+    "realtime_publish"): tests find the publish API wherever an example puts it."""
+    found = []
+    for m in re.finditer(r"^\s*server\s*\{", snippet, re.M):
+        body = _block_body(snippet, m.start())
+        lm = re.search(r"\blisten\s+127\.0\.0\.1:\{(\w+)\}", body)
+        for loc in re.finditer(r"\blocation\s+([^{]*?)\s*\{", body):
+            inner = _block_body(body, loc.start())
+            if re.search(r"(^|[\s;{])" + re.escape(directive) + r"\b", inner):
+                arg = loc.group(1).split()
+                found.append((arg[-1], lm.group(1) if lm else None))
+    return found

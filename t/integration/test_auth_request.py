@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-import wsclient
 from groups_util import count, expect_nothing_more, next_text, publish, wait_count
-from wsclient import WS
+from wsclient import assert_json_error, handshake
 
 SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory": "mallory",
             "s-nouser": ""}
@@ -122,18 +121,13 @@ def ngx(nginx_factory, app):
     return nginx_factory(SNIPPET.replace("UPSTREAM_PORT", str(app.port)))
 
 
-def handshake(port, cookie=None, path="/ws/notifications"):
-    headers = [("Cookie", cookie)] if cookie else []
-    req = wsclient.build_request(path, port=port, extra_headers=headers)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        return resp, WS(sock, rest)
-    sock.close()
-    return resp, None
+def with_cookie(port, cookie=None, path="/ws/notifications"):
+    """wsclient.handshake with a Cookie header: (HttpResponse, WS or None)."""
+    return handshake(port, path, headers=[("Cookie", cookie)] if cookie else [])
 
 
 def connect(port, cookie):
-    resp, ws = handshake(port, cookie)
+    resp, ws = with_cookie(port, cookie)
     assert resp.status == 101, f"{cookie}: {resp.status_line} {resp.body[:200]!r}"
     return ws
 
@@ -189,7 +183,7 @@ def test_session_cookie_names_the_user_groups(ngx, app):
 
 def test_no_or_unknown_session_gets_401(ngx, app):
     for cookie in (None, "sessionid=s-nobody", "session=s-alice", "theme=dark"):
-        resp, ws = handshake(ngx.port, cookie)
+        resp, ws = with_cookie(ngx.port, cookie)
         assert ws is None and resp.status == 401, (cookie, resp)
         # auth_request passes the app's challenge on
         assert resp.header("WWW-Authenticate") == 'Cookie realm="app"', resp.headers
@@ -202,7 +196,7 @@ def test_no_or_unknown_session_gets_401(ngx, app):
 
 def test_banned_session_gets_403(ngx, app):
     for cookie in ("sessionid=s-mallory", "sessionid=s-alice; banned=1"):
-        resp, ws = handshake(ngx.port, cookie)
+        resp, ws = with_cookie(ngx.port, cookie)
         assert ws is None and resp.status == 403, (cookie, resp)
         assert resp.header("Sec-WebSocket-Accept") is None
     assert count(ngx.port, "user_mallory_notifications") == 0
@@ -214,25 +208,28 @@ def test_banned_session_gets_403(ngx, app):
 def test_authenticated_without_a_user_gets_403(ngx, app):
     """The app says 200 but names nobody: the connection would join the
     shared "user__notifications"; it is refused instead."""
-    resp, ws = handshake(ngx.port, "sessionid=s-nouser")
-    assert ws is None and resp.status == 403, resp
+    resp, ws = with_cookie(ngx.port, "sessionid=s-nouser")
+    assert ws is None, resp
+    # the module's own refusal: JSON, unlike the app's 401/403 passed on by auth_request
+    assert_json_error(resp, 403)
     assert count(ngx.port, "user__notifications") == 0
 
 
 def test_per_user_limit_with_session_identity(ngx, app):
     carol = [connect(ngx.port, "sessionid=s-carol") for _ in range(2)]
-    resp, ws = handshake(ngx.port, "sessionid=s-carol")
-    assert ws is None and resp.status == 429, resp
-    assert json.loads(resp.body) == {"error": "too many connections for this user"}
+    resp, ws = with_cookie(ngx.port, "sessionid=s-carol")
+    assert ws is None, resp
+    assert assert_json_error(resp, 429) == {"error": "too many connections for this user"}
     # another user is not limited by carol's connections
     alice = connect(ngx.port, "sessionid=s-alice")
     close_ws(carol[0])
     deadline = time.monotonic() + 5
     while True:
-        resp, ws = handshake(ngx.port, "sessionid=s-carol")
+        resp, ws = with_cookie(ngx.port, "sessionid=s-carol")
         if ws is not None:
             break
-        assert resp.status == 429 and time.monotonic() < deadline, resp
+        assert time.monotonic() < deadline, "the limit did not free a place after a close"
+        assert_json_error(resp, 429)
         time.sleep(0.05)
     for w in (carol[1], ws, alice):
         close_ws(w)
@@ -240,6 +237,6 @@ def test_per_user_limit_with_session_identity(ngx, app):
 
 def test_upstream_down_fails_closed(ngx, app):
     app.stop()
-    resp, ws = handshake(ngx.port, "sessionid=s-alice")
+    resp, ws = with_cookie(ngx.port, "sessionid=s-alice")
     assert ws is None and resp.status == 500, resp
     assert count(ngx.port, "user_alice_notifications") == 0

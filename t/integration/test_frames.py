@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from nginx_harness import wait_for
 from wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WS,
                       accept_for, build_request, connect, encode_frame, new_key,
                       read_response, ws_connect)
@@ -46,15 +47,36 @@ def ws(ngx):
 
 
 @pytest.mark.parametrize("size, form", [(0, 7), (100, 7), (125, 7), (126, 16),
-                                        (1000, 16), (65535, 16)])
-def test_echo_lengths(ws, size, form):
+                                        (1000, 16), (65535, 16), (65536, 64)])
+def test_echo_lengths(ngx, size, form):
+    ws, _ = ws_connect(ngx.port, "/big")
     payload = os.urandom(size)
     frame = encode_frame(OP_BINARY, payload)
-    assert frame[1] & 0x7F == (size if form == 7 else 126)
+    assert frame[1] & 0x7F == (size if form == 7 else 126 if form == 16 else 127)
     ws.send_raw(frame)
     f = ws.expect_message(OP_BINARY, payload)
-    # the server also uses the minimal length encoding
-    assert f.payload == payload
+    # the server also uses the minimal length encoding: the header as it
+    # came over the wire (RFC 6455 5.2: "the minimal number of bytes MUST be used")
+    if form == 7:
+        assert f.header == bytes([0x82, size]), f.header.hex()
+    elif form == 16:
+        assert f.header == bytes([0x82, 126]) + size.to_bytes(2, "big"), f.header.hex()
+    else:
+        assert f.header == bytes([0x82, 127]) + size.to_bytes(8, "big"), f.header.hex()
+    assert f.length_form == form
+
+
+def test_is_open_sees_an_unread_server_close(ngx):
+    """The client's own check: a close frame waiting unread in the socket
+    (or in the client's buffer) means the connection is no longer open."""
+    ws, _ = ws_connect(ngx.port, "/ws")
+    assert ws.is_open()
+    ws.send_raw(encode_frame(OP_TEXT, b"x", mask=False))   # protocol error: 1002
+    assert wait_for(lambda: not ws.is_open(), 5), "is_open() missed the server's close frame"
+    assert not ws.is_open()
+    # nothing was lost: the close frame is still there to read
+    ws.expect_close(1002)
+    assert not ws.is_open()
 
 
 def test_echo_text_100(ws):

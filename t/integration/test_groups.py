@@ -10,7 +10,7 @@ from groups_util import (count, expect_nothing_more, http, next_text, nginx_test
                          publish, recv_texts, spread_subscribers, stats, subscribe,
                          wait_count)
 from nginx_harness import wait_for
-from wsclient import OP_BINARY, build_request, encode_frame, request
+from wsclient import OP_BINARY, assert_json_error, encode_frame, handshake
 
 WORKERS = 4
 
@@ -52,12 +52,6 @@ server {
 @pytest.fixture
 def ngx(nginx_factory):
     return nginx_factory(CONF, workers=WORKERS)
-
-
-def handshake(port, path):
-    resp, sock, _ = request(port, build_request(path, port=port))
-    sock.close()
-    return resp
 
 
 # --------------------------------------------------------------------------
@@ -117,11 +111,10 @@ def test_connection_with_no_group_at_all(ngx):
 ])
 def test_invalid_group_from_variable_is_400(ngx, query):
     opened = stats(ngx.port)["connections_opened"]
-    resp = handshake(ngx.port, "/any?" + query)
-    assert resp.status == 400, resp
-    assert resp.header("Content-Type").startswith("application/json")
-    doc = json.loads(resp.body)
-    assert "error" in doc and "group" in doc["error"], doc
+    resp, ws = handshake(ngx.port, "/any?" + query)
+    assert ws is None, resp
+    doc = assert_json_error(resp, 400)
+    assert "group" in doc["error"], doc
     # nothing joined, nothing left behind (not even the valid "ok"), no
     # connection counted as opened
     def settled():
@@ -249,7 +242,7 @@ def test_stats_fields(ngx):
 def test_stats_and_publish_methods(ngx):
     resp = http(ngx.port, "POST", "/stats", body=b"{}",
                 headers={"Content-Type": "application/json"})
-    assert resp.status == 405, resp
+    assert_json_error(resp, 405)
     resp = http(ngx.port, "HEAD", "/stats")
     assert resp.status == 200, resp
 
@@ -404,3 +397,78 @@ def test_zones_are_separate(nginx_factory):
     assert next_text(b2) == "for b"
     expect_nothing_more(ngx.port, [a], "same", path="/pa")
     expect_nothing_more(ngx.port, [b1, b2], "same", path="/pb")
+
+
+# --------------------------------------------------------------------------
+# a subscription that does not fit the zone
+
+
+FULL_ZONE = """
+realtime_zone tiny 256k;
+server {
+    listen {port};
+    location = /ws {
+        realtime_websocket;
+        realtime_subscribe $arg_a $arg_b $arg_c $arg_d $arg_e $arg_f $arg_g $arg_h all;
+    }
+    location = /publish { realtime_publish; }
+    location = /stats { realtime_stats; }
+}
+"""
+
+
+def _long_groups(i):
+    """Eight distinct 100-byte group names for connection i, as a query."""
+    return "&".join(f"{k}=" + f"{k}{i:06d}_".ljust(100, "x") for k in "abcdefgh")
+
+
+def test_subscription_that_does_not_fit_is_503(nginx_factory):
+    """The smallest zone fills with distinct long group names: the handshake
+    that cannot be held gets 503 with a JSON error (and joins nothing), the
+    connections already there keep receiving, and once some leave a new
+    subscription fits again."""
+    ngx = nginx_factory(FULL_ZONE, workers=2)
+    witness = subscribe(ngx.port, "/ws?a=witness")
+    held = []
+    refused = None
+    for i in range(1500):
+        resp, ws = handshake(ngx.port, "/ws?" + _long_groups(i))
+        if ws is None:
+            refused = (i, resp)
+            break
+        held.append(ws)
+    assert refused is not None, f"{len(held)} connections of 8 long groups each fit a 256k zone"
+    i, resp = refused
+    assert held, "not even one subscription fit"
+    assert_json_error(resp, 503)
+    # the refused connection joined none of its groups
+    for k in "abcdefgh":
+        name = f"{k}{i:06d}_".ljust(100, "x")
+        assert count(ngx.port, name) == 0, name
+    st = stats(ngx.port)
+    assert st["connections"] == len(held) + 1, st
+
+    # the others are not affected: still open, still receiving
+    assert all(ws.is_open() for ws in held)
+    # (a message names its groups: one to a short name fits where one to a
+    # 100-byte name may not, which the publish API would answer with 507)
+    r = publish(ngx.port, {"group": "all", "data": "still here"}).json()
+    assert r == {"messages": 1, "subscribers": len(held) + 1}, r
+    for ws in [witness] + held:
+        assert next_text(ws) == "still here"
+    assert wait_for(lambda: all(w["queued"] == 0 for w in stats(ngx.port)["workers"]), 10)
+    r = publish(ngx.port, {"group": "witness", "data": "only you"}).json()
+    assert r == {"messages": 1, "subscribers": 1}, r
+    assert next_text(witness) == "only you"
+
+    # some leave: their groups are freed, a new subscription fits again
+    for ws in held[-20:]:
+        ws.close()
+    del held[-20:]
+    assert wait_for(lambda: stats(ngx.port)["connections"] == len(held) + 1, 10), stats(ngx.port)
+    ws = subscribe(ngx.port, "/ws?" + _long_groups(99999))
+    last = "h099999_".ljust(100, "x")
+    assert count(ngx.port, last) == 1
+    r = publish(ngx.port, {"group": last, "data": "fits again"}).json()
+    assert r == {"messages": 1, "subscribers": 1}, r
+    assert next_text(ws) == "fits again"

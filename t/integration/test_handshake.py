@@ -6,7 +6,9 @@ import json
 import pytest
 import websockets
 
-from wsclient import accept_for, build_request, request, ws_connect
+from jwt_util import claims, make_token, new_secret, write_file
+from wsclient import connect as wsclient_connect
+from wsclient import WS, accept_for, assert_json_error, build_request, handshake, request, ws_connect
 
 CONF = """
 server {
@@ -43,15 +45,6 @@ RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 @pytest.fixture
 def ngx(nginx_factory):
     return nginx_factory(CONF)
-
-
-def assert_json_error(resp, status):
-    assert resp.status == status, f"expected {status}, got {resp.status_line} {resp.body!r}"
-    ctype = resp.header("Content-Type") or ""
-    assert ctype.startswith("application/json"), ctype
-    body = json.loads(resp.body)
-    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], body
-    assert resp.header("Sec-WebSocket-Accept") is None
 
 
 # --------------------------------------------------------------------------
@@ -251,4 +244,146 @@ def test_handshake_with_body_not_upgraded(ngx):
     """A handshake request must not carry a body; it is never upgraded."""
     req = build_request("/ws", port=ngx.port, extra_headers=[("Content-Length", "3")]) + b"abc"
     resp, _, _ = request(ngx.port, req)
-    assert resp.status == 400, resp
+    assert_json_error(resp, 400)
+
+
+# --------------------------------------------------------------------------
+# the walk over the request headers
+
+
+def test_connection_keep_alive_alone_400(ngx):
+    """Connection must contain the token "upgrade"; keep-alive alone is not enough."""
+    resp, ws = handshake(ngx.port, "/ws", connection="keep-alive")
+    assert ws is None, resp
+    assert_json_error(resp, 400)
+
+
+def test_connection_split_over_two_lines_101(ngx):
+    """Connection: keep-alive and Connection: Upgrade on two lines form one
+    list (RFC 9110 5.3): the upgrade token is in the second line."""
+    resp, ws = handshake(ngx.port, "/ws", connection="keep-alive",
+                         headers=[("Connection", "Upgrade")])
+    assert resp.status == 101, resp
+    ws.echo("two lines")
+
+
+def test_two_sec_websocket_keys_400(ngx):
+    """Two keys: which one would the accept hash answer? Refused."""
+    resp, ws = handshake(ngx.port, "/ws", headers=[("Sec-WebSocket-Key", "AQIDBAUGBwgJCgsMDQ4PEA==")])
+    assert ws is None, resp
+    assert_json_error(resp, 400)
+
+
+def _raw_handshake_with_many_headers(port, key, protocol_value, n_before=25):
+    lines = ["GET /jwt HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"X-Filler-{i:02d}: value {i} " + "f" * (i * 7) for i in range(n_before)]
+    lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+              "Sec-WebSocket-Version: 13", f"Sec-WebSocket-Protocol: {protocol_value}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_key_and_bearer_subprotocol_after_25_headers(nginx_factory, tmp_path):
+    """25 unrelated headers come before the key; the key, the version and a
+    bearer.<JWT> subprotocol are all still found, the token verified and
+    "chat" selected (a walk that stops after a fixed number of headers, or
+    forgets one it saw early, fails here)."""
+    tmp_path.chmod(0o755)
+    secret = new_secret()
+    write_file(tmp_path / "hs.secret", secret)
+    ngx = nginx_factory(f"""
+server {{
+    listen {{port}};
+    location = /jwt {{
+        realtime_websocket;
+        realtime_echo on;
+        realtime_auth_jwt $realtime_protocol_token;
+        realtime_auth_jwt_key_file {tmp_path}/hs.secret;
+        realtime_subprotocols chat;
+    }}
+}}
+""")
+    good = make_token("HS256", secret, claims("walker"))
+    key = "AQIDBAUGBwgJCgsMDQ4PEA=="
+    resp, sock, rest = request(ngx.port, _raw_handshake_with_many_headers(
+        ngx.port, key, "chat, bearer." + good))
+    assert resp.status == 101, (resp.status_line, resp.body)
+    assert resp.header("Sec-WebSocket-Accept") == accept_for(key)
+    assert resp.header("Sec-WebSocket-Protocol") == "chat"
+    WS(sock, rest).echo("walked")
+
+    # the same request with a forged token is refused: the token was read
+    bad = make_token("HS256", new_secret(), claims("walker"))
+    resp, sock, _ = request(ngx.port, _raw_handshake_with_many_headers(
+        ngx.port, key, "chat, bearer." + bad))
+    assert_json_error(resp, 401, "bad signature")
+
+
+# --------------------------------------------------------------------------
+# HTTP/2 (h2c with prior knowledge; nginx 1.22 has no RFC 8441 WebSockets)
+
+
+def _h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _hpack_literal(name, value):
+    """A literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
+    name, value = name.encode(), value.encode()
+    assert len(name) < 127 and len(value) < 127
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _h2_status(block):
+    """The :status of a response header block (nginx puts it first)."""
+    b0 = block[0]
+    static = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
+    if b0 & 0x80:
+        return static[b0 & 0x7F]
+    # a literal with the indexed name :status (index 8), with or without indexing
+    name_index = b0 & 0x3F if b0 & 0x40 else b0 & 0x0F
+    assert name_index == 8, block[:16].hex()
+    n = block[1]
+    assert not n & 0x80, "Huffman-coded status"
+    return int(block[2:2 + n])
+
+
+def test_http2_400(nginx_factory):
+    ngx = nginx_factory("""
+server {
+    listen {port} http2;
+    location /ws {
+        realtime_websocket;
+        realtime_echo on;
+    }
+}
+""")
+    s = wsclient_connect(ngx.port)
+    headers = b"".join(_hpack_literal(k, v) for k, v in [
+        (":method", "GET"), (":scheme", "http"), (":path", "/ws"),
+        (":authority", f"127.0.0.1:{ngx.port}"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-version", "13")])
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0)
+              + _h2_frame(0x1, 0x4 | 0x1, 1, headers))   # HEADERS, END_HEADERS|END_STREAM
+    buf, status, body, ended = b"", None, b"", False
+    s.settimeout(10)
+    while not ended:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            data = s.recv(65536)
+            assert data, f"connection closed; status {status}, body {body!r}"
+            buf += data
+        n = int.from_bytes(buf[:3], "big")
+        ftype, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        payload, buf = buf[9:9 + n], buf[9 + n:]
+        assert ftype != 0x7, f"GOAWAY {payload!r}"
+        assert ftype != 0x3, f"RST_STREAM {payload!r}"
+        if ftype == 0x4 and not flags & 0x1:
+            s.sendall(_h2_frame(0x4, 0x1, 0))               # SETTINGS ACK
+        elif ftype == 0x1 and stream == 1:
+            status = _h2_status(payload)
+            ended = bool(flags & 0x1)
+        elif ftype == 0x0 and stream == 1:
+            body += payload
+            ended = bool(flags & 0x1)
+    assert status == 400, (status, body)
+    doc = json.loads(body)
+    assert isinstance(doc.get("error"), str) and doc["error"], doc

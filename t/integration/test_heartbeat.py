@@ -26,6 +26,18 @@ server {
         realtime_pong_timeout 1s;
         realtime_idle_timeout 2s;
     }
+    location /live {
+        realtime_websocket;
+        realtime_echo on;
+        realtime_ping_interval 300ms;
+        realtime_pong_timeout 1s;
+    }
+    location /noping {
+        realtime_websocket;
+        realtime_echo on;
+        realtime_ping_interval 0;
+        realtime_pong_timeout 500ms;
+    }
     location /idle-only {
         realtime_websocket;
         realtime_echo on;
@@ -138,3 +150,41 @@ def test_defaults_no_early_ping_no_idle_close(ngx):
     frames, closed_at = converse(ws, 2.5, answer_pings=False)
     assert frames == [], frames
     ws.echo("defaults")
+
+
+# --------------------------------------------------------------------------
+# liveness: any traffic answers a ping
+
+
+def test_text_instead_of_pongs_keeps_connection_open(ngx):
+    """A client that never answers a ping but sends a text message every
+    0.4 s (pings go out after 0.3 s of silence, and must be answered within
+    1 s) stays connected for 4 s, several pong timeouts: README says "a pong,
+    or anything else" proves the client is alive."""
+    ws, _ = ws_connect(ngx.port, "/live")
+    frames, closed_at = converse(ws, 4.0, answer_pings=False, send_every=0.4)
+    assert closed_at is None, f"closed after {closed_at:.1f}s: {frames[-1]!r}"
+    # the test really ran without answering pings
+    assert any(f.opcode == OP_PING for f in frames), frames
+    assert [f for f in frames if f.opcode == OP_TEXT], frames
+    assert ws.is_open()
+    ws.send_text("alive without a single pong")
+    while True:   # skipping pings and the echo of the last keepalive still in flight
+        f = ws.recv_data()
+        assert f.opcode in (OP_PING, OP_TEXT), f
+        if f.opcode == OP_TEXT and f.payload == b"alive without a single pong":
+            break
+    # and the same client, silent now, is closed with 4000: the pings were real
+    frames, closed_at = converse(ws, 8, answer_pings=False)
+    assert closed_at is not None and frames[-1].close_code == 4000, frames
+
+
+def test_ping_interval_0_sends_no_pings(ngx):
+    """realtime_ping_interval 0 disables pings: nothing arrives in 3 s of
+    silence (with pings on, a short pong timeout would also close it)."""
+    ws, _ = ws_connect(ngx.port, "/noping")
+    ws.echo("first")
+    frames, closed_at = converse(ws, 3.0, answer_pings=False)
+    assert frames == [], frames
+    assert ws.is_open()
+    ws.echo("still open")

@@ -2,10 +2,10 @@
 connections."""
 
 import os
-import time
 
 import pytest
 
+from groups_util import spread_subscribers
 from nginx_harness import _proc_net_tcp, pid_alive, wait_for
 from wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, encode_frame, ws_connect
 
@@ -25,16 +25,6 @@ CLOSE_BOUND = 10  # seconds within which a shutting-down server must close
 @pytest.fixture
 def ngx(nginx_factory):
     return nginx_factory(CONF, workers=2)
-
-
-def open_spread(ngx, n, path="/ws"):
-    """Opens n connections; returns them with the pid of the worker serving each."""
-    conns = []
-    for i in range(n):
-        ws, _ = ws_connect(ngx.port, path)
-        ws.echo(f"hello {i}")
-        conns.append((ws, ngx.worker_of(ws.sock)))
-    return conns
 
 
 def server_side_sockets(port):
@@ -62,7 +52,8 @@ def test_master_and_two_workers(ngx):
 
 
 def test_connections_spread_over_workers(ngx):
-    conns = open_spread(ngx, 40)
+    # no retry here: 40 connections that all miss a worker would be a bug
+    conns = spread_subscribers(ngx, "/ws", 40, want_all_workers=False)
     served = {pid for _, pid in conns}
     assert None not in served, "could not find the worker of a connection"
     assert served == set(ngx.worker_pids()), (served, ngx.worker_pids())
@@ -85,7 +76,7 @@ def test_many_concurrent_connections(ngx):
 
 
 def test_reload_sends_1001_and_old_workers_exit(ngx):
-    conns = open_spread(ngx, 8)
+    conns = spread_subscribers(ngx, "/ws", 8)
     assert len({pid for _, pid in conns}) == 2
     ngx.mark_log()
     old, new = ngx.reload()
@@ -100,7 +91,7 @@ def test_reload_sends_1001_and_old_workers_exit(ngx):
 
 
 def test_reload_with_clients_that_never_answer(ngx):
-    conns = open_spread(ngx, 6)
+    conns = spread_subscribers(ngx, "/ws", 6)
     # one client in the middle of a fragmented message
     conns[0][0].send_frame(OP_BINARY, b"half", fin=False)
     old, new = ngx.reload()
@@ -129,7 +120,7 @@ def test_reload_applies_new_config(ngx):
 
 
 def test_quit_sends_1001_and_nginx_exits(ngx):
-    conns = open_spread(ngx, 8)
+    conns = spread_subscribers(ngx, "/ws", 8)
     workers = ngx.worker_pids()
     ngx.quit()
     for ws, _ in conns:
@@ -139,7 +130,7 @@ def test_quit_sends_1001_and_nginx_exits(ngx):
 
 
 def test_sigquit_with_silent_clients(ngx):
-    conns = open_spread(ngx, 6)
+    conns = spread_subscribers(ngx, "/ws", 6)
     ngx.proc.send_signal(3)  # SIGQUIT
     for ws, _ in conns:
         f = ws.recv_data(timeout=CLOSE_BOUND)
@@ -180,6 +171,7 @@ def test_client_close_after_server_close_with_rst(ngx):
     f = ws.recv_data()
     assert f.opcode == OP_CLOSE and f.close_code == 1002
     ws.abort()
-    time.sleep(0.2)
+    assert wait_for(lambda: not server_side_sockets(ngx.port), 5), \
+        f"server kept sockets after the RST: {server_side_sockets(ngx.port)}"
     ws2, _ = ws_connect(ngx.port, "/ws")
     ws2.echo("fine")

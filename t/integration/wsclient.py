@@ -101,6 +101,13 @@ class Frame:
     opcode: int
     payload: bytes
     masked: bool
+    header: bytes = b""  # the frame's bytes before the payload, as on the wire
+
+    @property
+    def length_form(self):
+        """7, 16 or 64: how the frame encoded its payload length on the wire."""
+        n = self.header[1] & 0x7F
+        return 7 if n < 126 else 16 if n == 126 else 64
 
     @property
     def close_code(self):
@@ -292,11 +299,12 @@ class WS:
             key = self.buf[pos:pos + 4]
             pos += 4
         self._need(pos + n, deadline)
+        header = bytes(self.buf[:pos])
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]
         if masked:
             payload = mask_bytes(payload, key)
-        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, payload, masked)
+        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, payload, masked, header)
 
     def recv_data(self, timeout=DEFAULT_TIMEOUT):
         """The next frame, which must be a well-formed final, unmasked server frame."""
@@ -355,32 +363,57 @@ class WS:
                 return True
             self.buf += data
 
-    def is_open(self):
-        """True if the server has not closed the connection (non-blocking check)."""
-        if isinstance(self.sock, ssl.SSLSocket):
-            if self.sock.pending():
-                return True
-            r, _, _ = select.select([self.sock], [], [], 0)
-            if not r:
-                return True
-            # TLS records cannot be peeked at: read and keep the bytes
+    def _read_available(self):
+        """Reads whatever has already arrived (never blocks) into self.buf.
+        Returns False if the server closed TCP (EOF or reset)."""
+        while True:
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            if not pending:
+                r, _, _ = select.select([self.sock], [], [], 0)
+                if not r:
+                    return True
+            # readable: for TLS a record may still be incomplete, hence a short timeout
             self.sock.settimeout(0.05)
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 return True
             except (ConnectionError, ssl.SSLError):
                 return False
+            if not data:
+                return False
             self.buf += data
-            return bool(data)
-        r, _, _ = select.select([self.sock], [], [], 0)
-        if not r:
-            return True
-        try:
-            data = self.sock.recv(65536, socket.MSG_PEEK)
-        except ConnectionError:
+
+    def buffered_frames(self):
+        """[(opcode, payload length)] of the complete frames in self.buf (not consumed)."""
+        out, pos, buf = [], 0, self.buf
+        while len(buf) - pos >= 2:
+            op, n, hl = buf[pos] & 0xF, buf[pos + 1] & 0x7F, 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n, hl = struct.unpack("!H", buf[pos + 2:pos + 4])[0], 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n, hl = struct.unpack("!Q", buf[pos + 2:pos + 10])[0], 10
+            if buf[pos + 1] & 0x80:
+                hl += 4
+            if len(buf) - pos < hl + n:
+                break
+            out.append((op, n))
+            pos += hl + n
+        return out
+
+    def is_open(self):
+        """True if the server has neither sent a close frame nor closed TCP.
+        Non-blocking: bytes that have arrived are read into self.buf (and
+        stay there for recv_frame), and a close frame among them, read or
+        not yet read by the test, counts as closed."""
+        alive = self._read_available()
+        if any(op == OP_CLOSE for op, _n in self.buffered_frames()):
             return False
-        return bool(data)
+        return alive
 
     def close(self):
         try:
@@ -395,6 +428,44 @@ class WS:
         except OSError:
             pass
         self.close()
+
+
+def handshake(port, path="/ws", headers=(), protocols=None, ssl_context=None,
+              timeout=10.0, **req_kw):
+    """A raw handshake that may be refused. headers: extra (name, value)
+    pairs. Returns (HttpResponse, WS) after a 101, else (HttpResponse, None)
+    with the socket closed."""
+    req = build_request(path, port=port, protocols=protocols, extra_headers=headers, **req_kw)
+    resp, sock, rest = request(port, req, ssl_context=ssl_context, timeout=timeout)
+    if resp.status == 101:
+        return resp, WS(sock, rest)
+    sock.close()
+    return resp, None
+
+
+def assert_json_error(resp, status, error=None):
+    """Asserts a refusal as README promises it: the status, Content-Type
+    application/json and a body {"error": "..."} (with that text when error
+    is given). resp: an HttpResponse or groups_util.Response. Returns the
+    parsed body."""
+    import json
+    got = resp.status
+    body = resp.body
+    assert got == status, f"expected {status}, got {got} {body[:300]!r}"
+    if isinstance(resp, HttpResponse):
+        ctype = resp.header("Content-Type") or ""
+        assert resp.header("Sec-WebSocket-Accept") is None, resp.headers
+    else:
+        ctype = resp.headers.get("Content-Type", "")
+    assert ctype.startswith("application/json"), f"{status} with Content-Type {ctype!r}: {body[:300]!r}"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise AssertionError(f"{status} body is not JSON: {body[:300]!r}") from None
+    assert isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc["error"], doc
+    if error is not None:
+        assert doc["error"] == error, doc
+    return doc
 
 
 def ws_connect(port, path="/ws", ssl_context=None, timeout=DEFAULT_TIMEOUT, **req_kw):

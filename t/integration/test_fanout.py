@@ -1,0 +1,96 @@
+"""Fan-out in time slices on one worker: a publish to a group of ~800
+connections is written in slices of 0.3 ms per event-loop turn, and
+messages published meanwhile join the pending connections' queues. With
+concurrent publishers every subscriber must still get every message exactly
+once, and all of them in the same order (one order per group)."""
+
+import json
+import selectors
+import time
+
+from groups_util import Publisher, count, expect_nothing_more, stats, subscribe
+from nginx_harness import wait_for
+from wsclient import OP_PING, OP_TEXT
+
+SUBSCRIBERS = 800
+PUBLISHERS = 4
+MESSAGES = 40          # per publisher
+DEADLINE = 120         # seconds for everything to arrive: generous, not a measurement
+
+CONF = """
+realtime_zone rt 16m;
+server {
+    listen {port};
+    location = /ws {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+    }
+    location = /publish { realtime_publish; }
+    location = /stats { realtime_stats; }
+}
+"""
+
+
+def read_all(conns, expected, deadline):
+    """Reads text messages from every connection at once (epoll) until each
+    has `expected` of them or the deadline passes. Returns a list of lists."""
+    got = [[] for _ in conns]
+    sel = selectors.DefaultSelector()
+    for i, ws in enumerate(conns):
+        sel.register(ws.sock, selectors.EVENT_READ, i)
+    pending = len(conns)
+    try:
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1.0):
+                i = key.data
+                ws = conns[i]
+                data = ws.sock.recv(1 << 20)
+                assert data, f"subscriber {i} was disconnected after {len(got[i])} messages"
+                ws.buf += data
+                for _ in range(len(ws.buffered_frames())):
+                    f = ws.recv_data(timeout=1)
+                    if f.opcode == OP_PING:
+                        continue
+                    assert f.opcode == OP_TEXT and f.fin, (i, f)
+                    got[i].append(json.loads(f.payload))
+                if len(got[i]) >= expected:
+                    sel.unregister(ws.sock)
+                    pending -= 1
+    finally:
+        sel.close()
+    return got
+
+
+def test_fan_out_slices_with_concurrent_publishers(nginx_factory):
+    ngx = nginx_factory(CONF, workers=1)
+    conns = [subscribe(ngx.port, "/ws?g=crowd") for _ in range(SUBSCRIBERS)]
+    assert count(ngx.port, "crowd") == SUBSCRIBERS
+    before = stats(ngx.port)
+
+    pubs = [Publisher(ngx.port, "crowd", f"p{i}", n=MESSAGES) for i in range(PUBLISHERS)]
+    for p in pubs:
+        p.start()
+    total = PUBLISHERS * MESSAGES
+    got = read_all(conns, total, time.monotonic() + DEADLINE)
+    for p in pubs:
+        p.finish(timeout=DEADLINE)
+        assert p.subscribers == [SUBSCRIBERS] * MESSAGES, (p.name, p.subscribers)
+
+    short = [(i, len(m)) for i, m in enumerate(got) if len(m) != total]
+    assert not short, f"subscribers with a wrong number of messages (of {total}): {short[:10]}"
+    first = got[0]
+    # every message exactly once, each publisher's in its own order
+    assert sorted((m["p"], m["seq"]) for m in first) == sorted(
+        (p.name, s) for p in pubs for s in range(MESSAGES))
+    for p in pubs:
+        assert [m["seq"] for m in first if m["p"] == p.name] == list(range(MESSAGES))
+    # the same total order everywhere
+    for i, msgs in enumerate(got[1:], 1):
+        assert msgs == first, f"subscriber {i} saw another order"
+
+    # the zone counted exactly one frame per message and subscriber
+    want = before["frames_delivered"] + total * SUBSCRIBERS
+    assert wait_for(lambda: stats(ngx.port)["frames_delivered"] == want, 10), \
+        (stats(ngx.port)["frames_delivered"], want)
+    assert stats(ngx.port)["messages_published"] == before["messages_published"] + total
+    expect_nothing_more(ngx.port, conns, "crowd")
