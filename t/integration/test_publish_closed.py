@@ -76,7 +76,8 @@ def test_loopback_listener_publishes_whatever_realip_says(nginx_factory):
     ok = (200, {"messages": 1, "subscribers": 0})
     assert call(ngx.port, "/publish", msg) == ok
     assert call(ngx.port, "/publish", msg, real_ip="127.0.0.9") == ok
-    # a same-host proxy's clients are this host too (README, "Trust")
+    # a same-host proxy's clients are this host too (README, "Protecting
+    # the publish and stats locations")
     assert call(ngx.port, "/publish", msg, real_ip="203.0.113.5") == ok
     assert call(ngx.port, "/publish", msg, real_ip="::ffff:198.51.100.7") == ok
 

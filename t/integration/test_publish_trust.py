@@ -266,7 +266,8 @@ def test_loopback_inside_namespace_publishes(ns_nginx):
         assert json.loads(next_text(ws)) == {"hello": 1}
 
     # a remote X-Real-IP on a loopback listener changes nothing: the
-    # listener decides (a same-host proxy is trusted, see README)
+    # listener decides (a same-host proxy is trusted, see README,
+    # "Protecting the publish and stats locations")
     with ns.entered():
         r = request("127.0.0.1", ngx.port, "POST", "/publish",
                     {"group": "g", "data": 2}, [("X-Real-IP", "127.0.0.1")])
