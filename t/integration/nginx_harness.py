@@ -45,7 +45,8 @@ class NginxError(Exception):
 
 def _proc_net_tcp(path="/proc/net/tcp"):
     """Yields (local_ip_hex, local_port, remote_port, state, inode) of IPv4 TCP
-    sockets. path: /proc/PID/net/tcp for the table of PID's network namespace."""
+    sockets (of IPv6 ones from .../tcp6). path: /proc/PID/net/tcp for the
+    table of PID's network namespace."""
     with open(path) as f:
         next(f)
         for line in f:
@@ -56,9 +57,14 @@ def _proc_net_tcp(path="/proc/net/tcp"):
 
 
 def listening_inodes(port, path="/proc/net/tcp"):
-    """Inodes of sockets listening on TCP port (any address)."""
-    return {inode for _lip, lport, _rport, state, inode in _proc_net_tcp(path)
-            if lport == port and state == "0A"}
+    """Inodes of sockets listening on TCP port (any address, IPv4 or IPv6)."""
+    inodes = set()
+    for table in (path, path + "6"):
+        if table.endswith("6") and not os.path.exists(table):
+            continue  # no IPv6 in this kernel
+        inodes |= {inode for _lip, lport, _rport, state, inode in _proc_net_tcp(table)
+                   if lport == port and state == "0A"}
+    return inodes
 
 
 def socket_inodes(pid):
