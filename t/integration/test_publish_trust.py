@@ -11,6 +11,7 @@ The realip module trusts the veth peer, which then claims to be 127.0.0.1.
 """
 
 import json
+import os
 import socket
 
 import pytest
@@ -94,6 +95,8 @@ STATS_OPEN = """
 def netns():
     """A fresh network namespace + veth pair, removed at teardown even when
     the test (or the creation) fails."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates a network namespace and a veth pair")
     ns = NetNs()
     try:
         yield ns.create()
@@ -104,11 +107,11 @@ def netns():
 
 @pytest.fixture
 def ns_nginx(netns, nginx_factory):
-    """start(extra="") -> (Nginx running in netns with CONF, NetNs).
+    """start(extra="", conf=CONF) -> (Nginx running in netns, NetNs).
 
     netns comes first, so it is torn down after nginx has been stopped."""
-    def start(extra=""):
-        conf = (CONF % {"extra": extra}).replace("{host_addr}", netns.host_addr)
+    def start(extra="", conf=CONF):
+        conf = (conf % {"extra": extra}).replace("{host_addr}", netns.host_addr)
         return nginx_factory(conf, workers=2, netns=netns.name), netns
     return start
 
@@ -137,7 +140,8 @@ def request(host, port, method, path, body=None, headers=(), proxy_line=None):
     """One HTTP/1.1 request on a fresh connection to host:port, made from
     whatever network namespace the calling thread is in."""
     data = b"" if body is None else json.dumps(body).encode()
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
+    name = f"[{host}]" if ":" in host else host
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {name}:{port}",
              "Connection: close"]
     if body is not None:
         lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
@@ -318,3 +322,31 @@ def test_spoofed_address_without_realip_or_via_proxy_protocol(ns_nginx):
     assert_refused(r)
 
     assert_only_marker(ns, ngx.port, subs, "after-proxy")
+
+
+DUAL_STACK = """
+realtime_zone rt 1m;
+server {
+    listen [::]:{port} ipv6only=off;
+    location = /publish { realtime_publish; }
+    location = /stats { realtime_stats; }
+%(extra)s
+}
+"""
+
+
+def test_dual_stack_listener(ns_nginx):
+    """On a [::] ipv6only=off listener IPv4 peers arrive on ::ffff:a.b.c.d:
+    ::ffff:127.0.0.1 is this host, ::ffff:<veth address> is not."""
+    ngx, ns = ns_nginx(conf=DUAL_STACK)
+    msg = {"group": "g", "data": 1}
+    assert_refused(request(ns.ns_addr, ngx.port, "POST", "/publish", msg))
+    assert_refused(request(ns.ns_addr, ngx.port, "GET", "/stats"))
+    assert f"came in on [::ffff:{ns.ns_addr}]:{ngx.port}" in ngx.error_log()
+
+    with ns.entered():
+        for host in ("127.0.0.1", "::1"):
+            r = request(host, ngx.port, "POST", "/publish", msg)
+            assert r.status == 200, (host, r)
+            r = request(host, ngx.port, "GET", "/stats")
+            assert r.status == 200, (host, r)
