@@ -29,8 +29,8 @@ static ngx_flag_t ngx_http_realtime_is_loopback(struct sockaddr *sa);
  * unix-socket listener, or remote is on. Otherwise refuses r with 403 and
  * a JSON body and returns what a content handler returns.
  *
- * what names the location in the log line and the body ("publishing",
- * "stats"); directive is the one that opens it to other hosts.
+ * what names the action in the log line and the body ("publishing",
+ * "reading stats"); directive is the one that opens it to other hosts.
  */
 
 ngx_int_t
@@ -48,8 +48,8 @@ ngx_http_realtime_local_only(ngx_http_request_t *r, ngx_flag_t remote,
     c = r->connection;
 
     /*
-     * Fills c->local_sockaddr in when the listener is a wildcard one (then
-     * it holds 0.0.0.0 or ::); the text is only for the log line.
+     * On a wildcard listener c->local_sockaddr is 0.0.0.0 or ::, and this
+     * asks the socket for the real address. The text is for the log line.
      */
     local.data = text;
     local.len = NGX_SOCKADDR_STRLEN;
