@@ -123,6 +123,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, publish_remote),
       NULL },
 
+    { ngx_string("realtime_stats_remote"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, stats_remote),
+      NULL },
+
     { ngx_string("realtime_auth_jwt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_realtime_auth_jwt,
@@ -300,6 +307,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->echo = NGX_CONF_UNSET;
     conf->publish_remote = NGX_CONF_UNSET;
+    conf->stats_remote = NGX_CONF_UNSET;
     conf->jwt_sources = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->jwt_algorithms = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->jwt_leeway = NGX_CONF_UNSET;
@@ -364,6 +372,7 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
     ngx_conf_merge_value(conf->publish_remote, prev->publish_remote, 0);
+    ngx_conf_merge_value(conf->stats_remote, prev->stats_remote, 0);
 
     /* inherited by every level; checked for WebSocket locations */
     if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK) {

@@ -84,6 +84,7 @@ typedef struct {
     ngx_flag_t                  echo;
     size_t                      max_body_size;     /* publish bodies */
     ngx_flag_t                  publish_remote;
+    ngx_flag_t                  stats_remote;
 
     /* built at merge time from the arrays above */
     realtime::ws::HandshakePolicy  *policy;
@@ -127,6 +128,10 @@ ngx_int_t ngx_http_realtime_send_json(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view body) noexcept;
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
     ngx_uint_t status, std::string_view message) noexcept;
+
+/* access: publish and stats are for this host unless opened */
+ngx_int_t ngx_http_realtime_local_only(ngx_http_request_t *r,
+    ngx_flag_t remote, const char *what, const char *directive) noexcept;
 
 /* zone: directive, shared memory setup, locking, snapshot for stats */
 char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

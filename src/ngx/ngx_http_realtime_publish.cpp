@@ -26,7 +26,6 @@ static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
 static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
     std::string *body);
-static ngx_flag_t ngx_http_realtime_is_local(ngx_connection_t *c);
 
 
 ngx_int_t
@@ -43,13 +42,10 @@ ngx_http_realtime_publish_handler(ngx_http_request_t *r) noexcept
      * Closed by default: whoever can publish can send anything to every
      * user. Other hosts are let in only where the operator said so.
      */
-    if (!rlcf->publish_remote && !ngx_http_realtime_is_local(r->connection)) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "realtime: publish from a remote address refused; "
-                      "see \"realtime_publish_remote\"");
-
-        return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
-                   "publishing is only allowed from this host");
+    rc = ngx_http_realtime_local_only(r, rlcf->publish_remote, "publishing",
+                                      "realtime_publish_remote");
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -309,46 +305,4 @@ ngx_http_realtime_publish_info(ngx_http_request_t *r,
                        + "\",\"subscribers\":" + std::to_string(n) + "}";
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
-}
-
-
-/* Loopback (127.0.0.0/8, ::1) and unix-socket clients are this host. */
-
-static ngx_flag_t
-ngx_http_realtime_is_local(ngx_connection_t *c)
-{
-    struct sockaddr_in   *sin;
-#if (NGX_HAVE_INET6)
-    struct sockaddr_in6  *sin6;
-#endif
-
-    switch (c->sockaddr->sa_family) {
-
-    case AF_INET:
-        sin = (struct sockaddr_in *) c->sockaddr;
-        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-
-#if (NGX_HAVE_INET6)
-    case AF_INET6:
-        sin6 = (struct sockaddr_in6 *) c->sockaddr;
-
-        if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)) {
-            return 1;
-        }
-
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            return sin6->sin6_addr.s6_addr[12] == 127;
-        }
-
-        return 0;
-#endif
-
-#if (NGX_HAVE_UNIX_DOMAIN)
-    case AF_UNIX:
-        return 1;
-#endif
-
-    default:
-        return 0;
-    }
 }

@@ -12,9 +12,20 @@
 ngx_int_t
 ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
 {
+    ngx_int_t                      rc;
     ngx_uint_t                     connections;
     ngx_http_realtime_zone_t      *z;
     ngx_http_realtime_loc_conf_t  *rlcf;
+
+    rlcf = (ngx_http_realtime_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_realtime_module);
+
+    /* worker pids and load are nobody else's business: closed like publish */
+    rc = ngx_http_realtime_local_only(r, rlcf->stats_remote, "reading stats",
+                                      "realtime_stats_remote");
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         if (ngx_http_realtime_add_header(r, "Allow", "GET") != NGX_OK) {
@@ -25,8 +36,6 @@ ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
                                             "use GET");
     }
 
-    rlcf = (ngx_http_realtime_loc_conf_t *)
-               ngx_http_get_module_loc_conf(r, ngx_realtime_module);
     z = rlcf->zone;
 
     try {

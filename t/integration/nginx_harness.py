@@ -3,14 +3,23 @@
 Each Nginx instance lives in its own temporary prefix, listens only on
 127.0.0.1 with `reuseport` (so connections spread over the workers) and on
 ports picked at random among the ones nobody else is listening on.
+
+An instance can also run inside a network namespace (Nginx(netns=...), see
+NetNs): then it listens on 0.0.0.0 there, so it is reachable both on the
+namespace's loopback and through a veth pair from this namespace.
 """
 
+import contextlib
+import ctypes
+import ipaddress
+import itertools
 import os
 import random
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +43,11 @@ class NginxError(Exception):
 # /proc helpers
 
 
-def _proc_net_tcp():
-    """Yields (local_ip_hex, local_port, remote_port, state, inode) of IPv4 TCP sockets."""
-    with open("/proc/net/tcp") as f:
+def _proc_net_tcp(path="/proc/net/tcp"):
+    """Yields (local_ip_hex, local_port, remote_port, state, inode) of IPv4 TCP
+    sockets (of IPv6 ones from .../tcp6). path: /proc/PID/net/tcp for the
+    table of PID's network namespace."""
+    with open(path) as f:
         next(f)
         for line in f:
             parts = line.split()
@@ -45,10 +56,15 @@ def _proc_net_tcp():
             yield lip, int(lport, 16), int(rport, 16), parts[3], int(parts[9])
 
 
-def listening_inodes(port):
-    """Inodes of sockets listening on TCP port (any address)."""
-    return {inode for _lip, lport, _rport, state, inode in _proc_net_tcp()
-            if lport == port and state == "0A"}
+def listening_inodes(port, path="/proc/net/tcp"):
+    """Inodes of sockets listening on TCP port (any address, IPv4 or IPv6)."""
+    inodes = set()
+    for table in (path, path + "6"):
+        if table.endswith("6") and not os.path.exists(table):
+            continue  # no IPv6 in this kernel
+        inodes |= {inode for _lip, lport, _rport, state, inode in _proc_net_tcp(table)
+                   if lport == port and state == "0A"}
+    return inodes
 
 
 def socket_inodes(pid):
@@ -129,11 +145,19 @@ class Nginx:
 
     Placeholders in the snippet: {port}, {port2}, {ssl_port} (free ports),
     {cert}, {key} (the TLS certificate, when given), {prefix}. Every `listen`
-    is rewritten to 127.0.0.1:PORT and given `reuseport`.
+    is rewritten to 127.0.0.1:PORT and given `reuseport` (a `listen unix:`
+    is left as it is).
+
+    netns: the name of a network namespace (NetNs.name) to run in; the
+    master is started with `ip netns exec`, and a `listen` without an
+    address gets 0.0.0.0 instead of 127.0.0.1.
     """
 
-    def __init__(self, snippet, workers=2, cert=None, key=None, main_extra=""):
+    def __init__(self, snippet, workers=2, cert=None, key=None, main_extra="",
+                 netns=None):
         self.snippet = snippet
+        self.netns = netns
+        self.listen_host = "0.0.0.0" if netns else "127.0.0.1"
         self.workers = workers
         self.cert = cert
         self.key = key
@@ -182,8 +206,10 @@ class Nginx:
         def fix_listen(m):
             args = m.group(2).split()
             addr = args[0]
+            if addr.startswith("unix:"):
+                return m.group(0)  # Linux has no SO_REUSEPORT for unix sockets
             if ":" not in addr:
-                addr = "127.0.0.1:" + addr
+                addr = self.listen_host + ":" + addr
             rest = [a for a in args[1:] if a != "reuseport"]
             return m.group(1) + " ".join([addr] + rest + ["reuseport"]) + ";"
 
@@ -225,12 +251,21 @@ http {{
         return [NGINX_BIN, "-p", str(self.prefix) + "/", "-c", "conf/nginx.conf",
                 "-e", "logs/error.log", *extra]
 
+    @property
+    def net_tcp_path(self):
+        """The TCP table of the namespace nginx listens in."""
+        if self.netns and self.proc is not None:
+            return f"/proc/{self.proc.pid}/net/tcp"
+        return "/proc/net/tcp"
+
     def start(self, timeout=10):
         for attempt in range(3):
             self._render()
             self.error_log_path.write_text("")
             stderr = open(self.prefix / "logs" / "stderr.log", "ab")
-            self.proc = subprocess.Popen(self._cmd(), stdin=subprocess.DEVNULL,
+            # `ip netns exec` execs nginx: the pid is still the master's
+            wrap = ["ip", "netns", "exec", self.netns] if self.netns else []
+            self.proc = subprocess.Popen(wrap + self._cmd(), stdin=subprocess.DEVNULL,
                                          stdout=stderr, stderr=stderr)
             stderr.close()
             ok, why = self._wait_ready(timeout)
@@ -254,7 +289,7 @@ http {{
                 mine = socket_inodes(self.proc.pid)
                 ready = True
                 for port in self.ports.values():
-                    inodes = listening_inodes(port)
+                    inodes = listening_inodes(port, self.net_tcp_path)
                     if not inodes:
                         ready = False
                     elif not inodes <= mine:
@@ -411,7 +446,8 @@ http {{
         """Pid of the worker holding the server end of client_sock's connection."""
         cport = client_sock.getsockname()[1]
         sport = client_sock.getpeername()[1]
-        inodes = {inode for _lip, lport, rport, _st, inode in _proc_net_tcp()
+        inodes = {inode for _lip, lport, rport, _st, inode
+                  in _proc_net_tcp(self.net_tcp_path)
                   if lport == sport and rport == cport}
         for pid in self.worker_pids():
             if inodes & socket_inodes(pid):
@@ -498,3 +534,111 @@ def example_locations(snippet, directive):
                 arg = loc.group(1).split()
                 found.append((arg[-1], lm.group(1) if lm else None))
     return found
+
+
+# network namespaces
+
+
+_CLONE_NEWNET = 0x40000000
+_netns_seq = itertools.count(1)
+
+
+def _ip(*args, check=True):
+    res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+    if check and res.returncode != 0:
+        raise NginxError(f"ip {' '.join(args)} failed: {res.stderr.strip()}")
+    return res
+
+
+class NetNs:
+    """A network namespace joined to this one by a veth pair on a /30.
+
+    The host end gets .1 and the namespace end .2 of a /30 in 203.0.113.0/24
+    (TEST-NET-3) that no interface here uses; the namespace's loopback is
+    brought up. Only the new veth gets an address: never an existing
+    interface. remove() deletes the veth and the namespace and may be
+    called more than once (and after a failed create())."""
+
+    NET = "203.0.113."
+
+    def __init__(self):
+        seq = next(_netns_seq)
+        self.name = f"rt-itest-{os.getpid()}-{seq}"
+        # interface names have at most 15 characters
+        self.veth_host = f"rt{os.getpid()}h{seq}"
+        self.veth_ns = f"rt{os.getpid()}n{seq}"
+        self.host_addr = None
+        self.ns_addr = None
+
+    def _free_subnet(self):
+        """(host, ns) addresses of a /30 that overlaps no address or route here."""
+        taken = []
+        for line in _ip("-o", "-4", "addr", "show").stdout.splitlines():
+            m = re.search(r"\binet (\S+)", line)
+            if m:
+                taken.append(ipaddress.ip_network(m.group(1), strict=False))
+        for line in _ip("-4", "route", "show", "table", "all").stdout.splitlines():
+            dest = line.split()[0] if line.split() else ""
+            if dest in ("default", "broadcast", "local", "unreachable"):
+                dest = line.split()[1] if len(line.split()) > 1 else ""
+            try:
+                taken.append(ipaddress.ip_network(dest, strict=False))
+            except ValueError:
+                continue
+        start = os.getpid() % 63
+        for i in range(63):
+            base = 4 * (1 + (start + i) % 63)  # 203.0.113.0/30 left alone
+            net = ipaddress.ip_network(f"{self.NET}{base}/30")
+            if not any(net.overlaps(t) for t in taken
+                       if t.prefixlen > 0):
+                return str(net[1]), str(net[2])
+        raise NginxError("no free /30 in 203.0.113.0/24")
+
+    def create(self):
+        try:
+            self.host_addr, self.ns_addr = self._free_subnet()
+            _ip("netns", "add", self.name)
+            _ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)
+            _ip("link", "set", self.veth_ns, "netns", self.name)
+            _ip("addr", "add", self.host_addr + "/30", "dev", self.veth_host)
+            _ip("link", "set", self.veth_host, "up")
+            _ip("-n", self.name, "addr", "add", self.ns_addr + "/30", "dev", self.veth_ns)
+            _ip("-n", self.name, "link", "set", self.veth_ns, "up")
+            _ip("-n", self.name, "link", "set", "lo", "up")
+        except Exception:
+            self.remove()
+            raise
+        return self
+
+    def remove(self):
+        # deleting either end removes the pair; the namespace end goes with it
+        _ip("link", "del", self.veth_host, check=False)
+        _ip("netns", "del", self.name, check=False)
+
+    def exists(self):
+        return self.name in _ip("netns", "list", check=False).stdout.split()
+
+    @contextlib.contextmanager
+    def entered(self):
+        """Sockets created inside the with-block (by this thread) belong to
+        the namespace and stay there; the thread returns to its own
+        namespace afterwards, even on an exception."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns({self.name}): {os.strerror(err)}")
+            try:
+                yield self
+            finally:
+                if libc.setns(own, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    # a thread stuck in the test namespace would poison every
+                    # later test: stop here
+                    sys.stderr.write(f"setns back failed: {os.strerror(err)}\n")
+                    os._exit(70)
+        finally:
+            os.close(target)
+            os.close(own)
