@@ -242,6 +242,90 @@ ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
 
 
 /*
+ * Whether the browser sends this location's credential by itself, so that
+ * any page the user visits could open the socket as the user (cross-site
+ * WebSocket hijacking): a JWT source that reads a cookie, or auth_request,
+ * which asks the app about the request's cookies. There the Origin must be
+ * this host's unless realtime_allowed_origins says otherwise.
+ */
+
+ngx_flag_t
+ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    bool                       cookie, seen_self;
+    ngx_str_t                 *uri;
+    ngx_uint_t                 i;
+    ngx_module_t             **modules;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_complex_value_t  *cv;
+
+    cookie = false;
+
+    if (conf->jwt_sources) {
+        cv = (ngx_http_complex_value_t *) conf->jwt_sources->elts;
+
+        for (i = 0; i < conf->jwt_sources->nelts && !cookie; i++) {
+            ngx_http_realtime_each_variable(cv[i].value,
+                [&cookie](std::string_view var) {
+
+                cookie = (var.size() > 7
+                          && ngx_strncasecmp((u_char *) var.data(),
+                                             (u_char *) "cookie_", 7) == 0)
+                         || ngx_http_realtime_header_is(var, "http_cookie");
+                return cookie;
+            });
+        }
+    }
+
+    if (cookie) {
+        return 1;
+    }
+
+    /*
+     * auth_request: its configuration is private to the module, but its
+     * location configuration has begun with "ngx_str_t uri" (empty: off)
+     * since nginx 1.5.4. The module is found by name, as it may be absent.
+     * It cannot be built as a dynamic module, so it comes before us in
+     * cycle->modules and its configuration for this location is merged
+     * already (merging goes module by module): inherited values count.
+     */
+
+    modules = cf->cycle->modules;
+    ctx = (ngx_http_conf_ctx_t *) cf->ctx;
+    seen_self = false;
+
+    for (i = 0; modules[i]; i++) {
+        if (modules[i] == &ngx_realtime_module) {
+            seen_self = true;
+            continue;
+        }
+
+        if (modules[i]->type != NGX_HTTP_MODULE
+            || ngx_strcmp(modules[i]->name, "ngx_http_auth_request_module") != 0)
+        {
+            continue;
+        }
+
+        if (seen_self) {
+            /*
+             * Not merged yet, so not known: assume it is on, which only
+             * means Origin must match Host where no list is given.
+             */
+            return 1;
+        }
+
+        uri = (ngx_str_t *) ctx->loc_conf[modules[i]->ctx_index];
+
+        return uri != NULL && uri->len != 0;
+    }
+
+    return 0;
+}
+
+
+
+/*
  * The token: the first non-empty source, "Bearer " stripped. Returns
  * NGX_DECLINED when every source is empty.
  */

@@ -369,6 +369,9 @@ ngx_http_realtime_collect(ngx_http_request_t *r,
         } else if (ngx_http_realtime_header_is(name, "Origin")) {
             hr->has_origin = true;
             hr->origin = value;
+
+        } else if (ngx_http_realtime_header_is(name, "Host")) {
+            hr->host = value;
         }
 
         return false;

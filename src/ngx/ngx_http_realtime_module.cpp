@@ -410,8 +410,18 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                        &conf->policy->allowed_origins);
 
     } catch (...) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "out of memory while building the handshake "
+                           "policy");
         return (char *) NGX_CONF_ERROR;
     }
+
+    /*
+     * Cookies and auth_request: without a list, only pages of this host
+     * may open the socket (a list, or "*", says otherwise).
+     */
+    conf->policy->same_origin =
+        ngx_http_realtime_ambient_credentials(cf, conf) ? true : false;
 
     return NGX_CONF_OK;
 }

@@ -108,6 +108,8 @@ char *ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
 ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
+ngx_flag_t ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
 
 /* zone: directive, shared memory setup, locking */
 char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -161,6 +163,55 @@ static inline std::string_view
 ngx_http_realtime_sv(const ngx_str_t &s)
 {
     return std::string_view((const char *) s.data, s.len);
+}
+
+
+/*
+ * Calls f(name) for every variable a configuration text refers to, as
+ * "$name" or "${name}" (nginx's script syntax), until f returns true.
+ */
+template <class F>
+void
+ngx_http_realtime_each_variable(const ngx_str_t &text, F f)
+{
+    u_char  *p, *last, *start;
+
+    p = text.data;
+    last = p + text.len;
+
+    while (p < last) {
+        if (*p++ != '$' || p == last) {
+            continue;
+        }
+
+        if (*p == '{') {
+            start = ++p;
+
+            while (p < last && *p != '}') {
+                p++;
+            }
+
+            if (p == last) {
+                return;
+            }
+
+        } else {
+            start = p;
+
+            while (p < last
+                   && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                       || (*p >= '0' && *p <= '9') || *p == '_'))
+            {
+                p++;
+            }
+        }
+
+        if (p > start
+            && f(std::string_view((const char *) start, p - start)))
+        {
+            return;
+        }
+    }
 }
 
 
