@@ -94,6 +94,11 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
                                      : "authenticated, but no user");
         }
 
+        if (rc == NGX_ABORT) {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
+                                                "realtime_user is too long");
+        }
+
         if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -115,16 +120,16 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         if (rlcf->zone) {
             ngx_str_t  limit_key = ngx_null_string;
 
-            if (rlcf->max_connections_per_user && s->user.len) {
+            if (rlcf->max_connections_per_user && !s->user.empty()) {
                 /* a name no client can publish to: "~" is not allowed */
-                limit_key.len = sizeof("~user:") - 1 + s->user.len;
+                limit_key.len = sizeof("~user:") - 1 + s->user.size();
                 limit_key.data = (u_char *) ngx_pnalloc(r->pool, limit_key.len);
                 if (limit_key.data == NULL) {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR;
                 }
 
                 ngx_memcpy(ngx_cpymem(limit_key.data, "~user:", 6),
-                           s->user.data, s->user.len);
+                           s->user.data(), s->user.size());
             }
 
             rc = ngx_http_realtime_session_subscribe(s, &groups,
@@ -134,8 +139,9 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             if (rc == NGX_BUSY) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "realtime: handshake refused with 429: user "
-                              "\"%V\" has %ui connections already",
-                              &s->user, rlcf->max_connections_per_user);
+                              "\"%*s\" has %ui connections already",
+                              s->user.size(), s->user.data(),
+                              rlcf->max_connections_per_user);
                 return ngx_http_realtime_send_error(r,
                            NGX_HTTP_TOO_MANY_REQUESTS,
                            "too many connections for this user");

@@ -21,6 +21,15 @@ extern "C" {
 
 #define NGX_HTTP_REALTIME_CLOSE_WAIT  3000  /* ms to wait for the peer's close */
 
+/*
+ * The longest realtime_user, in bytes. The per-user connection limit is
+ * counted in the zone under the key "~user:" + user, next to group names
+ * of at most 100 bytes; 200 leaves room for e-mail addresses and
+ * "tenant.sub" identities. A longer user is refused (403), never cut:
+ * two users sharing a prefix would share a limit.
+ */
+#define NGX_HTTP_REALTIME_USER_MAX    200
+
 
 struct ngx_http_realtime_local_groups_t;
 
@@ -65,6 +74,11 @@ typedef struct {
     ngx_str_t                   jwt_audience;
     realtime::jwt::Policy      *jwt_policy;        /* built at merge time */
     ngx_http_complex_value_t   *user;
+    ngx_array_t                *identity_claims;   /* of ngx_str_t: claims */
+    ngx_array_t                *identity_headers;  /* and token header fields
+                                                      realtime_user and
+                                                      realtime_subscribe use;
+                                                      a refresh keeps them */
     ngx_uint_t                  max_connections_per_user;
     ngx_array_t                *subprotocols;      /* of ngx_str_t */
     ngx_array_t                *allowed_origins;   /* of ngx_str_t */

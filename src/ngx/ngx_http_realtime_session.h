@@ -60,7 +60,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::jwt::JsonPtr         jwt_header;
     realtime::jwt::JsonPtr         jwt_claims;
     int64_t                        jwt_exp;     /* 0: never expires */
-    ngx_str_t                      user;
+    std::string                    user;        /* own copy: outlives r */
 
     ngx_queue_t                    members;     /* of ..._member_t */
     ngx_http_realtime_flush_link_t flush_link;  /* worker's flush list */
