@@ -422,9 +422,35 @@ ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
 }
 
 
+/* One realtime_auth_jwt source's value, "Bearer " stripped. */
+
+ngx_int_t
+ngx_http_realtime_token_source(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *token)
+{
+    if (ngx_http_complex_value(r, cv, token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (token->len > 7
+        && ngx_strncasecmp(token->data, (u_char *) "Bearer ", 7) == 0)
+    {
+        token->data += 7;
+        token->len -= 7;
+    }
+
+    while (token->len && token->data[0] == ' ') {
+        token->data++;
+        token->len--;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
- * The token: the first non-empty source, "Bearer " stripped. Returns
- * NGX_DECLINED when every source is empty.
+ * The token: the first non-empty source. Returns NGX_DECLINED when every
+ * source is empty.
  */
 
 static ngx_int_t
@@ -437,20 +463,8 @@ ngx_http_realtime_token(ngx_http_request_t *r,
     cv = (ngx_http_complex_value_t *) rlcf->jwt_sources->elts;
 
     for (i = 0; i < rlcf->jwt_sources->nelts; i++) {
-        if (ngx_http_complex_value(r, &cv[i], token) != NGX_OK) {
+        if (ngx_http_realtime_token_source(r, &cv[i], token) != NGX_OK) {
             return NGX_ERROR;
-        }
-
-        if (token->len > 7
-            && ngx_strncasecmp(token->data, (u_char *) "Bearer ", 7) == 0)
-        {
-            token->data += 7;
-            token->len -= 7;
-        }
-
-        while (token->len && token->data[0] == ' ') {
-            token->data++;
-            token->len--;
         }
 
         if (token->len) {

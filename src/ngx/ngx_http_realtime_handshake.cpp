@@ -34,6 +34,11 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
     rlcf = (ngx_http_realtime_loc_conf_t *)
                ngx_http_get_module_loc_conf(r, ngx_realtime_module);
 
+    /* before anything is logged; a no-op when the preaccess phase did it */
+    if (ngx_http_realtime_redact(r, rlcf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     try {
         realtime::ws::HandshakeRequest  hr;
 

@@ -8,6 +8,7 @@
 
 
 static ngx_int_t ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept;
+static ngx_int_t ngx_http_realtime_postconfiguration(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -186,7 +187,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
 static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     ngx_http_realtime_preconfiguration,    /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_realtime_postconfiguration,   /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -219,6 +220,13 @@ static ngx_int_t
 ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept
 {
     return ngx_http_realtime_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_postconfiguration(ngx_conf_t *cf) noexcept
+{
+    return ngx_http_realtime_redact_init(cf);
 }
 
 

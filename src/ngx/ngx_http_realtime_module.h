@@ -124,6 +124,13 @@ char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
 ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
 ngx_flag_t ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
+ngx_int_t ngx_http_realtime_token_source(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *token);
+
+/* tokens kept out of the logs (ngx_http_realtime_redact.cpp) */
+ngx_int_t ngx_http_realtime_redact_init(ngx_conf_t *cf) noexcept;
+ngx_int_t ngx_http_realtime_redact(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf) noexcept;
 
 /* zone: directive, shared memory setup, locking */
 char *ngx_http_realtime_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
