@@ -3,7 +3,8 @@ part of the request line, which nginx logs as $request in the access log
 and as the request: "..." context of error log lines. With nginx's default
 log formats no part of a token's signature may reach any log: the module
 redacts the token in the logged request line once the location is known,
-whatever happens next (101, 401, a bad handshake, deny, auth_request)."""
+whatever happens next (101, 401, a bad handshake, limit_req, deny,
+auth_request)."""
 
 import json
 
@@ -29,6 +30,7 @@ def snippet(secret_file):
     return f"""
     realtime_zone rt 4m;
     log_format raw '$request_uri $arg_token';
+    limit_req_zone $server_port zone=one:1m rate=1r/m;
 
     server {{
         listen {{port}};
@@ -43,6 +45,10 @@ def snippet(secret_file):
         location = /raw {{
             realtime_websocket;
             access_log logs/raw.log raw;
+        }}
+        location = /limited {{
+            limit_req zone=one;
+            realtime_websocket;
         }}
         location = /denied {{
             deny all;
@@ -95,6 +101,7 @@ def test_query_string_tokens_are_redacted_in_every_log(ngx, secret):
         "bad-handshake": make_token("HS256", key, claims("noupgrade")),
         "denied": make_token("HS256", key, claims("denied")),
         "auth-request": make_token("HS256", key, claims("session")),
+        "limited": make_token("HS256", key, claims("limited")),
     }
 
     # accepted: the 101's access log line
@@ -124,14 +131,22 @@ def test_query_string_tokens_are_redacted_in_every_log(ngx, secret):
     resp, _ = handshake(ngx.port, "/session?token=" + tokens["auth-request"])
     assert resp.status == 500, resp
 
+    # refused by limit_req (preaccess, like the redaction): the second one
+    for _ in range(2):
+        resp, ws = handshake(ngx.port, "/limited?token=" + tokens["limited"])
+        if ws is not None:
+            ws.close()
+    assert resp.status == 503, resp
+
     assert ngx.wait_log(lambda line: "handshake refused with 401: bad signature" in line)
     assert ngx.wait_log(lambda line: "handshake refused with 426" in line)
     assert ngx.wait_log(lambda line: "access forbidden by rule" in line)
     assert ngx.wait_log(lambda line: "while connecting to upstream" in line)
+    assert ngx.wait_log(lambda line: "limiting requests" in line)
 
-    # workers write the access log after the response: wait for all 8 lines
+    # workers write the access log after the response: wait for all 10 lines
     access_path = ngx.prefix / "logs" / "access.log"
-    assert wait_for(lambda: access_path.read_text().count("\n") >= 8, 5), access_path.read_text()
+    assert wait_for(lambda: access_path.read_text().count("\n") >= 10, 5), access_path.read_text()
     logs = all_logs(ngx)
     access = access_path.read_text()
 
@@ -142,7 +157,7 @@ def test_query_string_tokens_are_redacted_in_every_log(ngx, secret):
             assert part not in logs, f"part of the {name} token's signature is in a log"
 
     # the lines are there, with the token replaced
-    assert access.count("?token=[redacted] HTTP/1.1") >= 7, access
+    assert access.count("?token=[redacted] HTTP/1.1") >= 9, access
     assert "/ws?v=1&token=[redacted]&again=[redacted] HTTP/1.1" in access, access
     assert 'request: "GET /ws?token=[redacted] HTTP/1.1"' in ngx.error_log()
     assert 'request: "GET /denied?token=[redacted] HTTP/1.1"' in ngx.error_log()
