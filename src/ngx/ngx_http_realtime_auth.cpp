@@ -400,7 +400,8 @@ ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
         }
 
         if (modules[i]->type != NGX_HTTP_MODULE
-            || ngx_strcmp(modules[i]->name, "ngx_http_auth_request_module") != 0)
+            || ngx_strcmp(modules[i]->name,
+                          "ngx_http_auth_request_module") != 0)
         {
             continue;
         }
