@@ -286,7 +286,7 @@ ngx_http_realtime_identity_names(ngx_conf_t *cf,
 
     failed = false;
 
-    auto add = [conf, &failed](std::string_view var) {
+    auto add = [cf, conf, &failed](std::string_view var) {
         size_t        n;
         ngx_str_t    *name;
         ngx_array_t  *a;
@@ -319,8 +319,15 @@ ngx_http_realtime_identity_names(ngx_conf_t *cf,
             return true;
         }
 
-        name->data = (u_char *) var.data() + n;
+        /* lowercased, as the variable's name: looked up the same way */
         name->len = var.size() - n;
+        name->data = (u_char *) ngx_pnalloc(cf->pool, name->len);
+        if (name->data == NULL) {
+            failed = true;
+            return true;
+        }
+
+        ngx_strlow(name->data, (u_char *) var.data() + n, name->len);
 
         return false;
     };
@@ -652,7 +659,8 @@ ngx_http_realtime_refresh_changes(ngx_http_realtime_session_t *s,
 
 /*
  * A member of a token's JSON object as $jwt_claim_NAME finds it: by exact
- * name, else case-insensitively (nginx lowercases variable names).
+ * (lowercase) name, else case-insensitively (nginx lowercases variable
+ * names).
  */
 
 static json_t *
