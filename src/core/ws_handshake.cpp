@@ -64,6 +64,46 @@ bool is_base64_char(char c) noexcept {
            c == '+' || c == '/';
 }
 
+// Splits "host[:port]" or "[v6]:port"; port 0 when absent. False when
+// malformed (empty host, a port that is not 1-65535 in digits).
+bool split_host_port(std::string_view in, std::string_view* host, unsigned* port) noexcept {
+    std::string_view rest;
+    if (!in.empty() && in.front() == '[') {
+        size_t end = in.find(']');
+        if (end == std::string_view::npos) {
+            return false;
+        }
+        *host = in.substr(0, end + 1);
+        rest = in.substr(end + 1);
+    } else {
+        size_t colon = in.find(':');
+        *host = in.substr(0, colon);
+        rest = colon == std::string_view::npos ? std::string_view() : in.substr(colon);
+    }
+    if (host->empty()) {
+        return false;
+    }
+    *port = 0;
+    if (rest.empty()) {
+        return true;
+    }
+    if (rest.front() != ':' || rest.size() < 2 || rest.size() > 6) {
+        return false;
+    }
+    unsigned n = 0;
+    for (char c : rest.substr(1)) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        n = n * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (n == 0 || n > 65535) {
+        return false;
+    }
+    *port = n;
+    return true;
+}
+
 HandshakeResult refuse(int status, std::string_view reason) {
     HandshakeResult r;
     r.status = status;
@@ -146,6 +186,35 @@ bool origin_allowed(std::string_view origin, const std::vector<std::string>& all
     return false;
 }
 
+bool same_origin(std::string_view origin, std::string_view host) noexcept {
+    size_t sep = origin.find("://");
+    if (sep == std::string_view::npos) {
+        return false;  // "null" (sandboxed pages, file://) is nobody's origin
+    }
+    std::string_view scheme = origin.substr(0, sep);
+    unsigned default_port;
+    if (iequals(scheme, "http") || iequals(scheme, "ws")) {
+        default_port = 80;
+    } else if (iequals(scheme, "https") || iequals(scheme, "wss")) {
+        default_port = 443;
+    } else {
+        return false;
+    }
+    std::string_view authority = origin.substr(sep + 3);
+    if (authority.find_first_of("/?#@ \t") != std::string_view::npos) {
+        return false;  // a serialized origin has no path, query or user
+    }
+    std::string_view ohost, hhost;
+    unsigned oport, hport;
+    if (!split_host_port(authority, &ohost, &oport) ||
+        !split_host_port(trim(host), &hhost, &hport)) {
+        return false;
+    }
+    // Browsers leave the default port out of both headers; a port spelled
+    // out equals the default one.
+    return iequals(ohost, hhost) && (oport ? oport : default_port) == (hport ? hport : default_port);
+}
+
 HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePolicy& policy) {
     if (req.method != "GET") {
         return refuse(405, "WebSocket handshake must use GET");
@@ -169,6 +238,10 @@ HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePoli
     // hijacking cannot use, so only a present Origin is checked.
     if (req.has_origin && !origin_allowed(req.origin, policy.allowed_origins)) {
         return refuse(403, "Origin not allowed");
+    }
+    if (req.has_origin && policy.allowed_origins.empty() && policy.same_origin &&
+        !same_origin(req.origin, req.host)) {
+        return refuse(403, "cross-origin WebSocket not allowed (Origin does not match Host)");
     }
     HandshakeResult r;
     r.status = 101;

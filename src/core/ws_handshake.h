@@ -21,11 +21,17 @@ struct HandshakeRequest {
     std::vector<std::string_view> protocols;   // Sec-WebSocket-Protocol values
     bool has_origin = false;
     std::string_view origin;
+    std::string_view host;                     // Host header value; empty: none
 };
 
 struct HandshakePolicy {
     std::vector<std::string> subprotocols;     // server's list; empty: none
-    std::vector<std::string> allowed_origins;  // empty: any origin
+    std::vector<std::string> allowed_origins;  // empty: see same_origin
+    // With an empty allowed_origins: a present Origin must be the page the
+    // request's Host names (same_origin() below), else any origin is allowed.
+    // Set where the browser sends the credential by itself (cookies), so a
+    // foreign page cannot open the socket as its visitor.
+    bool same_origin = false;
 };
 
 struct HandshakeResult {
@@ -37,7 +43,8 @@ struct HandshakeResult {
 
 // Decides the handshake. Order of checks: method (405), HTTP version (400),
 // Upgrade: websocket (426), Connection: upgrade (400), version 13 (426),
-// key (400), Origin (403).
+// key (400), Origin (403: not in allowed_origins, or with same_origin and an
+// empty list, not the Host's origin).
 HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePolicy& policy);
 
 // base64(SHA-1(key + GUID)) per RFC 6455 §4.2.2.
@@ -63,5 +70,13 @@ std::string_view find_prefixed_element(std::string_view value, std::string_view 
 // Origin is compared as a whole serialized origin ("https://example.com:8443"),
 // case-insensitively, with "*" in the list allowing any.
 bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) noexcept;
+
+// Whether the serialized origin ("https://Example.com[:port]") names the
+// host and port of the Host header ("example.com[:port]"): hosts compared
+// case-insensitively, a missing port being the default of the Origin's
+// scheme (http/ws 80, https/wss 443) on both sides. An origin that is not
+// scheme://host[:port] with one of those schemes ("null", file://, a path)
+// never matches, nor does an empty or malformed Host.
+bool same_origin(std::string_view origin, std::string_view host) noexcept;
 
 }  // namespace realtime::ws

@@ -24,6 +24,10 @@ static ngx_int_t ngx_http_realtime_user_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_realtime_protocol_token_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
     noexcept;
+static char *ngx_http_realtime_identity_names(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
+static json_t *ngx_http_realtime_json_member(json_t *object,
+    const ngx_str_t *name);
 
 
 static ngx_http_variable_t  ngx_http_realtime_vars[] = {
@@ -138,6 +142,9 @@ ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
     } catch (...) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "out of memory while loading JWT key file \"%V\"",
+                           &path);
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -213,6 +220,8 @@ ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
             }
 
         } catch (...) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "out of memory while building the JWT policy");
             return (char *) NGX_CONF_ERROR;
         }
 
@@ -237,6 +246,8 @@ ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
 
             conf->user = cv;
         }
+
+        return ngx_http_realtime_identity_names(cf, conf);
     }
 
     return NGX_CONF_OK;
@@ -244,8 +255,212 @@ ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
 
 
 /*
- * The token: the first non-empty source, "Bearer " stripped. Returns
- * NGX_DECLINED when every source is empty.
+ * After the 101 the request is gone, so realtime_user and the groups
+ * cannot be evaluated again for a refreshed token. Instead a refresh must
+ * leave unchanged every claim and header field they name directly, and
+ * "sub": then they would evaluate the same. Collected here, per location.
+ */
+
+static char *
+ngx_http_realtime_identity_names(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    bool                       failed;
+    ngx_str_t                 *name;
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv;
+
+    static ngx_str_t  sub = ngx_string("sub");
+
+    conf->identity_claims = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    conf->identity_headers = ngx_array_create(cf->pool, 1, sizeof(ngx_str_t));
+
+    if (conf->identity_claims == NULL || conf->identity_headers == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    name = (ngx_str_t *) ngx_array_push(conf->identity_claims);
+    if (name == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    *name = sub;
+
+    failed = false;
+
+    auto add = [cf, conf, &failed](std::string_view var) {
+        size_t        n;
+        ngx_str_t    *name;
+        ngx_array_t  *a;
+
+        /* nginx matches variable names case-insensitively */
+        n = sizeof("jwt_claim_") - 1;
+
+        if (var.size() > n
+            && ngx_strncasecmp((u_char *) var.data(), (u_char *) "jwt_claim_",
+                               n) == 0)
+        {
+            a = conf->identity_claims;
+
+        } else {
+            n = sizeof("jwt_header_") - 1;
+
+            if (var.size() <= n
+                || ngx_strncasecmp((u_char *) var.data(),
+                                   (u_char *) "jwt_header_", n) != 0)
+            {
+                return false;
+            }
+
+            a = conf->identity_headers;
+        }
+
+        name = (ngx_str_t *) ngx_array_push(a);
+        if (name == NULL) {
+            failed = true;
+            return true;
+        }
+
+        /* lowercased, as the variable's name: looked up the same way */
+        name->len = var.size() - n;
+        name->data = (u_char *) ngx_pnalloc(cf->pool, name->len);
+        if (name->data == NULL) {
+            failed = true;
+            return true;
+        }
+
+        ngx_strlow(name->data, (u_char *) var.data() + n, name->len);
+
+        return false;
+    };
+
+    ngx_http_realtime_each_variable(conf->user->value, add);
+
+    if (conf->subscribe) {
+        cv = (ngx_http_complex_value_t *) conf->subscribe->elts;
+
+        for (i = 0; i < conf->subscribe->nelts && !failed; i++) {
+            ngx_http_realtime_each_variable(cv[i].value, add);
+        }
+    }
+
+    return failed ? (char *) NGX_CONF_ERROR : NGX_CONF_OK;
+}
+
+
+/*
+ * Whether the browser sends this location's credential by itself, so that
+ * any page the user visits could open the socket as the user (cross-site
+ * WebSocket hijacking): a JWT source that reads a cookie, or auth_request,
+ * which asks the app about the request's cookies. There the Origin must be
+ * this host's unless realtime_allowed_origins says otherwise.
+ */
+
+ngx_flag_t
+ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    bool                       cookie, seen_self;
+    ngx_str_t                 *uri;
+    ngx_uint_t                 i;
+    ngx_module_t             **modules;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_complex_value_t  *cv;
+
+    cookie = false;
+
+    if (conf->jwt_sources) {
+        cv = (ngx_http_complex_value_t *) conf->jwt_sources->elts;
+
+        for (i = 0; i < conf->jwt_sources->nelts && !cookie; i++) {
+            ngx_http_realtime_each_variable(cv[i].value,
+                [&cookie](std::string_view var) {
+
+                cookie = (var.size() > 7
+                          && ngx_strncasecmp((u_char *) var.data(),
+                                             (u_char *) "cookie_", 7) == 0)
+                         || ngx_http_realtime_header_is(var, "http_cookie");
+                return cookie;
+            });
+        }
+    }
+
+    if (cookie) {
+        return 1;
+    }
+
+    /*
+     * auth_request: its configuration is private to the module, but its
+     * location configuration has begun with "ngx_str_t uri" (empty: off)
+     * since nginx 1.5.4. The module is found by name, as it may be absent.
+     * It cannot be built as a dynamic module, so it comes before us in
+     * cycle->modules and its configuration for this location is merged
+     * already (merging goes module by module): inherited values count.
+     */
+
+    modules = cf->cycle->modules;
+    ctx = (ngx_http_conf_ctx_t *) cf->ctx;
+    seen_self = false;
+
+    for (i = 0; modules[i]; i++) {
+        if (modules[i] == &ngx_realtime_module) {
+            seen_self = true;
+            continue;
+        }
+
+        if (modules[i]->type != NGX_HTTP_MODULE
+            || ngx_strcmp(modules[i]->name,
+                          "ngx_http_auth_request_module") != 0)
+        {
+            continue;
+        }
+
+        if (seen_self) {
+            /*
+             * Not merged yet, so not known: assume it is on, which only
+             * means Origin must match Host where no list is given.
+             */
+            return 1;
+        }
+
+        uri = (ngx_str_t *) ctx->loc_conf[modules[i]->ctx_index];
+
+        return uri != NULL && uri->len != 0;
+    }
+
+    return 0;
+}
+
+
+/* One realtime_auth_jwt source's value, "Bearer " stripped. */
+
+ngx_int_t
+ngx_http_realtime_token_source(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *token)
+{
+    if (ngx_http_complex_value(r, cv, token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (token->len > 7
+        && ngx_strncasecmp(token->data, (u_char *) "Bearer ", 7) == 0)
+    {
+        token->data += 7;
+        token->len -= 7;
+    }
+
+    while (token->len && token->data[0] == ' ') {
+        token->data++;
+        token->len--;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The token: the first non-empty source. Returns NGX_DECLINED when every
+ * source is empty.
  */
 
 static ngx_int_t
@@ -258,20 +473,8 @@ ngx_http_realtime_token(ngx_http_request_t *r,
     cv = (ngx_http_complex_value_t *) rlcf->jwt_sources->elts;
 
     for (i = 0; i < rlcf->jwt_sources->nelts; i++) {
-        if (ngx_http_complex_value(r, &cv[i], token) != NGX_OK) {
+        if (ngx_http_realtime_token_source(r, &cv[i], token) != NGX_OK) {
             return NGX_ERROR;
-        }
-
-        if (token->len > 7
-            && ngx_strncasecmp(token->data, (u_char *) "Bearer ", 7) == 0)
-        {
-            token->data += 7;
-            token->len -= 7;
-        }
-
-        while (token->len && token->data[0] == ' ') {
-            token->data++;
-            token->len--;
         }
 
         if (token->len) {
@@ -345,20 +548,34 @@ ngx_http_realtime_authenticate(ngx_http_request_t *r,
 }
 
 
-/* The connection's identity from realtime_user, kept in s->user. */
+/*
+ * The connection's identity from realtime_user, copied into s->user: the
+ * value lives in the request's pool, which is freed after the 101 while
+ * the session goes on. Returns NGX_DECLINED for an empty user and
+ * NGX_ABORT for one over NGX_HTTP_REALTIME_USER_MAX bytes (both 403).
+ * May throw std::bad_alloc.
+ */
 
 ngx_int_t
 ngx_http_realtime_identify(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s)
 {
+    ngx_str_t  user;
+
     if (rlcf->user == NULL) {
         return NGX_OK;
     }
 
-    ngx_str_t  user;
-
     if (ngx_http_complex_value(r, rlcf->user, &user) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: handshake refused with 403: "
+                      "realtime_user is too long (%uz bytes, at most %d)",
+                      user.len, NGX_HTTP_REALTIME_USER_MAX);
+        return NGX_ABORT;
     }
 
     if (user.len == 0) {
@@ -373,21 +590,114 @@ ngx_http_realtime_identify(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /* the session's own copy: the request's pool goes at the detach */
-    try {
-        s->user.assign((const char *) user.data, user.len);
-
-    } catch (...) {
-        return NGX_ERROR;
-    }
+    s->user.assign((const char *) user.data, user.len);
 
     return NGX_OK;
 }
 
 
 /*
+ * Why a verified token may not replace the connection's: empty when it
+ * may. It must name the same identity and groups (every claim and header
+ * field in identity_claims/identity_headers JSON-equal, or absent from
+ * both), and must not lift an expiry.
+ */
+
+static std::string
+ngx_http_realtime_refresh_changes(ngx_http_realtime_session_t *s,
+    realtime::jwt::Verified *v)
+{
+    json_t                        *was, *now;
+    ngx_str_t                     *name;
+    ngx_uint_t                     i, k;
+    ngx_array_t                   *names;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+
+    rlcf = s->conf;
+
+    for (k = 0; k < 2; k++) {
+        names = k == 0 ? rlcf->identity_claims : rlcf->identity_headers;
+
+        if (names == NULL) {
+            continue;
+        }
+
+        name = (ngx_str_t *) names->elts;
+
+        for (i = 0; i < names->nelts; i++) {
+            was = ngx_http_realtime_json_member(
+                      k == 0 ? s->jwt_claims.get() : s->jwt_header.get(),
+                      &name[i]);
+            now = ngx_http_realtime_json_member(
+                      k == 0 ? v->claims.get() : v->header.get(), &name[i]);
+
+            if (was == NULL && now == NULL) {
+                continue;
+            }
+
+            if (was && now && json_equal(was, now)) {
+                continue;
+            }
+
+            if (k == 0 && name[i].len == 3
+                && ngx_strncmp(name[i].data, "sub", 3) == 0)
+            {
+                return "the new token is for another subject";
+            }
+
+            return std::string(k == 0 ? "the new token changes claim \""
+                                      : "the new token changes header \"")
+                   + std::string((char *) name[i].data, name[i].len) + "\"";
+        }
+    }
+
+    if (s->jwt_exp && v->exp == 0) {
+        return "the new token does not expire";
+    }
+
+    return std::string();
+}
+
+
+/*
+ * A member of a token's JSON object as $jwt_claim_NAME finds it: by exact
+ * (lowercase) name, else case-insensitively (nginx lowercases variable
+ * names).
+ */
+
+static json_t *
+ngx_http_realtime_json_member(json_t *object, const ngx_str_t *name)
+{
+    const char  *key;
+    json_t      *value;
+
+    if (object == NULL) {
+        return NULL;
+    }
+
+    json_object_foreach(object, key, value) {
+        if (ngx_strlen(key) == name->len
+            && ngx_strncmp(key, name->data, name->len) == 0)
+        {
+            return value;
+        }
+    }
+
+    json_object_foreach(object, key, value) {
+        if (ngx_strlen(key) == name->len
+            && ngx_strncasecmp((u_char *) key, name->data, name->len) == 0)
+        {
+            return value;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
  * {"type":"refresh","token":"..."} on an open connection: a valid token
- * for the same subject moves the expiry. The answer tells the client.
+ * for the same identity moves the expiry. The answer tells the client.
  */
 
 void
@@ -419,13 +729,14 @@ ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,
                     *rlcf->jwt_keys, *rlcf->jwt_policy, (int64_t) ngx_time());
         }
 
-        if (v.ok) {
-            auto was = realtime::jwt::value_text(s->jwt_claims.get(), "sub");
-            auto now = realtime::jwt::value_text(v.claims.get(), "sub");
+        std::string  changed;
 
-            if (was != now) {
+        if (v.ok) {
+            changed = ngx_http_realtime_refresh_changes(s, &v);
+
+            if (!changed.empty()) {
                 v.ok = false;
-                v.reason = "the new token is for another subject";
+                v.reason = changed;
             }
         }
 

@@ -18,6 +18,15 @@ char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
 ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
 
+/* Whether the browser sends this location's credential by itself (a cookie
+   JWT source, or auth_request): then origins default to the same origin. */
+ngx_flag_t ngx_http_realtime_ambient_credentials(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
+
+/* One realtime_auth_jwt source's token, "Bearer " stripped. */
+ngx_int_t ngx_http_realtime_token_source(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *token);
+
 /*
  * Verifies the handshake's token into s. Returns NGX_OK, or the HTTP
  * status to refuse with and, in *refusal, the reason to answer.

@@ -12,6 +12,7 @@
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_heartbeat.h"
 #include "ngx_http_realtime_messages.h"
+#include "ngx_http_realtime_redact.h"
 
 
 /* What an accepted connection's session calls back into. */
@@ -44,6 +45,11 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 
     rlcf = (ngx_http_realtime_loc_conf_t *)
                ngx_http_get_module_loc_conf(r, ngx_realtime_module);
+
+    /* before anything is logged; a no-op when the preaccess phase did it */
+    if (ngx_http_realtime_redact(r, rlcf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     try {
         realtime::ws::HandshakeRequest  hr;
@@ -104,6 +110,11 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
                        s->jwt_claims ? "the token names no user"
                                      : "authenticated, but no user");
+        }
+
+        if (rc == NGX_ABORT) {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
+                                                "realtime_user is too long");
         }
 
         if (rc != NGX_OK) {
@@ -384,6 +395,9 @@ ngx_http_realtime_collect(ngx_http_request_t *r,
         } else if (ngx_http_realtime_header_is(name, "Origin")) {
             hr->has_origin = true;
             hr->origin = value;
+
+        } else if (ngx_http_realtime_header_is(name, "Host")) {
+            hr->host = value;
         }
 
         return false;

@@ -9,6 +9,7 @@
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_handshake.h"
 #include "ngx_http_realtime_publish.h"
+#include "ngx_http_realtime_redact.h"
 #include "ngx_http_realtime_stats.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -16,6 +17,7 @@
 static ngx_int_t ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept;
 static ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept;
 static void ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept;
+static ngx_int_t ngx_http_realtime_postconfiguration(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -199,7 +201,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
 static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     ngx_http_realtime_preconfiguration,    /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_realtime_postconfiguration,   /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -249,6 +251,13 @@ static void
 ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
 {
     ngx_http_realtime_worker_exit(cycle);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_postconfiguration(ngx_conf_t *cf) noexcept
+{
+    return ngx_http_realtime_redact_init(cf);
 }
 
 
@@ -442,8 +451,18 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                        &conf->policy->allowed_origins);
 
     } catch (...) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "out of memory while building the handshake "
+                           "policy");
         return (char *) NGX_CONF_ERROR;
     }
+
+    /*
+     * Cookies and auth_request: without a list, only pages of this host
+     * may open the socket (a list, or "*", says otherwise).
+     */
+    conf->policy->same_origin =
+        ngx_http_realtime_ambient_credentials(cf, conf) ? true : false;
 
     return NGX_CONF_OK;
 }

@@ -27,6 +27,15 @@ extern "C" {
 #define NGX_HTTP_REALTIME_CLOSE_WAIT  3000  /* ms to wait for the peer's close */
 #define NGX_HTTP_REALTIME_READ_BUF    16384
 
+/*
+ * The longest realtime_user, in bytes. The per-user connection limit is
+ * counted in the zone under the key "~user:" + user, next to group names
+ * of at most 100 bytes; 200 leaves room for e-mail addresses and
+ * "tenant.sub" identities. A longer user is refused (403), never cut:
+ * two users sharing a prefix would share a limit.
+ */
+#define NGX_HTTP_REALTIME_USER_MAX    200
+
 
 struct ngx_http_realtime_local_groups_t;
 
@@ -73,6 +82,11 @@ typedef struct {
     ngx_str_t                   jwt_audience;
     realtime::jwt::Policy      *jwt_policy;        /* built at merge time */
     ngx_http_complex_value_t   *user;
+    ngx_array_t                *identity_claims;   /* of ngx_str_t: claims */
+    ngx_array_t                *identity_headers;  /* and token header fields
+                                                      realtime_user and
+                                                      realtime_subscribe use;
+                                                      a refresh keeps them */
     ngx_uint_t                  max_connections_per_user;
     ngx_array_t                *subprotocols;      /* of ngx_str_t */
     ngx_array_t                *allowed_origins;   /* of ngx_str_t */
@@ -200,6 +214,55 @@ static inline std::string_view
 ngx_http_realtime_sv(const ngx_str_t &s)
 {
     return std::string_view((const char *) s.data, s.len);
+}
+
+
+/*
+ * Calls f(name) for every variable a configuration text refers to, as
+ * "$name" or "${name}" (nginx's script syntax), until f returns true.
+ */
+template <class F>
+void
+ngx_http_realtime_each_variable(const ngx_str_t &text, F f)
+{
+    u_char  *p, *last, *start;
+
+    p = text.data;
+    last = p + text.len;
+
+    while (p < last) {
+        if (*p++ != '$' || p == last) {
+            continue;
+        }
+
+        if (*p == '{') {
+            start = ++p;
+
+            while (p < last && *p != '}') {
+                p++;
+            }
+
+            if (p == last) {
+                return;
+            }
+
+        } else {
+            start = p;
+
+            while (p < last
+                   && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                       || (*p >= '0' && *p <= '9') || *p == '_'))
+            {
+                p++;
+            }
+        }
+
+        if (p > start
+            && f(std::string_view((const char *) start, p - start)))
+        {
+            return;
+        }
+    }
 }
 
 

@@ -301,6 +301,98 @@ TEST(WsHandshake, StarOrEmptyListAllowsAnyOrigin) {
 }
 
 // ---------------------------------------------------------------------------
+// Same-origin default (cookie or auth_request credentials)
+
+HandshakePolicy SameOrigin(std::vector<std::string> allowed = {}) {
+    HandshakePolicy p = Origins(std::move(allowed));
+    p.same_origin = true;
+    return p;
+}
+
+TEST(WsHandshake, SameOriginMatchesHostAndPort) {
+    EXPECT_TRUE(same_origin("https://app.example", "app.example"));
+    EXPECT_TRUE(same_origin("http://app.example", "app.example"));
+    EXPECT_TRUE(same_origin("HTTPS://App.Example", "app.EXAMPLE")) << "case-insensitive";
+    EXPECT_TRUE(same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"));
+    EXPECT_TRUE(same_origin("wss://app.example", "app.example"));
+    EXPECT_TRUE(same_origin("http://[::1]:8080", "[::1]:8080"));
+    EXPECT_TRUE(same_origin("http://[::1]", "[::1]"));
+    EXPECT_TRUE(same_origin("https://app.example", " app.example ")) << "Host is trimmed";
+
+    EXPECT_FALSE(same_origin("https://evil.example", "app.example"));
+    EXPECT_FALSE(same_origin("https://app.example.evil", "app.example"));
+    EXPECT_FALSE(same_origin("https://evilapp.example", "app.example"));
+    EXPECT_FALSE(same_origin("http://127.0.0.1:8081", "127.0.0.1:8080")) << "other port";
+    EXPECT_FALSE(same_origin("http://127.0.0.1", "127.0.0.1:8080"));
+    EXPECT_FALSE(same_origin("http://127.0.0.1:8080", "127.0.0.1"));
+    EXPECT_FALSE(same_origin("http://[::1]:8080", "[::1]:8081"));
+}
+
+TEST(WsHandshake, SameOriginNormalisesDefaultPorts) {
+    // a port spelled out equals the scheme's default on either side
+    EXPECT_TRUE(same_origin("https://app.example:443", "app.example"));
+    EXPECT_TRUE(same_origin("https://app.example", "app.example:443"));
+    EXPECT_TRUE(same_origin("http://app.example:80", "app.example:80"));
+    EXPECT_TRUE(same_origin("http://app.example", "app.example:80"));
+    // ... but it is the Origin's scheme that says which default applies
+    EXPECT_FALSE(same_origin("https://app.example", "app.example:80"));
+    EXPECT_FALSE(same_origin("http://app.example", "app.example:443"));
+    EXPECT_FALSE(same_origin("https://app.example:80", "app.example"));
+}
+
+TEST(WsHandshake, SameOriginRefusesWhatIsNotAnOrigin) {
+    for (std::string_view o : {"null", "", "app.example", "file://app.example", "ftp://app.example",
+                               "https://", "https://app.example/", "https://app.example/path",
+                               "https://user@app.example", "https://app.example?x",
+                               "https://app.example:", "https://app.example:0",
+                               "https://app.example:65536", "https://app.example:8x",
+                               "https://app.example:123456", "https://[::1", "https://:443"}) {
+        EXPECT_FALSE(same_origin(o, "app.example")) << o;
+    }
+    for (std::string_view h : {"", ":443", "app.example:", "app.example:abc", "[::1"}) {
+        EXPECT_FALSE(same_origin("https://app.example", h)) << h;
+    }
+}
+
+TEST(WsHandshake, SameOriginPolicyRefusesCrossOriginWith403) {
+    HandshakeRequest r = GoodRequest();
+    r.host = "127.0.0.1:8080";
+    r.has_origin = true;
+    r.origin = "https://evil.example";
+    HandshakeResult res = check_handshake(r, SameOrigin());
+    EXPECT_EQ(res.status, 403);
+    EXPECT_NE(res.reason.find("Origin"), std::string_view::npos) << res.reason;
+    r.origin = "null";
+    EXPECT_EQ(Status(r, SameOrigin()), 403);
+    r.origin = "http://127.0.0.1:8080";
+    EXPECT_EQ(Status(r, SameOrigin()), 101);
+    // without the flag any origin is allowed, as before
+    r.origin = "https://evil.example";
+    EXPECT_EQ(Status(r, Origins({})), 101);
+}
+
+TEST(WsHandshake, SameOriginPolicyAllowsRequestsWithoutOrigin) {
+    HandshakeRequest r = GoodRequest();
+    r.host = "app.example";
+    r.has_origin = false;
+    EXPECT_EQ(Status(r, SameOrigin()), 101) << "non-browser clients send no Origin";
+    r.host = "";
+    EXPECT_EQ(Status(r, SameOrigin()), 101);
+}
+
+TEST(WsHandshake, ExplicitOriginListOverridesSameOrigin) {
+    HandshakeRequest r = GoodRequest();
+    r.host = "app.example";
+    r.has_origin = true;
+    r.origin = "https://other.example";
+    EXPECT_EQ(Status(r, SameOrigin({"https://other.example"})), 101);
+    EXPECT_EQ(Status(r, SameOrigin({"*"})), 101) << "'*' allows any origin explicitly";
+    r.origin = "https://app.example";
+    EXPECT_EQ(Status(r, SameOrigin({"https://other.example"})), 403)
+        << "the list replaces the default, it does not add to it";
+}
+
+// ---------------------------------------------------------------------------
 // Subprotocols
 
 TEST(WsHandshake, SelectsFirstClientOfferedProtocolTheServerSupports) {
