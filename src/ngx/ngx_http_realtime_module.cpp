@@ -5,6 +5,7 @@
 #include "ngx_http_realtime_module.h"
 
 #include "core/group_name.h"
+#include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_handshake.h"
@@ -28,7 +29,7 @@ static char *ngx_http_realtime_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static char *ngx_http_realtime_merge_zone(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
-static void ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
+static char *ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
 
 
@@ -410,8 +411,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return (char *) NGX_CONF_ERROR;
     }
 
-    if (conf->publish) {
-        ngx_http_realtime_publish_body_limits(cf, conf);
+    if (conf->publish
+        && ngx_http_realtime_publish_body_limits(cf, conf) != NGX_CONF_OK)
+    {
+        return (char *) NGX_CONF_ERROR;
     }
 
     if (conf->max_connections_per_user && conf->zone == NULL) {
@@ -428,6 +431,20 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->max_message_size == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"realtime_max_message_size\" must be positive");
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    /* a message a client may send must fit when it is sent back (echo) */
+    if (conf->send_buffer_size
+        < conf->max_message_size + realtime::ws::kMaxServerHeader)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"realtime_send_buffer_size\" %uz cannot hold a "
+                           "message of \"realtime_max_message_size\" %uz and "
+                           "its frame header (%uz bytes)",
+                           conf->send_buffer_size, conf->max_message_size,
+                           conf->max_message_size
+                           + realtime::ws::kMaxServerHeader);
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -671,12 +688,14 @@ ngx_http_realtime_merge_zone(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *conf)
 
 
 /*
- * The publish handler parses the body in memory: size the body buffer to
- * the body limit so nginx never spools it to a temporary file, and check
- * the limit ourselves so that a too large body gets a JSON 413.
+ * The publish handler parses the body in memory: its limit is the
+ * location's client_max_body_size, which must be a size (0, "no limit",
+ * would let one request take any amount of a worker's memory). The body
+ * buffer is sized to the limit so nginx never spools it to a temporary
+ * file, and the limit is checked by us so a too large body gets a JSON 413.
  */
 
-static void
+static char *
 ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf)
 {
@@ -685,13 +704,22 @@ ngx_http_realtime_publish_body_limits(ngx_conf_t *cf,
     clcf = (ngx_http_core_loc_conf_t *)
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    conf->max_body_size = clcf->client_max_body_size
-                          ? (size_t) clcf->client_max_body_size
-                          : clcf->client_body_buffer_size;
+    if (clcf->client_max_body_size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"realtime_publish\" in location \"%V\" needs a "
+                           "body limit, but \"client_max_body_size 0\" (no "
+                           "limit) applies there: set a size in that location",
+                           &clcf->name);
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    conf->max_body_size = (size_t) clcf->client_max_body_size;
 
     if (clcf->client_body_buffer_size < conf->max_body_size) {
         clcf->client_body_buffer_size = conf->max_body_size;
     }
 
     clcf->client_max_body_size = 0;
+
+    return NGX_CONF_OK;
 }
