@@ -309,11 +309,6 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
             res.wake.set(slot);
         }
     });
-    for (size_t i = 0; i < ngroups; ++i) {
-        if (found[i]) {
-            found[i]->published++;
-        }
-    }
     root_->stats.messages_published++;
     return res;
 }

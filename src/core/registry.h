@@ -118,7 +118,6 @@ struct GroupNode {
     GroupNode* next;  // hash chain
     uint32_t hash;
     uint32_t subscribers;  // across all workers
-    uint64_t published;    // messages published to this group
     SlotCount* slots;      // per-worker counts, nslots used of capacity
     uint16_t nslots;
     uint16_t capacity;
@@ -156,8 +155,6 @@ public:
     static RegistryRoot* create(Allocator& alloc, size_t buckets) noexcept;
 
     Registry(RegistryRoot* root, Allocator& alloc) noexcept : root_(root), alloc_(alloc) {}
-
-    RegistryRoot* root() const noexcept { return root_; }
 
     // Worker slots. claim_slot returns the slot index or -1 when all are
     // taken; the slot's owner tag is unique to this claim. release_slot
