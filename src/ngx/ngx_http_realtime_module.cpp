@@ -434,13 +434,14 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return (char *) NGX_CONF_ERROR;
     }
 
-    /* a message a client may send must fit when it is sent back (echo) */
-    if (conf->send_buffer_size
-        < conf->max_message_size + realtime::ws::kMaxServerHeader)
+    /* a message a client may send must fit when it is sent back */
+    if (conf->echo
+        && conf->send_buffer_size
+           < conf->max_message_size + realtime::ws::kMaxServerHeader)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"realtime_send_buffer_size\" %uz cannot hold a "
-                           "message of \"realtime_max_message_size\" %uz and "
+                           "\"realtime_send_buffer_size\" %uz cannot hold an "
+                           "echo of \"realtime_max_message_size\" %uz and "
                            "its frame header (%uz bytes)",
                            conf->send_buffer_size, conf->max_message_size,
                            conf->max_message_size

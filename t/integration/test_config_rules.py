@@ -61,12 +61,13 @@ server {
     listen {port};
     location = /ws {
         realtime_websocket;
+        realtime_echo on;
         realtime_max_message_size 64k;
         realtime_send_buffer_size 64k;
     }
 }""")
     assert rc != 0, out
-    assert "cannot hold a message" in out, out
+    assert "cannot hold an echo" in out, out
 
 
 ECHO = """
