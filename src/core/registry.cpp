@@ -60,6 +60,9 @@ bool Registry::release_slot_of(uint32_t slot, uint64_t owner) noexcept {
 }
 
 void Registry::release_slot(uint32_t slot) noexcept {
+    while (root_->slots[slot].conns) {
+        leave(root_->slots[slot].conns);
+    }
     finish_drain(slot);
     take_queue(slot);
     finish_drain(slot);
@@ -212,6 +215,123 @@ void Registry::unsubscribe(std::string_view group, uint32_t slot) noexcept {
     }
 }
 
+ConnNode* Registry::join(const std::string_view* groups, size_t ngroups,
+                         uint32_t slot) noexcept {
+    auto* conn = static_cast<ConnNode*>(alloc_.allocate(sizeof(ConnNode)));
+    if (conn == nullptr) {
+        return nullptr;
+    }
+    std::memset(conn, 0, sizeof(ConnNode));
+    conn->slot = slot;
+
+    for (size_t i = 0; i < ngroups; ++i) {
+        auto* m = static_cast<MemberNode*>(alloc_.allocate(sizeof(MemberNode)));
+        if (m == nullptr || subscribe(groups[i], slot) != Status::kOk) {
+            if (m) {
+                alloc_.deallocate(m);
+            }
+            leave_members(conn);
+            alloc_.deallocate(conn);
+            return nullptr;
+        }
+        GroupNode* g = lookup(groups[i], hash_group_name(groups[i]), nullptr);
+        m->group = g;
+        m->conn = conn;
+        m->prev = nullptr;
+        m->next = g->members;
+        if (g->members) {
+            g->members->prev = m;
+        }
+        g->members = m;
+        g->nmembers++;
+        m->next_of_conn = conn->groups;
+        conn->groups = m;
+    }
+
+    WorkerSlot& w = root_->slots[slot];
+    conn->next = w.conns;
+    if (w.conns) {
+        w.conns->prev = conn;
+    }
+    w.conns = conn;
+    return conn;
+}
+
+void Registry::leave_members(ConnNode* conn) noexcept {
+    while (MemberNode* m = conn->groups) {
+        conn->groups = m->next_of_conn;
+        GroupNode* g = m->group;
+        if (m->prev) {
+            m->prev->next = m->next;
+        } else {
+            g->members = m->next;
+        }
+        if (m->next) {
+            m->next->prev = m->prev;
+        }
+        g->nmembers--;
+        alloc_.deallocate(m);
+        GroupNode** link;
+        lookup(g->name(), g->hash, &link);
+        drop_slot_count(g, link, conn->slot, 1);  // may free g
+    }
+}
+
+void Registry::leave(ConnNode* conn) noexcept {
+    leave_members(conn);
+    WorkerSlot& w = root_->slots[conn->slot];
+    if (conn->prev) {
+        conn->prev->next = conn->next;
+    } else {
+        w.conns = conn->next;
+    }
+    if (conn->next) {
+        conn->next->prev = conn->prev;
+    }
+    alloc_.deallocate(conn);
+}
+
+// Connections in any of found[0..n) (distinct groups, none null), each
+// once. The largest group is taken by its count; the members of the others
+// are walked, marked so each is seen once, and counted unless they are in
+// the largest one too. Subscriptions made without join() have no member
+// record and are counted as they are.
+uint32_t Registry::distinct(GroupNode* const* found, size_t n) noexcept {
+    size_t largest = 0;
+    for (size_t i = 1; i < n; ++i) {
+        if (found[i]->subscribers > found[largest]->subscribers) {
+            largest = i;
+        }
+    }
+    const GroupNode* big = found[largest];
+    uint64_t mark = ++root_->marks;
+    uint32_t count = big->subscribers;
+    for (size_t i = 0; i < n; ++i) {
+        if (i == largest) {
+            continue;
+        }
+        count += found[i]->subscribers - found[i]->nmembers;
+        for (MemberNode* m = found[i]->members; m; m = m->next) {
+            ConnNode* c = m->conn;
+            if (c->mark == mark) {
+                continue;
+            }
+            c->mark = mark;
+            bool in_big = false;
+            for (MemberNode* o = c->groups; o; o = o->next_of_conn) {
+                if (o->group == big) {
+                    in_big = true;
+                    break;
+                }
+            }
+            if (!in_big) {
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
 Registry::Published Registry::publish(const std::string_view* groups, size_t ngroups,
                                       const uint8_t* frame, size_t size) noexcept {
     Published res{Status::kOk, 0, {}};
@@ -225,6 +345,8 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         res.status = Status::kNoMemory;
         return res;
     }
+    GroupNode* listened[kMaxGroups];  // found, without repeats
+    size_t nlistened = 0;
     for (size_t i = 0; i < ngroups; ++i) {
         found[i] = lookup(groups[i], hash_group_name(groups[i]), nullptr);
         names_size += 1 + groups[i].size();
@@ -236,7 +358,7 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         if (found[i] == nullptr) {
             continue;
         }
-        res.subscribers += found[i]->subscribers;
+        listened[nlistened++] = found[i];
         for (uint16_t j = 0; j < found[i]->nslots; ++j) {
             uint32_t slot = found[i]->slots[j].slot;
             if (!slots.test(slot)) {
@@ -249,6 +371,7 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         root_->stats.messages_published++;
         return res;  // nobody listens: nothing to store
     }
+    res.subscribers = nlistened == 1 ? listened[0]->subscribers : distinct(listened, nlistened);
 
     auto* m = static_cast<ShmMessage*>(alloc_.allocate(sizeof(ShmMessage) + size + names_size));
     if (m == nullptr) {

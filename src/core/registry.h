@@ -83,6 +83,8 @@ struct ShmMessage {
     }
 };
 
+struct ConnNode;
+
 // A message in one worker's queue: once per worker whatever the number of
 // its groups that worker serves, so a connection in several of them can be
 // given the message once.
@@ -101,6 +103,7 @@ struct WorkerSlot {
     // slot until the worker gives it back, so a worker killed mid-delivery
     // leaks nothing: releasing its slot frees these too.
     QueueNode* draining;
+    ConnNode* conns;  // connections that joined groups through this slot
     uint32_t queued;
     uint32_t connections;
     // Where to send this worker's wake-up datagram (an abstract AF_UNIX
@@ -114,10 +117,14 @@ struct SlotCount {
     uint32_t count;
 };
 
+struct MemberNode;
+
 struct GroupNode {
     GroupNode* next;  // hash chain
     uint32_t hash;
     uint32_t subscribers;  // across all workers
+    uint32_t nmembers;     // of them, connections listed in members
+    MemberNode* members;   // connections that joined (see Registry::join)
     SlotCount* slots;      // per-worker counts, nslots used of capacity
     uint16_t nslots;
     uint16_t capacity;
@@ -127,6 +134,25 @@ struct GroupNode {
     std::string_view name() const noexcept {
         return std::string_view(reinterpret_cast<const char*>(this + 1), name_len);
     }
+};
+
+// A connection that joined groups (Registry::join): who it is in the zone,
+// so a publish to several groups can count each connection once.
+struct ConnNode {
+    ConnNode* prev;  // its worker slot's list
+    ConnNode* next;
+    MemberNode* groups;  // its memberships, chained by next_of_conn
+    uint64_t mark;       // the last multi-group count that saw it
+    uint32_t slot;
+};
+
+// A connection in one group: in the group's list and in the connection's.
+struct MemberNode {
+    MemberNode* prev;  // the group's list
+    MemberNode* next;
+    MemberNode* next_of_conn;
+    GroupNode* group;
+    ConnNode* conn;
 };
 
 struct RegistryStats {
@@ -143,6 +169,7 @@ struct RegistryRoot {
     uint32_t groups;
     uint32_t generation;  // bumped on every reload that reuses the zone
     uint64_t claims;      // slot claims so far: the source of owner tags
+    uint64_t marks;       // multi-group counts so far (ConnNode::mark)
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
 };
@@ -170,14 +197,25 @@ public:
     // Subscriptions, counted per worker slot.
     Status subscribe(std::string_view group, uint32_t slot) noexcept;
     void unsubscribe(std::string_view group, uint32_t slot) noexcept;
+
+    // A connection joins groups (distinct names) through slot, all or
+    // nothing: counted as subscribe() does, and listed as a member of each,
+    // so a publish to several groups counts it once. nullptr when the zone
+    // is full (then nothing changed). leave() undoes it; releasing the slot
+    // does too for every connection still there.
+    ConnNode* join(const std::string_view* groups, size_t ngroups, uint32_t slot) noexcept;
+    void leave(ConnNode* conn) noexcept;
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
 
     // Stores one framed message for its groups and queues it once for
-    // every worker that has subscribers of any of them. A group named twice
-    // counts once. subscribers is the sum of the groups' counts at this
-    // moment; wake holds each slot that must be woken (it had no wake-up
-    // pending). All or nothing: on kNoMemory nothing is stored or queued.
+    // every worker that has subscribers of any of them. subscribers is the
+    // number of distinct connections in the groups at this moment (a group
+    // named twice counts once; a connection in several of them counts once
+    // when it joined them with join(): counting it walks the members of all
+    // but the largest group); wake holds each slot that must be woken (it
+    // had no wake-up pending). All or nothing: on kNoMemory nothing is
+    // stored or queued.
     struct Published {
         Status status;
         uint32_t subscribers;
@@ -207,6 +245,8 @@ private:
     void remove_group(GroupNode* g, GroupNode** link) noexcept;
     void drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot, uint32_t n) noexcept;
     void release_queue(QueueNode* list) noexcept;
+    void leave_members(ConnNode* conn) noexcept;
+    uint32_t distinct(GroupNode* const* found, size_t n) noexcept;
 
     RegistryRoot* root_;
     Allocator& alloc_;

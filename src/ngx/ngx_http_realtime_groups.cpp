@@ -112,11 +112,10 @@ ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
 }
 
 
-/* Unlinks every membership of s here; with reg, leaves the zone too. */
+/* Unlinks every membership of s in this worker's fan-out lists. */
 
 static void
-ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s,
-    ngx_http_realtime_registry_t *reg)
+ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s)
 {
     ngx_queue_t                      *q;
     ngx_http_realtime_zone_t         *z;
@@ -133,10 +132,6 @@ ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s,
         ngx_queue_remove(&member->in_session);
         ngx_queue_remove(&member->in_group);
 
-        if (reg) {
-            (*reg)->unsubscribe(g->name, (uint32_t) z->slot);
-        }
-
         if (--g->count == 0) {
             z->local->map.erase(std::string_view(g->name));
             delete g;
@@ -151,10 +146,9 @@ ngx_int_t
 ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
     ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept
 {
-    ngx_uint_t                  i, j;
+    ngx_uint_t                  i;
     ngx_str_t                  *name;
     ngx_http_realtime_zone_t   *z;
-    realtime::Registry::Status  rc;
 
     z = s->zone;
 
@@ -178,9 +172,22 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
         if (ngx_http_realtime_join_local(s, ngx_http_realtime_sv(name[i]))
             != NGX_OK)
         {
-            ngx_http_realtime_leave_local(s, NULL);
+            ngx_http_realtime_leave_local(s);
             return NGX_ERROR;
         }
+    }
+
+    /* the names as the zone takes them; the request's pool holds them */
+    std::string_view  *views = (std::string_view *)
+        ngx_palloc(s->request->pool,
+                   (groups->nelts + 1) * sizeof(std::string_view));
+    if (views == NULL) {
+        ngx_http_realtime_leave_local(s);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < groups->nelts; i++) {
+        new (&views[i]) std::string_view(ngx_http_realtime_sv(name[i]));
     }
 
     ngx_http_realtime_registry_t  reg(z);
@@ -188,22 +195,15 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
     if (limit_key
         && reg->subscribers(ngx_http_realtime_sv(*limit_key)) >= limit)
     {
-        ngx_http_realtime_leave_local(s, NULL);
+        ngx_http_realtime_leave_local(s);
         return NGX_BUSY;
     }
 
-    for (i = 0; i < groups->nelts; i++) {
-        rc = reg->subscribe(ngx_http_realtime_sv(name[i]), (uint32_t) z->slot);
+    s->shm_conn = reg->join(views, groups->nelts, (uint32_t) z->slot);
 
-        if (rc != realtime::Registry::Status::kOk) {
-            for (j = 0; j < i; j++) {
-                reg->unsubscribe(ngx_http_realtime_sv(name[j]),
-                                 (uint32_t) z->slot);
-            }
-
-            ngx_http_realtime_leave_local(s, NULL);
-            return NGX_DECLINED;
-        }
+    if (s->shm_conn == NULL) {
+        ngx_http_realtime_leave_local(s);
+        return NGX_DECLINED;
     }
 
     z->root->slots[z->slot].connections++;
@@ -231,8 +231,13 @@ ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s) noexcept
         z->root->slots[z->slot].connections--;
         s->counted = false;
 
-        ngx_http_realtime_leave_local(s, &reg);
+        if (s->shm_conn) {
+            reg->leave(s->shm_conn);
+            s->shm_conn = NULL;
+        }
     }
+
+    ngx_http_realtime_leave_local(s);
 
     ngx_http_realtime_worker_idle(z);
 }

@@ -109,6 +109,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_http_realtime_zone_t      *zone;          /* NULL: no groups */
     ngx_queue_t                    members;       /* of ..._member_t */
     bool                           counted = false;  /* in the slot's count */
+    realtime::ConnNode            *shm_conn = nullptr;  /* its zone record */
     uint64_t                       delivered = 0; /* last message stamp */
     bool                           in_flush = false;
     ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */

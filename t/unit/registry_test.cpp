@@ -1333,5 +1333,99 @@ TEST(RegistryWake, SlotSetVisitsMembersInOrder) {
     EXPECT_TRUE(SlotSet{}.none());
 }
 
+// ---------------------------------------------------------------------------
+// connections that join groups: counted once across a message's groups
+
+ConnNode* Join(Env& e, std::vector<std::string_view> groups, uint32_t slot) {
+    return e.reg.join(groups.data(), groups.size(), slot);
+}
+
+TEST(RegistryJoin, JoinCountsAndListsLeaveUndoes) {
+    Env e;
+    const size_t before = e.alloc.live();
+    ConnNode* c = Join(e, {"a", "b"}, 2);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(e.reg.subscribers("a"), 1u);
+    EXPECT_EQ(e.reg.subscribers("b"), 1u);
+    EXPECT_EQ(CountOf(e, "a", 2), 1u);
+    EXPECT_EQ(e.reg.find("a")->nmembers, 1u);
+    EXPECT_EQ(e.root->slots[2].conns, c);
+    e.reg.leave(c);
+    EXPECT_EQ(e.reg.find("a"), nullptr);
+    EXPECT_EQ(e.reg.find("b"), nullptr);
+    EXPECT_EQ(e.root->slots[2].conns, nullptr);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryJoin, AllOrNothingAtEveryAllocation) {
+    Env e;
+    ConnNode* other = Join(e, {"a"}, 1);
+    ASSERT_NE(other, nullptr);
+    const size_t before = e.alloc.live();
+    for (size_t n = 0;; ++n) {
+        ASSERT_LT(n, 20u);
+        e.alloc.fail_after(n, true);
+        ConnNode* c = Join(e, {"a", "b", "c"}, 3);
+        e.alloc.stop_failing();
+        if (c) {
+            EXPECT_EQ(e.reg.subscribers("a"), 2u);
+            EXPECT_EQ(e.reg.subscribers("c"), 1u);
+            e.reg.leave(c);
+            break;
+        }
+        SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+        EXPECT_EQ(e.alloc.live(), before) << "a refused join leaves nothing";
+        EXPECT_EQ(e.reg.subscribers("a"), 1u);
+        EXPECT_EQ(e.reg.find("b"), nullptr);
+        EXPECT_EQ(e.reg.find("a")->nmembers, 1u);
+    }
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryJoin, ReleasingASlotTakesItsConnectionsAlong) {
+    Env e;
+    ASSERT_EQ(e.reg.claim_slot(10), 0);
+    ASSERT_EQ(e.reg.claim_slot(11), 1);
+    const size_t before = e.alloc.live();
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_NE(Join(e, {"a", "u" + std::to_string(i)}, 0) , nullptr);
+    }
+    ConnNode* keep = Join(e, {"a"}, 1);
+    ASSERT_NE(keep, nullptr);
+    EXPECT_EQ(e.reg.subscribers("a"), 6u);
+    e.reg.release_slot(0);  // its worker died
+    EXPECT_EQ(e.reg.subscribers("a"), 1u);
+    EXPECT_EQ(e.reg.find("a")->nmembers, 1u);
+    EXPECT_EQ(e.reg.find("u3"), nullptr);
+    e.reg.leave(keep);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryJoin, APublishCountsEachConnectionOnce) {
+    Env e;
+    // worker 0: c1 in a+b, c2 in a; worker 1: c3 in b, c4 in a+b+c
+    ASSERT_NE(Join(e, {"a", "b"}, 0), nullptr);
+    ASSERT_NE(Join(e, {"a"}, 0), nullptr);
+    ASSERT_NE(Join(e, {"b"}, 1), nullptr);
+    ASSERT_NE(Join(e, {"a", "b", "c"}, 1), nullptr);
+    ASSERT_NE(Join(e, {"d"}, 1), nullptr);
+
+    EXPECT_EQ(PublishMany(e, {"a"}, "x").subscribers, 3u);
+    EXPECT_EQ(PublishMany(e, {"a", "b"}, "x").subscribers, 4u);
+    EXPECT_EQ(PublishMany(e, {"b", "a"}, "x").subscribers, 4u);
+    EXPECT_EQ(PublishMany(e, {"a", "b", "c"}, "x").subscribers, 4u);
+    EXPECT_EQ(PublishMany(e, {"c", "b"}, "x").subscribers, 3u);
+    EXPECT_EQ(PublishMany(e, {"a", "d"}, "x").subscribers, 4u);
+    EXPECT_EQ(PublishMany(e, {"a", "a", "nobody"}, "x").subscribers, 3u);
+    // subscriptions made without join are counted as they are
+    ASSERT_EQ(e.reg.subscribe("c", 2), Status::kOk);
+    EXPECT_EQ(PublishMany(e, {"c", "b"}, "x").subscribers, 4u);
+    e.reg.unsubscribe("c", 2);
+    for (uint32_t slot : {0u, 1u}) {
+        e.reg.take_queue(slot);
+        e.reg.finish_drain(slot);
+    }
+}
+
 }  // namespace
 }  // namespace realtime
