@@ -6,6 +6,7 @@ Conventions of the configurations these helpers assume: the publish API is
 at /publish, the stats at /stats (both overridable)."""
 
 from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import signal
@@ -113,6 +114,49 @@ def raw_http(port, data, timeout=TIMEOUT):
     resp, sock, _rest = wsclient.request(port, data, timeout=timeout)
     sock.close()
     return resp
+
+
+class AuthUpstream:
+    """The app behind auth_request, for the tests that need one: a real HTTP
+    server on a free loopback port (.port), in a thread. answer(request) is
+    called for every GET, POST or HEAD with the BaseHTTPRequestHandler
+    (.command, .path, .headers, .rfile) and returns (status, [(name, value),
+    ...]); the response has those headers and an empty body. stop() ends it
+    (again is harmless); used as a context manager it stops on exit."""
+
+    def __init__(self, answer):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                status, headers = answer(self)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # --------------------------------------------------------------------------

@@ -6,45 +6,16 @@ realtime_allowed_origins says otherwise; a JWT in the query string or a
 header (which a foreign page cannot have) keeps allowing any origin.
 Requests without Origin (non-browser clients) are allowed everywhere."""
 
-import http.server
 import json
-import threading
 
 import pytest
 
 import wsclient
+from groups_util import AuthUpstream
 from jwt_util import claims, make_token, new_secret, write_file
 from wsclient import WS
 
 EVIL = "https://evil.example"
-
-
-class WhoAmI:
-    """auth_request's upstream: 200 + X-User: alice for every request."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("X-User", "alice")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +29,9 @@ def secret(tmp_path_factory):
 
 @pytest.fixture
 def upstream():
-    u = WhoAmI()
-    yield u
-    u.stop()
+    """auth_request's upstream: 200 + X-User: alice for every request."""
+    with AuthUpstream(lambda request: (200, [("X-User", "alice")])) as u:
+        yield u
 
 
 def snippet(secret_file, upstream_port):
