@@ -14,17 +14,13 @@ import pytest
 
 import wsclient
 from groups_util import wait_count
-from jwt_util import make_token, new_secret, write_file
+from jwt_util import make_token, secret_file
 from wsclient import OP_CLOSE, OP_TEXT, WS
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("identity")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return secret_file(tmp_path_factory.mktemp("identity"))
 
 
 def snippet(secret_file):

@@ -30,12 +30,7 @@ def nginx_t(conf_text, prefix):
 
 @pytest.fixture(scope="module")
 def jwt_public_key(tmp_path_factory):
-    d = tmp_path_factory.mktemp("jwtkey")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-out", str(d / "key.pem")], check=True, capture_output=True)
-    subprocess.run(["openssl", "pkey", "-in", str(d / "key.pem"), "-pubout", "-out", str(d / "pub.pem")],
-                   check=True, capture_output=True)
-    return d / "pub.pem"
+    return KeyPair(tmp_path_factory.mktemp("jwtkey"), "p256", "key").pub_path
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])

@@ -12,7 +12,7 @@ import pytest
 
 import wsclient
 from groups_util import AuthUpstream
-from jwt_util import claims, make_token, new_secret, write_file
+from jwt_util import claims, make_token, secret_file
 from wsclient import WS
 
 EVIL = "https://evil.example"
@@ -20,11 +20,7 @@ EVIL = "https://evil.example"
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("origin")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return secret_file(tmp_path_factory.mktemp("origin"))
 
 
 @pytest.fixture

@@ -11,18 +11,14 @@ import json
 import pytest
 
 import wsclient
-from jwt_util import claims, make_token, new_secret, signature_of, unsigned_token, write_file
+from jwt_util import claims, make_token, new_secret, secret_file, signature_of, unsigned_token
 from nginx_harness import wait_for
 from wsclient import WS
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("redact")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return secret_file(tmp_path_factory.mktemp("redact"))
 
 
 def snippet(secret_file):
