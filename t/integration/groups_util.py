@@ -265,6 +265,18 @@ def spread_subscribers(ngx, path, n, want_all_workers=True, extra_tries=200, con
     return conns
 
 
+def close_ws(ws):
+    """Closes a connection the test is done with, politely if it can: a close
+    frame (1000) and up to 5 s for the server's EOF, errors ignored (the
+    server may have gone first); then the socket."""
+    try:
+        ws.send_close(1000)
+        ws.wait_eof(5)
+    except OSError:
+        pass
+    ws.close()
+
+
 def stalled_socket(port, path, rcvbuf=4096, timeout=TIMEOUT):
     """A raw socket that completes the WebSocket handshake and then never reads.
     Its receive buffer is made small before connecting so the server's

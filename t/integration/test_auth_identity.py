@@ -12,10 +12,9 @@ import time
 
 import pytest
 
-import wsclient
-from groups_util import wait_count
+from groups_util import close_ws, wait_count
 from jwt_util import make_token, secret_file
-from wsclient import OP_CLOSE, OP_TEXT, WS
+from wsclient import OP_CLOSE, OP_TEXT, handshake
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +64,10 @@ def ngx(nginx_factory, secret):
     return nginx_factory(snippet(secret[1]))
 
 
-def handshake(port, path):
-    req = wsclient.build_request(path, port=port)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        return resp, WS(sock, rest)
-    sock.close()
-    return resp, None
-
-
 def connect(port, path, token):
     resp, ws = handshake(port, f"{path}?token={token}")
     assert resp.status == 101, (path, resp.status_line, resp.body)
     return ws
-
-
-def close_ws(ws):
-    try:
-        ws.send_close(1000)
-        ws.wait_eof(5)
-    except OSError:
-        pass
-    ws.close()
 
 
 def refresh(ws, token):

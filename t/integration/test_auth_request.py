@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from groups_util import AuthUpstream, count, expect_nothing_more, next_text, publish, wait_count
+from groups_util import AuthUpstream, close_ws, count, expect_nothing_more, next_text, publish, wait_count
 from wsclient import assert_json_error, handshake
 
 SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory": "mallory",
@@ -103,15 +103,6 @@ def connect(port, cookie):
     resp, ws = with_cookie(port, cookie)
     assert resp.status == 101, f"{cookie}: {resp.status_line} {resp.body[:200]!r}"
     return ws
-
-
-def close_ws(ws):
-    try:
-        ws.send_close(1000)
-        ws.wait_eof(5)
-    except OSError:
-        pass
-    ws.close()
 
 
 def test_session_cookie_names_the_user_groups(ngx, app):

@@ -11,9 +11,8 @@ import json
 import pytest
 
 import wsclient
-from groups_util import AuthUpstream
+from groups_util import AuthUpstream, close_ws
 from jwt_util import claims, make_token, secret_file
-from wsclient import WS
 
 EVIL = "https://evil.example"
 
@@ -114,18 +113,9 @@ def ngx(nginx_factory, secret, upstream):
 
 def handshake(port, path, origin=None, cookie=None, host=None):
     headers = [("Cookie", cookie)] if cookie else []
-    req = wsclient.build_request(path, port=port, origin=origin, extra_headers=headers, host=host)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        ws = WS(sock, rest)
-        try:
-            ws.send_close(1000)
-            ws.wait_eof(5)
-        except OSError:
-            pass
-        ws.close()
-    else:
-        sock.close()
+    resp, ws = wsclient.handshake(port, path, headers=headers, origin=origin, host=host)
+    if ws is not None:
+        close_ws(ws)
     return resp
 
 

@@ -10,10 +10,9 @@ import json
 
 import pytest
 
-import wsclient
 from jwt_util import claims, make_token, new_secret, secret_file, signature_of, unsigned_token
 from nginx_harness import wait_for
-from wsclient import WS
+from wsclient import handshake
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +66,6 @@ def snippet(secret_file):
 @pytest.fixture
 def ngx(nginx_factory, secret):
     return nginx_factory(snippet(secret[1]))
-
-
-def handshake(port, path, **kw):
-    req = wsclient.build_request(path, port=port, **kw)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        return resp, WS(sock, rest)
-    sock.close()
-    return resp, None
 
 
 def all_logs(ngx):
