@@ -168,7 +168,7 @@ def new_secret(n=48):
     return b64u(os.urandom(n))[:n]
 
 
-def secret_file(directory, name="hs.secret"):
+def new_secret_file(directory, name="hs.secret"):
     """A new HMAC secret written to directory/name for
     realtime_auth_jwt_key_file (the directory made readable by the workers).
     Returns (secret, path)."""

@@ -13,13 +13,13 @@ import time
 import pytest
 
 from groups_util import close_ws, wait_count
-from jwt_util import make_token, secret_file
+from jwt_util import make_token, new_secret_file
 from wsclient import OP_CLOSE, OP_TEXT, handshake
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    return secret_file(tmp_path_factory.mktemp("identity"))
+    return new_secret_file(tmp_path_factory.mktemp("identity"))
 
 
 def snippet(secret_file):

@@ -12,14 +12,14 @@ import pytest
 
 import wsclient
 from groups_util import AuthUpstream, close_ws
-from jwt_util import claims, make_token, secret_file
+from jwt_util import claims, make_token, new_secret_file
 
 EVIL = "https://evil.example"
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    return secret_file(tmp_path_factory.mktemp("origin"))
+    return new_secret_file(tmp_path_factory.mktemp("origin"))
 
 
 @pytest.fixture

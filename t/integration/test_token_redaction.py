@@ -10,14 +10,14 @@ import json
 
 import pytest
 
-from jwt_util import claims, make_token, new_secret, secret_file, signature_of, unsigned_token
+from jwt_util import claims, make_token, new_secret, new_secret_file, signature_of, unsigned_token
 from nginx_harness import wait_for
 from wsclient import handshake
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    return secret_file(tmp_path_factory.mktemp("redact"))
+    return new_secret_file(tmp_path_factory.mktemp("redact"))
 
 
 def snippet(secret_file):
