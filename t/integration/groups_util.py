@@ -6,6 +6,7 @@ Conventions of the configurations these helpers assume: the publish API is
 at /publish, the stats at /stats (both overridable)."""
 
 from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import signal
@@ -115,6 +116,49 @@ def raw_http(port, data, timeout=TIMEOUT):
     return resp
 
 
+class AuthUpstream:
+    """The app behind auth_request, for the tests that need one: a real HTTP
+    server on a free loopback port (.port), in a thread. answer(request) is
+    called for every GET, POST or HEAD with the BaseHTTPRequestHandler
+    (.command, .path, .headers, .rfile) and returns (status, [(name, value),
+    ...]); the response has those headers and an empty body. stop() ends it
+    (again is harmless); used as a context manager it stops on exit."""
+
+    def __init__(self, answer):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                status, headers = answer(self)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # --------------------------------------------------------------------------
 # publishers in threads
 
@@ -219,6 +263,18 @@ def spread_subscribers(ngx, path, n, want_all_workers=True, extra_tries=200, con
         served = {pid for _, pid in conns}
         assert served >= workers, f"connections reached only {served} of {workers}"
     return conns
+
+
+def close_ws(ws):
+    """Closes a connection the test is done with, politely if it can: a close
+    frame (1000) and up to 5 s for the server's EOF, errors ignored (the
+    server may have gone first); then the socket."""
+    try:
+        ws.send_close(1000)
+        ws.wait_eof(5)
+    except OSError:
+        pass
+    ws.close()
 
 
 def stalled_socket(port, path, rcvbuf=4096, timeout=TIMEOUT):

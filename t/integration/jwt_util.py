@@ -168,6 +168,16 @@ def new_secret(n=48):
     return b64u(os.urandom(n))[:n]
 
 
+def new_secret_file(directory, name="hs.secret"):
+    """A new HMAC secret written to directory/name for
+    realtime_auth_jwt_key_file (the directory made readable by the workers).
+    Returns (secret, path)."""
+    directory = Path(directory)
+    directory.chmod(0o755)
+    secret = new_secret()
+    return secret, write_file(directory / name, secret)
+
+
 # --------------------------------------------------------------------------
 # tokens
 

@@ -12,19 +12,14 @@ import time
 
 import pytest
 
-import wsclient
-from groups_util import wait_count
-from jwt_util import make_token, new_secret, write_file
-from wsclient import OP_CLOSE, OP_TEXT, WS
+from groups_util import close_ws, wait_count
+from jwt_util import make_token, new_secret_file
+from wsclient import OP_CLOSE, OP_TEXT, handshake
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("identity")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return new_secret_file(tmp_path_factory.mktemp("identity"))
 
 
 def snippet(secret_file):
@@ -69,28 +64,10 @@ def ngx(nginx_factory, secret):
     return nginx_factory(snippet(secret[1]))
 
 
-def handshake(port, path):
-    req = wsclient.build_request(path, port=port)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        return resp, WS(sock, rest)
-    sock.close()
-    return resp, None
-
-
 def connect(port, path, token):
     resp, ws = handshake(port, f"{path}?token={token}")
     assert resp.status == 101, (path, resp.status_line, resp.body)
     return ws
-
-
-def close_ws(ws):
-    try:
-        ws.send_close(1000)
-        ws.wait_eof(5)
-    except OSError:
-        pass
-    ws.close()
 
 
 def refresh(ws, token):

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from groups_util import count, expect_nothing_more, nginx_test_config, next_text, publish, \
+from groups_util import close_ws, count, expect_nothing_more, nginx_test_config, next_text, publish, \
     spread_subscribers, wait_count
 from jwt_util import (ALL_ALGS, HMAC_ALGS, RSA_ALGS, KeyPair, b64u, b64u_json, claims, make_token,
                       new_secret, signature_of, unsigned_token, write_file, write_jwks)
@@ -187,15 +187,6 @@ def refused(port, path, token, reason=None, **kw):
     resp, ws = handshake(port, f"{path}?token={token}", **kw)
     assert ws is None, f"{path}: a bad token got 101"
     return assert_refused(resp, reason)
-
-
-def close_ws(ws):
-    try:
-        ws.send_close(1000)
-        ws.wait_eof(5)
-    except OSError:
-        pass
-    ws.close()
 
 
 def now():

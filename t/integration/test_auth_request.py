@@ -5,14 +5,12 @@ its groups. The upstream answers 200 + X-User for a known "sessionid"
 cookie, 401 otherwise, and 403 for a banned session."""
 
 import http.cookies
-import http.server
 import json
-import threading
 import time
 
 import pytest
 
-from groups_util import count, expect_nothing_more, next_text, publish, wait_count
+from groups_util import AuthUpstream, close_ws, count, expect_nothing_more, next_text, publish, wait_count
 from wsclient import assert_json_error, handshake
 
 SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory": "mallory",
@@ -20,68 +18,43 @@ SESSIONS = {"s-alice": "alice", "s-bob": "bob", "s-carol": "carol", "s-mallory":
 BANNED_USERS = {"mallory"}
 
 
-class SessionApp:
-    """The app's session check, as a real HTTP server in a thread."""
+class SessionApp(AuthUpstream):
+    """The app's session check, as a real HTTP server in a thread; .requests
+    records what each request carried."""
 
     def __init__(self):
         self.requests = []
-        app = self
+        super().__init__(self.check)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                body_len = int(self.headers.get("Content-Length") or 0)
-                app.requests.append({
-                    "path": self.path,
-                    "cookie": self.headers.get("Cookie"),
-                    "content_length": self.headers.get("Content-Length"),
-                    "body": self.rfile.read(body_len) if body_len else b"",
-                    "original_uri": self.headers.get("X-Original-URI"),
-                })
-                jar = http.cookies.SimpleCookie()
-                try:
-                    jar.load(self.headers.get("Cookie") or "")
-                except http.cookies.CookieError:
-                    jar = {}
-                sid = jar["sessionid"].value if "sessionid" in jar else None
-                user = SESSIONS.get(sid)
-                if "banned" in jar or user in BANNED_USERS:
-                    self._answer(403)
-                elif self.path != "/check" or user is None:
-                    self._answer(401, [("WWW-Authenticate", 'Cookie realm="app"')])
-                elif user == "":
-                    self._answer(200)     # an app bug: "yes", but no user
-                else:
-                    self._answer(200, [("X-User", user)])
-
-            def _answer(self, status, headers=()):
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+    def check(self, req):
+        body_len = int(req.headers.get("Content-Length") or 0)
+        self.requests.append({
+            "path": req.path,
+            "cookie": req.headers.get("Cookie"),
+            "content_length": req.headers.get("Content-Length"),
+            "body": req.rfile.read(body_len) if body_len else b"",
+            "original_uri": req.headers.get("X-Original-URI"),
+        })
+        jar = http.cookies.SimpleCookie()
+        try:
+            jar.load(req.headers.get("Cookie") or "")
+        except http.cookies.CookieError:
+            jar = {}
+        sid = jar["sessionid"].value if "sessionid" in jar else None
+        user = SESSIONS.get(sid)
+        if "banned" in jar or user in BANNED_USERS:
+            return 403, []
+        if req.path != "/check" or user is None:
+            return 401, [("WWW-Authenticate", 'Cookie realm="app"')]
+        if user == "":
+            return 200, []     # an app bug: "yes", but no user
+        return 200, [("X-User", user)]
 
 
 @pytest.fixture
 def app():
-    a = SessionApp()
-    yield a
-    a.stop()
+    with SessionApp() as a:
+        yield a
 
 
 SNIPPET = """
@@ -130,15 +103,6 @@ def connect(port, cookie):
     resp, ws = with_cookie(port, cookie)
     assert resp.status == 101, f"{cookie}: {resp.status_line} {resp.body[:200]!r}"
     return ws
-
-
-def close_ws(ws):
-    try:
-        ws.send_close(1000)
-        ws.wait_eof(5)
-    except OSError:
-        pass
-    ws.close()
 
 
 def test_session_cookie_names_the_user_groups(ngx, app):

@@ -1,17 +1,16 @@
 """Every file in conf-examples/ passes `nginx -t` with the built module, and
 runs end to end with real traffic."""
 
-import http.server
 import re
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from groups_util import count, expect_nothing_more, http as http_call, next_text, publish, stats
+from groups_util import (AuthUpstream, count, expect_nothing_more, http as http_call, next_text,
+                         publish, stats)
 from jwt_util import KeyPair, make_token, new_secret
 from nginx_harness import MODULE, REPO, example_locations, example_snippet
 from wsclient import assert_json_error, handshake
@@ -31,12 +30,7 @@ def nginx_t(conf_text, prefix):
 
 @pytest.fixture(scope="module")
 def jwt_public_key(tmp_path_factory):
-    d = tmp_path_factory.mktemp("jwtkey")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-out", str(d / "key.pem")], check=True, capture_output=True)
-    subprocess.run(["openssl", "pkey", "-in", str(d / "key.pem"), "-pubout", "-out", str(d / "pub.pem")],
-                   check=True, capture_output=True)
-    return d / "pub.pem"
+    return KeyPair(tmp_path_factory.mktemp("jwtkey"), "p256", "key").pub_path
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
@@ -71,55 +65,33 @@ def test_example_passes_nginx_t(example, jwt_public_key, tls_cert):
 ORIGIN = "https://app.example.com"
 
 
-class WhoAmI:
+class WhoAmI(AuthUpstream):
     """The Django side of the session examples: /api/whoami/ answers 200 +
-    X-User-Id for a known sessionid cookie, 401 otherwise; anything else 404."""
+    X-User-Id for a known sessionid cookie, 401 otherwise; anything else 404.
+    .requests: (method, path, Cookie) of each request."""
 
     SESSIONS = {"s-5": "5", "s-7": "7"}
 
     def __init__(self):
         self.requests = []
-        app = self
+        super().__init__(self.whoami)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _answer(self):
-                app.requests.append((self.command, self.path, self.headers.get("Cookie")))
-                cookies = dict(c.strip().split("=", 1) for c in
-                               (self.headers.get("Cookie") or "").split(";") if "=" in c)
-                user = self.SESSIONS.get(cookies.get("sessionid"))
-                if not self.path.startswith("/api/whoami/"):
-                    self.send_response(404)
-                elif user is None:
-                    self.send_response(401)
-                else:
-                    self.send_response(200)
-                    self.send_header("X-User-Id", user)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = do_HEAD = _answer
-            SESSIONS = WhoAmI.SESSIONS
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+    def whoami(self, req):
+        self.requests.append((req.command, req.path, req.headers.get("Cookie")))
+        cookies = dict(c.strip().split("=", 1) for c in
+                       (req.headers.get("Cookie") or "").split(";") if "=" in c)
+        user = self.SESSIONS.get(cookies.get("sessionid"))
+        if not req.path.startswith("/api/whoami/"):
+            return 404, []
+        if user is None:
+            return 401, []
+        return 200, [("X-User-Id", user)]
 
 
 @pytest.fixture
 def whoami():
-    app = WhoAmI()
-    yield app
-    app.stop()
+    with WhoAmI() as app:
+        yield app
 
 
 def one(found, what):

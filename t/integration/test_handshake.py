@@ -6,7 +6,7 @@ import json
 import pytest
 import websockets
 
-from jwt_util import claims, make_token, new_secret, write_file
+from jwt_util import claims, make_token, new_secret, new_secret_file
 from wsclient import connect as wsclient_connect
 from wsclient import WS, accept_for, assert_json_error, build_request, handshake, request, ws_connect
 
@@ -287,9 +287,7 @@ def test_key_and_bearer_subprotocol_after_25_headers(nginx_factory, tmp_path):
     bearer.<JWT> subprotocol are all still found, the token verified and
     "chat" selected (a walk that stops after a fixed number of headers, or
     forgets one it saw early, fails here)."""
-    tmp_path.chmod(0o755)
-    secret = new_secret()
-    write_file(tmp_path / "hs.secret", secret)
+    secret, _ = new_secret_file(tmp_path)
     ngx = nginx_factory(f"""
 server {{
     listen {{port}};

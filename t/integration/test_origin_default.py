@@ -6,61 +6,27 @@ realtime_allowed_origins says otherwise; a JWT in the query string or a
 header (which a foreign page cannot have) keeps allowing any origin.
 Requests without Origin (non-browser clients) are allowed everywhere."""
 
-import http.server
 import json
-import threading
 
 import pytest
 
 import wsclient
-from jwt_util import claims, make_token, new_secret, write_file
-from wsclient import WS
+from groups_util import AuthUpstream, close_ws
+from jwt_util import claims, make_token, new_secret_file
 
 EVIL = "https://evil.example"
 
 
-class WhoAmI:
-    """auth_request's upstream: 200 + X-User: alice for every request."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("X-User", "alice")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("origin")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return new_secret_file(tmp_path_factory.mktemp("origin"))
 
 
 @pytest.fixture
 def upstream():
-    u = WhoAmI()
-    yield u
-    u.stop()
+    """auth_request's upstream: 200 + X-User: alice for every request."""
+    with AuthUpstream(lambda request: (200, [("X-User", "alice")])) as u:
+        yield u
 
 
 def snippet(secret_file, upstream_port):
@@ -147,18 +113,9 @@ def ngx(nginx_factory, secret, upstream):
 
 def handshake(port, path, origin=None, cookie=None, host=None):
     headers = [("Cookie", cookie)] if cookie else []
-    req = wsclient.build_request(path, port=port, origin=origin, extra_headers=headers, host=host)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        ws = WS(sock, rest)
-        try:
-            ws.send_close(1000)
-            ws.wait_eof(5)
-        except OSError:
-            pass
-        ws.close()
-    else:
-        sock.close()
+    resp, ws = wsclient.handshake(port, path, headers=headers, origin=origin, host=host)
+    if ws is not None:
+        close_ws(ws)
     return resp
 
 

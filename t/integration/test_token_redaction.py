@@ -10,19 +10,14 @@ import json
 
 import pytest
 
-import wsclient
-from jwt_util import claims, make_token, new_secret, signature_of, unsigned_token, write_file
+from jwt_util import claims, make_token, new_secret, new_secret_file, signature_of, unsigned_token
 from nginx_harness import wait_for
-from wsclient import WS
+from wsclient import handshake
 
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory):
-    d = tmp_path_factory.mktemp("redact")
-    d.chmod(0o755)
-    s = new_secret()
-    write_file(d / "hs.secret", s)
-    return s, d / "hs.secret"
+    return new_secret_file(tmp_path_factory.mktemp("redact"))
 
 
 def snippet(secret_file):
@@ -71,15 +66,6 @@ def snippet(secret_file):
 @pytest.fixture
 def ngx(nginx_factory, secret):
     return nginx_factory(snippet(secret[1]))
-
-
-def handshake(port, path, **kw):
-    req = wsclient.build_request(path, port=port, **kw)
-    resp, sock, rest = wsclient.request(port, req, timeout=10)
-    if resp.status == 101:
-        return resp, WS(sock, rest)
-    sock.close()
-    return resp, None
 
 
 def all_logs(ngx):
