@@ -113,6 +113,8 @@ typedef struct {
 typedef struct {
     ngx_http_realtime_main_conf_t  *main_conf;   /* NULL: no zone */
     ngx_connection_t               *wake_conn;   /* NULL: drained on a timer */
+    u_char                          wake_name[realtime::kWakeNameMax];
+    size_t                          wake_name_len; /* its abstract name */
     ngx_event_t                     drain_event; /* our own queue has work */
     ngx_event_t                     safety_timer;/* periodic drain */
     ngx_msec_t                      safety_interval;

@@ -34,8 +34,7 @@ static_assert(NGX_MAX_PROCESSES <= realtime::kMaxWorkerSlots,
 ngx_http_realtime_worker_t  ngx_http_realtime_worker;
 
 
-static ngx_connection_t *ngx_http_realtime_wake_socket(ngx_cycle_t *cycle,
-    struct sockaddr_un *sa, socklen_t *len);
+static ngx_connection_t *ngx_http_realtime_wake_socket(ngx_cycle_t *cycle);
 static void ngx_http_realtime_wake_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept;
 static void ngx_http_realtime_safety_handler(ngx_event_t *ev) noexcept;
@@ -43,11 +42,6 @@ static void ngx_http_realtime_reclaim_dead(ngx_http_realtime_zone_t *z,
     ngx_log_t *log);
 static ngx_int_t ngx_http_realtime_claim(ngx_http_realtime_zone_t *z,
     ngx_log_t *log);
-
-
-/* this worker's wake-up address, copied into every slot it claims */
-static struct sockaddr_un  ngx_http_realtime_wake_sa;
-static socklen_t           ngx_http_realtime_wake_len;
 
 
 ngx_int_t
@@ -79,11 +73,9 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void)) noexcept
     w->drain_event.log = cycle->log;
     w->drain_event.data = w;
 
-    w->wake_conn = ngx_http_realtime_wake_socket(cycle,
-                                                 &ngx_http_realtime_wake_sa,
-                                                 &ngx_http_realtime_wake_len);
+    w->wake_conn = ngx_http_realtime_wake_socket(cycle);
     if (w->wake_conn == NULL) {
-        ngx_http_realtime_wake_len = 0;
+        w->wake_name_len = 0;
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                       "realtime: no wake-up socket, this worker delivers "
                       "published messages every %d ms instead",
@@ -121,18 +113,20 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void)) noexcept
 
 
 /*
- * A datagram socket bound to a random abstract name. A name already taken
- * (by chance or by a squatter) is simply replaced by another one.
+ * A datagram socket bound to a random abstract name, which is kept in the
+ * worker's state (and copied into every slot it claims). A name already
+ * taken (by chance or by a squatter) is simply replaced by another one.
  */
 
 static ngx_connection_t *
-ngx_http_realtime_wake_socket(ngx_cycle_t *cycle, struct sockaddr_un *sa,
-    socklen_t *len)
+ngx_http_realtime_wake_socket(ngx_cycle_t *cycle)
 {
-    u_char             *p, rnd[16];
-    ngx_uint_t          i, tries;
-    ngx_socket_t        fd;
-    ngx_connection_t   *c;
+    u_char              *p, rnd[16];
+    socklen_t            len;
+    ngx_uint_t           i, tries;
+    ngx_socket_t         fd;
+    ngx_connection_t    *c;
+    struct sockaddr_un   sa;
 
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == (ngx_socket_t) -1) {
@@ -158,17 +152,17 @@ ngx_http_realtime_wake_socket(ngx_cycle_t *cycle, struct sockaddr_un *sa,
             }
         }
 
-        ngx_memzero(sa, sizeof(struct sockaddr_un));
-        sa->sun_family = AF_UNIX;
+        ngx_memzero(&sa, sizeof(struct sockaddr_un));
+        sa.sun_family = AF_UNIX;
 
         /* abstract namespace: leading NUL, no file, no permissions to manage */
-        p = ngx_cpymem((u_char *) sa->sun_path + 1, "ngx_rt.", 7);
+        p = ngx_cpymem((u_char *) sa.sun_path + 1, "ngx_rt.", 7);
         p = ngx_hex_dump(p, rnd, sizeof(rnd));
 
-        *len = (socklen_t) (offsetof(struct sockaddr_un, sun_path)
-                            + (p - (u_char *) sa->sun_path));
+        len = (socklen_t) (offsetof(struct sockaddr_un, sun_path)
+                           + (p - (u_char *) sa.sun_path));
 
-        if (bind(fd, (struct sockaddr *) sa, *len) == 0) {
+        if (bind(fd, (struct sockaddr *) &sa, len) == 0) {
             break;
         }
 
@@ -185,6 +179,13 @@ ngx_http_realtime_wake_socket(ngx_cycle_t *cycle, struct sockaddr_un *sa,
         ngx_close_socket(fd);
         return NULL;
     }
+
+    /* "ngx_rt." and 32 hex digits after the NUL: 40 bytes, always fits */
+    ngx_http_realtime_worker.wake_name_len =
+        ngx_min((size_t) (p - (u_char *) sa.sun_path),
+                realtime::kWakeNameMax);
+    ngx_memcpy(ngx_http_realtime_worker.wake_name, sa.sun_path,
+               ngx_http_realtime_worker.wake_name_len);
 
     c->read->handler = ngx_http_realtime_wake_handler;
     c->read->log = cycle->log;
@@ -206,7 +207,6 @@ static ngx_int_t
 ngx_http_realtime_claim(ngx_http_realtime_zone_t *z, ngx_log_t *log)
 {
     int                        slot;
-    size_t                     n;
     realtime::WorkerSlot      *w;
 
     ngx_http_realtime_registry_t  reg(z);
@@ -218,16 +218,9 @@ ngx_http_realtime_claim(ngx_http_realtime_zone_t *z, ngx_log_t *log)
 
     w = &z->root->slots[slot];
 
-    n = ngx_http_realtime_wake_len
-        ? ngx_http_realtime_wake_len - offsetof(struct sockaddr_un, sun_path)
-        : 0;
-
-    if (n > realtime::kWakeNameMax) {
-        n = 0;      /* cannot happen: our names are shorter */
-    }
-
-    ngx_memcpy(w->wake_name, ngx_http_realtime_wake_sa.sun_path, n);
-    w->wake_len = (uint8_t) n;
+    ngx_memcpy(w->wake_name, ngx_http_realtime_worker.wake_name,
+               ngx_http_realtime_worker.wake_name_len);
+    w->wake_len = (uint8_t) ngx_http_realtime_worker.wake_name_len;
 
     z->slot = slot;
     z->owner = w->owner;
