@@ -8,8 +8,8 @@ test_publish_trust.py (it needs a network namespace)."""
 
 import json
 import socket
-import urllib.error
-import urllib.request
+
+from groups_util import http, publish
 
 CONF = """
 realtime_zone rt 1m;
@@ -39,17 +39,14 @@ server {
 
 
 def call(port, path, body=None, real_ip=None):
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if real_ip:
-        headers["X-Real-IP"] = real_ip
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers,
-                                 method="GET" if body is None else "POST")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    """(status, parsed JSON) of a GET (no body) or a publish POST through
+    the shared client, optionally claiming to come from real_ip."""
+    headers = {"X-Real-IP": real_ip} if real_ip else {}
+    if body is None:
+        resp = http(port, "GET", path, headers=headers)
+    else:
+        resp = publish(port, body, path=path, expect=None, headers=headers)
+    return resp.status, resp.json()
 
 
 def unix_call(sock_path, request):
@@ -107,15 +104,9 @@ def test_remote_publisher_allowed_when_opened(nginx_factory):
     msg = {"group": "g", "data": 1}
     assert call(ngx.port, "/publish-open", msg, real_ip="10.1.2.3") == (200, {"messages": 1, "subscribers": 0})
     # allow/deny still apply on top (nginx's own 403 page, not JSON)
-    for path, body in (("/publish-open", b"{}"), ("/stats-open", None)):
-        req = urllib.request.Request(f"http://127.0.0.1:{ngx.port}{path}", data=body,
-                                     method="POST" if body else "GET",
-                                     headers={"Content-Type": "application/json",
-                                              "X-Real-IP": "203.0.113.5"})
-        try:
-            urllib.request.urlopen(req, timeout=5)
-            raise AssertionError("expected 403")
-        except urllib.error.HTTPError as e:
-            assert e.code == 403
-            assert e.headers.get("Content-Type") != "application/json"
+    spoof = {"X-Real-IP": "203.0.113.5"}
+    for resp in (publish(ngx.port, {}, path="/publish-open", expect=None, headers=spoof),
+                 http(ngx.port, "GET", "/stats-open", headers=spoof)):
+        assert resp.status == 403, resp
+        assert resp.headers.get("Content-Type") != "application/json"
     assert call(ngx.port, "/stats-open")[0] == 200
