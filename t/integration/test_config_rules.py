@@ -2,8 +2,6 @@
 size, a send buffer that holds the largest message, and reasons in the log
 for every refused configuration."""
 
-import json
-
 from groups_util import nginx_test_config, publish, subscribe
 from wsclient import OP_TEXT, assert_json_error
 

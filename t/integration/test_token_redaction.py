@@ -6,7 +6,6 @@ redacts the token in the logged request line once the location is known,
 whatever happens next (101, 401, a bad handshake, limit_req, deny,
 auth_request)."""
 
-import json
 
 import pytest
 

@@ -3,22 +3,18 @@ bound, many workers over several reloads, zone memory after SIGKILLs and
 reloads, a subscriber with a lasting backlog, and idle time counted both
 ways."""
 
+import json
 import re
-import signal
 import socket
 import threading
 import time
 
-import pytest
-
-import json
-
-from groups_util import (Publisher, expect_nothing_more, kill_worker,  # noqa: F401
-                         nginx_expecting, next_text, publish, spread_subscribers, stats,
+from groups_util import (kill_worker, nginx_expecting,  # noqa: F401
+                         next_text, publish, spread_subscribers, stats,
                          subscribe)
 from nginx_harness import pid_alive, wait_for
 import wsclient
-from wsclient import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
+from wsclient import OP_CLOSE, OP_PING, OP_TEXT
 
 CONF = """
 realtime_zone rt 4m;
