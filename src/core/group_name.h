@@ -25,4 +25,19 @@ constexpr bool is_valid_group_name(std::string_view name) noexcept {
     return true;
 }
 
+// Whether group is allowed by pattern (realtime_allow_subscribe): equal to
+// it, or, when pattern ends with '*', starting with what precedes the '*'
+// (which must not be empty) and valid itself. Nothing else is special.
+constexpr bool group_matches(std::string_view pattern, std::string_view group) noexcept {
+    if (!is_valid_group_name(group)) {
+        return false;
+    }
+    if (!pattern.empty() && pattern.back() == '*') {
+        std::string_view prefix = pattern.substr(0, pattern.size() - 1);
+        return !prefix.empty() && group.size() > prefix.size() &&
+               group.substr(0, prefix.size()) == prefix;
+    }
+    return pattern == group;
+}
+
 }  // namespace realtime

@@ -62,13 +62,23 @@ struct SlotSet {
     }
 };
 
+// What a queued message is for the workers that deliver it.
+enum class MessageKind : uint8_t {
+    kData = 0,     // a framed WebSocket message for the groups' connections
+    kControl = 1,  // an instruction for the groups' connections (the glue's
+                   // format, e.g. JSON {"action":...}); never sent as is
+};
+
 // One published message, stored once whatever the number of its groups and
 // of the workers that deliver it.
 struct ShmMessage {
-    uint32_t refs;  // queue nodes that still hold it
+    uint64_t origin;  // ConnNode::id of the connection that sent it, 0: none
+                      // (echo=off skips it at delivery)
+    uint32_t refs;    // queue nodes that still hold it
     uint32_t frame_size;
     uint16_t ngroups;
     uint16_t names_size;
+    MessageKind kind;
     // followed by the frame bytes, then each group name as a length byte
     // and the name's bytes
 
@@ -118,6 +128,7 @@ struct SlotCount {
 };
 
 struct MemberNode;
+struct PresenceNode;
 
 struct GroupNode {
     GroupNode* next;  // hash chain
@@ -126,6 +137,12 @@ struct GroupNode {
     uint32_t nmembers;     // of them, connections listed in members
     MemberNode* members;   // connections that joined (see Registry::join)
     SlotCount* slots;      // per-worker counts, nslots used of capacity
+    // Presence: one node per user with connections in the group (or whose
+    // leave is pending), in join order. A group stays while it has any,
+    // even with no subscriber left, so a pending leave can still be told.
+    PresenceNode* presence;
+    PresenceNode* presence_tail;
+    uint32_t present;      // nodes in that list: the exact member count
     uint16_t nslots;
     uint16_t capacity;
     uint16_t name_len;
@@ -143,6 +160,7 @@ struct ConnNode {
     ConnNode* next;
     MemberNode* groups;  // its memberships, chained by next_of_conn
     uint64_t mark;       // the last multi-group count that saw it
+    uint64_t id;         // unique in the zone's life, never 0
     uint32_t slot;
 };
 
@@ -153,7 +171,62 @@ struct MemberNode {
     MemberNode* next_of_conn;
     GroupNode* group;
     ConnNode* conn;
+    PresenceNode* presence;  // the user it counts for there; nullptr: untracked
 };
+
+// One user present in one group, whatever the number of its connections
+// (tabs) and of the workers holding them. Keyed by (group, user) in the
+// root's presence table, so a node-wide backend can mirror it as such. The
+// leave event is framed when the user first joins and stored here, so any
+// process can publish it: the worker that served the last connection, a
+// worker that reclaims a dead one's slot, or a sweep after leave_delay.
+struct PresenceNode {
+    PresenceNode* prev;  // the group's list
+    PresenceNode* next;
+    PresenceNode* hash_next;     // root->presence_buckets chain
+    PresenceNode* leaving_prev;  // root->leaving, while connections == 0
+    PresenceNode* leaving_next;
+    GroupNode* group;
+    uint64_t leave_at;   // connections == 0: when the leave is published (ms)
+    uint32_t hash;       // hash_presence(group name, user)
+    uint32_t connections;
+    uint32_t leave_delay;  // ms, as the first join asked
+    uint32_t leave_size;
+    uint16_t user_len;
+    uint16_t info_len;
+    // followed by the user, the info (JSON text) and the leave frame
+
+    std::string_view user() const noexcept {
+        return std::string_view(reinterpret_cast<const char*>(this + 1), user_len);
+    }
+    std::string_view info() const noexcept {
+        return std::string_view(reinterpret_cast<const char*>(this + 1) + user_len, info_len);
+    }
+    std::string_view leave_frame() const noexcept {
+        return std::string_view(reinterpret_cast<const char*>(this + 1) + user_len + info_len,
+                                leave_size);
+    }
+};
+
+// What joining a group asks for: its name and, when the group tracks
+// presence, the user and that user's events there.
+struct PresenceSpec {
+    std::string_view user;         // 1..kMaxPresenceUser bytes
+    std::string_view info;         // JSON text kept for queries; "" is none
+    std::string_view join_frame;   // published when the user's first
+                                   // connection joins the group
+    std::string_view leave_frame;  // kept, published when the last leaves
+    uint32_t leave_delay;          // ms between the last leaving and the
+                                   // leave event; a join in between cancels
+};
+
+struct JoinGroup {
+    std::string_view name;
+    const PresenceSpec* presence = nullptr;  // nullptr: no presence here
+};
+
+constexpr size_t kMaxPresenceUser = 255;
+constexpr size_t kMaxPresenceInfo = 4096;
 
 struct RegistryStats {
     uint64_t messages_published;  // messages accepted (one per publish, any groups)
@@ -161,6 +234,9 @@ struct RegistryStats {
     uint64_t slow_consumer_closes;
     uint64_t connections_opened;
     uint64_t publish_rejected_full;  // messages refused: zone full
+    uint64_t presence_joins;         // join events published
+    uint64_t presence_leaves;        // leave events published
+    uint64_t presence_events_lost;   // events not published: zone full
 };
 
 struct RegistryRoot {
@@ -170,6 +246,9 @@ struct RegistryRoot {
     uint32_t generation;  // bumped on every reload that reuses the zone
     uint64_t claims;      // slot claims so far: the source of owner tags
     uint64_t marks;       // multi-group counts so far (ConnNode::mark)
+    uint64_t conn_ids;    // ConnNode ids so far
+    PresenceNode** presence_buckets;  // bucket_mask + 1 of them
+    PresenceNode* leaving;            // users whose leave event is pending
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
 };
@@ -178,21 +257,32 @@ class Registry {
 public:
     enum class Status { kOk, kNoMemory, kNoSlot };
 
-    // Allocates a root with buckets rounded up to a power of two.
+    // Allocates a root with buckets (groups and presence) rounded up to a
+    // power of two.
     static RegistryRoot* create(Allocator& alloc, size_t buckets) noexcept;
 
     Registry(RegistryRoot* root, Allocator& alloc) noexcept : root_(root), alloc_(alloc) {}
 
+    // Several calls below may publish presence events (a join, a leave).
+    // They add the worker slots those events must wake to `wake`; the
+    // caller wakes them after releasing the lock, as after publish().
+    // `now` is a millisecond clock shared by all processes (monotonic).
+
     // Worker slots. claim_slot returns the slot index or -1 when all are
     // taken; the slot's owner tag is unique to this claim. release_slot
-    // frees what the slot held: its queued and draining messages and its
-    // share of every group's subscriber count (a dead worker's subscribers
-    // are gone with it). release_slot_of does so only while the slot still
-    // belongs to the claim named by owner, so a late release can never
-    // wipe a slot that another worker has claimed since.
+    // frees what the slot held: its queued and draining messages, its
+    // connections (their users leave presence as if they had closed) and
+    // its share of every group's subscriber count (a dead worker's
+    // subscribers are gone with it). release_slot_of does so only while the
+    // slot still belongs to the claim named by owner, so a late release can
+    // never wipe a slot that another worker has claimed since.
     int claim_slot(int32_t pid) noexcept;
-    void release_slot(uint32_t slot) noexcept;
-    bool release_slot_of(uint32_t slot, uint64_t owner) noexcept;
+    void release_slot(uint32_t slot, uint64_t now, SlotSet& wake) noexcept;
+    bool release_slot_of(uint32_t slot, uint64_t owner, uint64_t now, SlotSet& wake) noexcept;
+    void release_slot(uint32_t slot) noexcept {
+        SlotSet wake;
+        release_slot(slot, 0, wake);
+    }
 
     // Subscriptions, counted per worker slot.
     Status subscribe(std::string_view group, uint32_t slot) noexcept;
@@ -200,31 +290,73 @@ public:
 
     // A connection joins groups (distinct names) through slot, all or
     // nothing: counted as subscribe() does, and listed as a member of each,
-    // so a publish to several groups counts it once. nullptr when the zone
-    // is full (then nothing changed). leave() undoes it; releasing the slot
-    // does too for every connection still there.
+    // so a publish to several groups counts it once. A group with a
+    // presence spec counts the connection for its user there; the user's
+    // first connection publishes the join event (after every membership is
+    // in place, so the joiner gets it too), and one joining while its leave
+    // is pending cancels that leave instead. nullptr when the zone is full
+    // (then nothing changed; events are best effort and never fail a join).
+    // leave() undoes it; releasing the slot does too for every connection
+    // still there.
+    ConnNode* join(const JoinGroup* groups, size_t ngroups, uint32_t slot, SlotSet& wake) noexcept;
     ConnNode* join(const std::string_view* groups, size_t ngroups, uint32_t slot) noexcept;
-    void leave(ConnNode* conn) noexcept;
+
+    // The user's last connection leaving a presence group publishes the
+    // stored leave event at once (leave_delay 0) or puts the user on the
+    // pending list until now + leave_delay (see sweep_presence).
+    void leave(ConnNode* conn, uint64_t now, SlotSet& wake) noexcept;
+    void leave(ConnNode* conn) noexcept {
+        SlotSet wake;
+        leave(conn, 0, wake);
+    }
+
+    // One more group for a connection that joined already (subscribe on
+    // the fly), or one fewer. add_member: kOk (also when it was a member
+    // already: *added says which), kNoMemory (nothing changed).
+    // remove_member: false when it was not a member.
+    Status add_member(ConnNode* conn, const JoinGroup& group, SlotSet& wake,
+                      bool* added = nullptr) noexcept;
+    bool remove_member(ConnNode* conn, std::string_view group, uint64_t now,
+                       SlotSet& wake) noexcept;
+    bool is_member(const ConnNode* conn, std::string_view group) const noexcept;
+
+    // Publishes the leave events that are due at now and forgets those
+    // users. Returns the earliest deadline still pending, 0 when none.
+    uint64_t sweep_presence(uint64_t now, SlotSet& wake) noexcept;
+
+    // The presence node of user in group, nullptr when not present.
+    const PresenceNode* presence(std::string_view group, std::string_view user) const noexcept;
+
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
 
-    // Stores one framed message for its groups and queues it once for
-    // every worker that has subscribers of any of them. subscribers is the
+    // Stores one message for its groups and queues it once for every
+    // worker that has subscribers of any of them. subscribers is the
     // number of distinct connections in the groups at this moment (a group
     // named twice counts once; a connection in several of them counts once
     // when it joined them with join(): counting it walks the members of all
     // but the largest group); wake holds each slot that must be woken (it
     // had no wake-up pending). All or nothing: on kNoMemory nothing is
-    // stored or queued.
+    // stored or queued. options.origin names the sending connection (its
+    // ConnNode::id) so delivery can skip it; options.kind says whether the
+    // bytes are a frame or a control instruction.
     struct Published {
         Status status;
         uint32_t subscribers;
         SlotSet wake;
     };
+    struct PublishOptions {
+        uint64_t origin = 0;
+        MessageKind kind = MessageKind::kData;
+    };
     Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
-                      size_t size) noexcept;
+                      size_t size, const PublishOptions& options) noexcept;
+    Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
+                      size_t size) noexcept {
+        return publish(groups, ngroups, frame, size, PublishOptions{});
+    }
     Published publish(std::string_view group, const uint8_t* frame, size_t size) noexcept {
-        return publish(&group, 1, frame, size);
+        return publish(&group, 1, frame, size, PublishOptions{});
     }
 
     // Moves a worker's queue (oldest first) to its draining list, clears its
@@ -245,7 +377,7 @@ private:
     void remove_group(GroupNode* g, GroupNode** link) noexcept;
     void drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot, uint32_t n) noexcept;
     void release_queue(QueueNode* list) noexcept;
-    void leave_members(ConnNode* conn) noexcept;
+    void leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexcept;
     uint32_t distinct(GroupNode* const* found, size_t n) noexcept;
 
     RegistryRoot* root_;
@@ -253,5 +385,6 @@ private:
 };
 
 uint32_t hash_group_name(std::string_view name) noexcept;
+uint32_t hash_presence(std::string_view group, std::string_view user) noexcept;
 
 }  // namespace realtime
