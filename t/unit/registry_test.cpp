@@ -41,6 +41,7 @@ public:
         EXPECT_EQ(root->groups, 0u) << "groups left after releasing every slot";
         EXPECT_EQ(alloc.live(), baseline) << "blocks left after releasing every slot";
         EXPECT_EQ(alloc.live_bytes(), baseline_bytes);
+        alloc.deallocate(root->presence_buckets);
         alloc.deallocate(root->buckets);
         alloc.deallocate(root);
         EXPECT_EQ(alloc.live(), 0u);
@@ -49,7 +50,7 @@ public:
     CountingAllocator alloc;
     RegistryRoot* root;
     Registry reg;
-    size_t baseline;  // root + buckets
+    size_t baseline;  // root + both bucket arrays
     size_t baseline_bytes;
 };
 
@@ -184,11 +185,14 @@ TEST(RegistryCreate, RoundsBucketsUpToAPowerOfTwo) {
         ASSERT_NE(root, nullptr);
         EXPECT_EQ(size_t{root->bucket_mask} + 1, c.expected);
         EXPECT_EQ(root->bucket_mask & (root->bucket_mask + 1), 0u) << "not a power of two";
-        EXPECT_EQ(alloc.live(), 2u);  // root and bucket array
-        EXPECT_EQ(alloc.live_bytes(), sizeof(RegistryRoot) + c.expected * sizeof(GroupNode*));
+        EXPECT_EQ(alloc.live(), 3u);  // root and both bucket arrays
+        EXPECT_EQ(alloc.live_bytes(), sizeof(RegistryRoot) + c.expected * sizeof(GroupNode*) +
+                                          c.expected * sizeof(PresenceNode*));
         for (size_t b = 0; b < c.expected; ++b) {
             ASSERT_EQ(root->buckets[b], nullptr) << "bucket " << b << " not cleared";
+            ASSERT_EQ(root->presence_buckets[b], nullptr) << "presence bucket " << b;
         }
+        alloc.deallocate(root->presence_buckets);
         alloc.deallocate(root->buckets);
         alloc.deallocate(root);
     }
@@ -214,6 +218,12 @@ TEST(RegistryCreate, StartsEmpty) {
     EXPECT_EQ(root->stats.slow_consumer_closes, 0u);
     EXPECT_EQ(root->stats.connections_opened, 0u);
     EXPECT_EQ(root->stats.publish_rejected_full, 0u);
+    EXPECT_EQ(root->stats.presence_joins, 0u);
+    EXPECT_EQ(root->stats.presence_leaves, 0u);
+    EXPECT_EQ(root->stats.presence_events_lost, 0u);
+    EXPECT_EQ(root->conn_ids, 0u);
+    EXPECT_EQ(root->leaving, nullptr);
+    alloc.deallocate(root->presence_buckets);
     alloc.deallocate(root->buckets);
     alloc.deallocate(root);
 }
@@ -232,7 +242,7 @@ TEST(RegistryCreate, CapsTheBucketCountAt2To24) {
 }
 
 TEST(RegistryCreate, ReturnsNullWhenTheZoneIsFull) {
-    for (size_t n = 0; n < 2; ++n) {
+    for (size_t n = 0; n < 3; ++n) {
         CountingAllocator alloc;
         alloc.fail_after(n);
         EXPECT_EQ(Registry::create(alloc, 64), nullptr) << "after " << n;
@@ -1274,21 +1284,22 @@ TEST(RegistrySlots, OwnersAreUniqueAndALateReleaseSparesTheNewClaim) {
     ASSERT_GE(s, 0);
     uint64_t first = e.root->slots[s].owner;
     ASSERT_EQ(e.reg.subscribe("g", static_cast<uint32_t>(s)), Status::kOk);
+    SlotSet wake;
 
     // the slot is reclaimed (its worker died) and claimed again
-    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), first));
+    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), first, 0, wake));
     ASSERT_EQ(e.reg.claim_slot(200), s);
     uint64_t second = e.root->slots[s].owner;
     EXPECT_NE(first, second);
     ASSERT_EQ(e.reg.subscribe("g", static_cast<uint32_t>(s)), Status::kOk);
 
     // the first claim's release comes late: it must not touch the new one
-    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), first));
+    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), first, 0, wake));
     EXPECT_EQ(e.root->slots[s].pid, 200);
     EXPECT_EQ(e.reg.subscribers("g"), 1u);
-    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), second));
+    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), second, 0, wake));
     EXPECT_EQ(e.reg.subscribers("g"), 0u);
-    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), second));
+    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), second, 0, wake));
 }
 
 TEST(RegistrySlots, AWorkerKilledMidDeliveryLeaksNothing) {
