@@ -20,8 +20,7 @@ uint32_t hash_group_name(std::string_view name) noexcept {
 uint32_t hash_presence(std::string_view group, std::string_view user) noexcept {
     // FNV-1a over the group, a 0 byte (no valid name holds one), the user.
     uint32_t h = hash_group_name(group);
-    h ^= 0;
-    h *= 16777619u;
+    h *= 16777619u;  // the 0 byte: h ^= 0 changes nothing
     for (char c : user) {
         h ^= static_cast<uint8_t>(c);
         h *= 16777619u;
@@ -32,7 +31,7 @@ uint32_t hash_presence(std::string_view group, std::string_view user) noexcept {
 namespace {
 
 // PresenceNode::leave_at of a node created by a join still in progress:
-// its join event is not published yet (see join_commit). Never a real
+// its join event is not published yet (see commit_membership). Never a real
 // deadline; every other node with connections holds 0.
 constexpr uint64_t kNewPresence = UINT64_MAX;
 
