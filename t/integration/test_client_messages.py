@@ -98,6 +98,12 @@ server {
         realtime_client_publish small_$arg_room max_size=100;
     }
 
+    location = /big {
+        realtime_websocket;
+        realtime_subscribe big_$arg_room;
+        realtime_client_publish big_$arg_room max_size=32k;
+    }
+
     location = /rated {
         realtime_websocket;
         realtime_subscribe rated_$arg_room;
@@ -188,7 +194,7 @@ def recv_json(ws):
 
 def expect_text(ws, text):
     got = next_text(ws)
-    assert got == text, f"expected {text!r}, got {got!r}"
+    assert got == text, f"expected {text[:300]!r}, got {got[:300]!r}"
 
 
 def error(code, group=None):
@@ -459,6 +465,24 @@ def test_malformed_frames_get_an_error_and_keep_the_connection(ngx, secret):
     expect_nothing_more(ngx.port, [alice, bob], "small_1")
 
 
+def test_max_size_above_the_default(ngx, secret):
+    alice = connect(ngx, secret, "/big", "alice", "room=1")
+    bob = connect_elsewhere(ngx, lambda: connect(ngx, secret, "/big", "bob", "room=1"), [alice])
+    body = "z" * (32 * 1024 - 20)
+    text = '{"message":"%s"}' % body
+    assert 16 * 1024 < len(text) <= 32 * 1024
+    alice.send_text(text)
+    for ws in (bob, alice):
+        expect_text(ws, '{"message":"%s","sender":"alice"}' % body)
+    alice.send_text('{"message":"%s"}' % (body + "z" * 10))
+    expect_text(alice, error("too_large"))
+    # a ping over the default 16k is still a ping
+    pad = "p" * 20000
+    alice.send_text('{"type":"ping","pad":"%s"}' % pad)
+    assert next_text(alice) == '{"type":"pong","pad":"%s"}' % pad
+    expect_nothing_more(ngx.port, [alice, bob], "big_1")
+
+
 def test_invalid_utf8_still_closes_1007(ngx, secret):
     alice = connect(ngx, secret, "/chat", "alice", "room=u")
     alice.send_text(b'{"message":"\xff"}')
@@ -655,6 +679,14 @@ def test_subscribe_by_pattern_across_workers(ngx, secret):
     subscribe_msg(a, "static_alice", "unsubscribe")
     expect_text(a, error("not_allowed", "static_alice"))
     assert count(ngx.port, "static_alice") == len(wss)
+
+    # groups joined in-band are left at close
+    for ws in wss[1:]:
+        close_ws(ws)
+    wait_count(ngx.port, "project_7_tickets", 0)
+    close_ws(a)
+    wait_count(ngx.port, "lobby", 0)
+    wait_count(ngx.port, "static_alice", 0)
 
 
 def test_subscribe_invalid_group(ngx, secret):
