@@ -89,10 +89,12 @@ ngx_http_realtime_messages_dispatch(ngx_http_realtime_session_t *s,
         limit = conf->client_max_size;
     }
 
-    if (op == realtime::ws::Opcode::kText && payload.size() >= 2
+    if (op == realtime::ws::Opcode::kText && !payload.empty()
         && payload.size() <= limit)
     {
-        msg.reset(json_loadb(payload.data(), payload.size(), 0, NULL));
+        /* any JSON value: "42" is JSON, just not an object (not_object) */
+        msg.reset(json_loadb(payload.data(), payload.size(), JSON_DECODE_ANY,
+                             NULL));
 
         type = msg ? json_object_get(msg.get(), "type") : NULL;
 

@@ -717,7 +717,9 @@ ngx_http_realtime_merge_zone(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *conf)
         return NGX_CONF_OK;
     }
 
-    if (!conf->publish && !conf->stats && conf->subscribe == NULL) {
+    if (!conf->publish && !conf->stats && conf->subscribe == NULL
+        && conf->client_publish == NULL && conf->allow_subscribe == NULL)
+    {
         return NGX_CONF_OK;
     }
 
