@@ -878,6 +878,12 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         return;
     }
 
+    if (s->client_groups.empty()) {
+        /* every group evaluated to "" at the handshake (a missing $arg_) */
+        ngx_http_realtime_session_error(s, "no_group");
+        return;
+    }
+
     if (op != realtime::ws::Opcode::kText || message == NULL) {
         ngx_http_realtime_session_error(s, "not_json");
         return;

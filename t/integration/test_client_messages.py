@@ -73,6 +73,12 @@ server {
         realtime_client_publish plain_$arg_to;
     }
 
+    # the group comes from the URL alone: it may be missing
+    location = /direct {
+        realtime_websocket;
+        realtime_client_publish $arg_to;
+    }
+
     location = /multi {
         realtime_websocket;
         realtime_subscribe multi_a multi_b;
@@ -329,6 +335,12 @@ def test_publish_only_and_several_groups(ngx, secret):
     # an invalid name from the variable refuses the handshake
     resp, ws = handshake(ngx.port, f"/pubonly?to=a%20b&token={token(secret, 'alice')}")
     assert ws is None and resp.status == 400, resp
+
+    # no group at all (the argument is missing): an error, not silence
+    lost = connect(ngx, secret, "/direct", "alice")
+    lost.send_text('{"m":2}')
+    expect_text(lost, error("no_group"))
+    pong_roundtrip(lost, 10)
 
     # a connection in two of the groups gets one copy (and a group named twice is one)
     m1 = connect(ngx, secret, "/multi", "alice")
