@@ -71,6 +71,12 @@ ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
               + std::to_string(snap.stats.slow_consumer_closes)
               + ",\"publish_rejected_full\":"
               + std::to_string(snap.stats.publish_rejected_full)
+              + ",\"presence_joins\":"
+              + std::to_string(snap.stats.presence_joins)
+              + ",\"presence_leaves\":"
+              + std::to_string(snap.stats.presence_leaves)
+              + ",\"presence_events_lost\":"
+              + std::to_string(snap.stats.presence_events_lost)
               + ",\"workers\":[" + per_worker + "]}";
 
         return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);

@@ -211,7 +211,8 @@ def test_stats_fields(ngx):
     st = stats(ngx.port)
     for key in ("zone", "size", "used", "free", "generation", "groups", "connections",
                 "connections_opened", "messages_published", "frames_delivered",
-                "slow_consumer_closes", "publish_rejected_full", "workers"):
+                "slow_consumer_closes", "publish_rejected_full", "presence_joins",
+                "presence_leaves", "presence_events_lost", "workers"):
         assert key in st, (key, st)
     assert st["zone"] == "rt"
     assert st["size"] == 4 * 1024 * 1024
