@@ -322,6 +322,7 @@ RegistryRoot* Registry::create(Allocator& alloc, size_t buckets) noexcept {
         return nullptr;
     }
     std::memset(root, 0, sizeof(RegistryRoot));
+    root->layout = kRegistryLayout;
     root->buckets = static_cast<GroupNode**>(alloc.allocate(sizeof(GroupNode*) * n));
     if (root->buckets == nullptr) {
         alloc.deallocate(root);

@@ -239,7 +239,14 @@ struct RegistryStats {
     uint64_t presence_events_lost;   // events not published: zone full
 };
 
+// The layout of everything in the zone. A zone survives `nginx -s reload`,
+// and a reload may bring a new build of the module: one with another layout
+// must not read the zone (the glue refuses the reload instead). Bump it on
+// any change to the structures above or below.
+constexpr uint32_t kRegistryLayout = 0x52540002;  // "RT", version 2
+
 struct RegistryRoot {
+    uint32_t layout;  // kRegistryLayout; first, so any version can read it
     uint32_t bucket_mask;
     GroupNode** buckets;
     uint32_t groups;

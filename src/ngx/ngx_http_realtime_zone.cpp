@@ -123,18 +123,30 @@ ngx_http_realtime_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
     size_t            len;
     ngx_slab_pool_t  *shpool;
 
-    if (oz) {
-        z->shpool = oz->shpool;
-        z->root = oz->root;
-        z->root->generation++;
-        return NGX_OK;
-    }
-
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     z->shpool = shpool;
 
-    if (shm_zone->shm.exists) {
+    if (oz || shm_zone->shm.exists) {
+        /*
+         * Reached through nginx's own slab pool, not through oz: the
+         * previous cycle may be another build of this module, whose
+         * structures we must not read before the layout says they match.
+         */
         z->root = (realtime::RegistryRoot *) shpool->data;
+
+        if (z->root->layout != realtime::kRegistryLayout) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "realtime zone \"%V\" was made by another version "
+                          "of ngx_realtime_module; restart nginx (or rename "
+                          "or resize the zone) to use this one",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        if (oz) {
+            z->root->generation++;
+        }
+
         return NGX_OK;
     }
 
