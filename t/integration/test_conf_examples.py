@@ -1,6 +1,7 @@
 """Every file in conf-examples/ passes `nginx -t` with the built module, and
 runs end to end with real traffic."""
 
+import json
 import re
 import subprocess
 import tempfile
@@ -111,6 +112,21 @@ def subscriber(port, path, headers=(), **kw):
     return resp, ws
 
 
+def next_message(ws, events=None):
+    """The next text message that is not a presence join/leave event of the
+    default shape; the events skipped are appended to events."""
+    while True:
+        text = next_text(ws)
+        if not text.startswith('{"type":"presence","event":'):
+            return text
+        if events is not None:
+            events.append(json.loads(text))
+
+
+def presence_event(event, group, user):
+    return {"type": "presence", "event": event, "group": group, "user": user, "info": None}
+
+
 def test_demo_example_end_to_end(nginx_factory):
     snippet, _ = example_snippet("demo.conf")
     ngx = nginx_factory(snippet)
@@ -120,19 +136,60 @@ def test_demo_example_end_to_end(nginx_factory):
 
     page = http_call(port, "GET", "/")
     assert page.status == 200 and b"<html" in page.body.lower(), page
-    _, lobby = subscriber(port, "/ws/rooms/lobby/")
-    _, other = subscriber(port, "/ws/rooms/other/")
+    # the demo's user comes from ?user= (for the demo only): 1 to 32
+    # letters, digits, "_" or "-", else 403
+    for bad in ("", "?user=", "?user=a%20b", "?user=%22x%22", "?user=" + "x" * 33):
+        resp, ws = handshake(port, "/ws/rooms/lobby/" + bad)
+        assert ws is None and resp.status == 403, (bad, resp)
+    alice_events = []
+    _, lobby = subscriber(port, "/ws/rooms/lobby/?user=alice")
+    _, other = subscriber(port, "/ws/rooms/other/?user=bob")
     assert count(pub_port, "room_lobby", path=pub_path) == 1
     assert count(pub_port, "announcements", path=pub_path) == 2
+    assert json.loads(next_message(lobby)) == {"type": "welcome", "user": "alice", "room": "lobby"}
+    assert json.loads(next_message(other)) == {"type": "welcome", "user": "bob", "room": "other"}
 
     r = publish(pub_port, {"group": "room_lobby", "data": {"text": "hello"}}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 1}
-    assert next_text(lobby) == '{"text":"hello"}'
+    assert next_message(lobby, alice_events) == '{"text":"hello"}'
     r = publish(pub_port, {"group": "announcements", "data": "to all"}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 2}
-    assert next_text(lobby) == "to all"
-    assert next_text(other) == "to all"       # the lobby message never reached it
-    expect_nothing_more(pub_port, [lobby, other], "announcements", path=pub_path)
+    assert next_message(lobby, alice_events) == "to all"
+    assert next_message(other) == "to all"       # the lobby message never reached it
+
+    # a second user in the lobby: who is here, chat with the sender stamped
+    # (a forged one replaced), not echoed, only the page's two types; app ping
+    _, carol = subscriber(port, "/ws/rooms/lobby/?user=carol")
+    assert json.loads(next_message(carol)) == {"type": "welcome", "user": "carol", "room": "lobby"}
+    carol.send_text('{"type":"presence","group":"room_lobby"}')
+    assert json.loads(next_message(carol)) == {"type": "presence", "group": "room_lobby", "count": 2,
+                                               "users": [{"user": "alice", "info": None, "connections": 1},
+                                                         {"user": "carol", "info": None, "connections": 1}]}
+    carol.send_text('{"type":"chat_message","message":"hi","sender":"mallory"}')
+    carol.send_text('{"type":"user_typing"}')
+    carol.send_text('{"type":"something_else"}')
+    carol.send_text('{"type":"ping","t":5}')
+    assert next_message(lobby, alice_events) == '{"type":"chat_message","message":"hi","sender":"carol"}'
+    assert next_message(lobby, alice_events) == '{"type":"user_typing","sender":"carol"}'
+    assert next_message(carol) == '{"type":"error","error":"type_not_allowed"}'
+    assert next_message(carol) == '{"type":"pong","t":5}'
+    marker = publish(pub_port, {"group": "room_lobby", "data": "marker"}, path=pub_path).json()
+    assert marker == {"messages": 1, "subscribers": 2}
+    assert next_message(carol) == "marker"       # echo=off: nothing of her own before it
+    assert next_message(lobby, alice_events) == "marker"
+
+    # carol leaves: one leave event to the room, after the 2 s leave_delay
+    carol.close()
+    while presence_event("leave", "room_lobby", "carol") not in alice_events:
+        alice_events.append(json.loads(next_text(lobby)))
+    assert presence_event("join", "room_lobby", "carol") in alice_events
+    assert [e for e in alice_events if e["group"] == "room_lobby"] == [
+        presence_event("join", "room_lobby", "alice"), presence_event("join", "room_lobby", "carol"),
+        presence_event("leave", "room_lobby", "carol")]
+    r = http_call(pub_port, "GET", pub_path + "?presence=room_lobby").json()
+    assert r == {"group": "room_lobby", "count": 1, "users": [{"user": "alice", "info": None, "connections": 1}]}
+    publish(pub_port, {"group": "room_other", "data": "marker"}, path=pub_path)
+    assert next_message(other) == "marker"       # nothing of the lobby's reached it
 
     stats_path, stats_ph = one(example_locations(snippet, "realtime_stats"), "realtime_stats")
     st = stats(ngx.ports[stats_ph], stats_path)
