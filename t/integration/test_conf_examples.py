@@ -292,8 +292,8 @@ def test_jwt_example_end_to_end(nginx_factory, tls_cert, client_ssl_context, tmp
 class JwtExample:
     """A JWT example (the chat room, online status, project tickets) running
     with a test key and certificate: .ngx, .snippet, .port (the public TLS
-    listener), .pub (port, path) of its publish API; connect(path, claims)
-    opens a wss socket with a token for those claims (sub, iss, exp added
+    listener), .pub (port, path) of its publish API; connect(path, **claims)
+    opens a wss socket with a token for those claims ("iss" and "exp" added
     unless given)."""
 
     def __init__(self, nginx_factory, name, tls_cert, ssl_context, key):
