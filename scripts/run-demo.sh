@@ -23,13 +23,15 @@ fi
 
 cat <<TXT
 
-  Demo: open http://127.0.0.1:8080/ in a browser (open it twice to see
-  messages reach every tab), or publish from a shell:
+  Demo: a chat room on http://127.0.0.1:8080/ : open it in two tabs (or two
+  browsers), join under two names, chat, watch "who is online" and the
+  typing indicator. Your app speaks in the room with one POST:
 
     curl -X POST http://127.0.0.1:8080/publish \\
          -H 'Content-Type: application/json' \\
-         -d '{"group": "room_lobby", "data": {"text": "hello"}}'
+         -d '{"group": "room_lobby", "data": {"type": "chat_message", "sender": "app", "message": "hello"}}'
 
+  Online: curl 'http://127.0.0.1:8080/publish?presence=room_lobby'
   Stats:  curl http://127.0.0.1:8080/realtime/stats
   Logs:   $prefix/logs/error.log
   Ctrl-C stops nginx.

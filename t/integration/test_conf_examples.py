@@ -1,6 +1,7 @@
 """Every file in conf-examples/ passes `nginx -t` with the built module, and
 runs end to end with real traffic."""
 
+import json
 import re
 import subprocess
 import tempfile
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from groups_util import (AuthUpstream, count, expect_nothing_more, http as http_call, next_text,
-                         publish, stats)
+from groups_util import (AuthUpstream, close_ws, count, expect_nothing_more, http as http_call,
+                         next_text, publish, stats)
 from jwt_util import KeyPair, make_token, new_secret
 from nginx_harness import MODULE, REPO, example_locations, example_snippet
 from wsclient import assert_json_error, handshake
@@ -111,6 +112,21 @@ def subscriber(port, path, headers=(), **kw):
     return resp, ws
 
 
+def next_message(ws, events=None):
+    """The next text message that is not a presence join/leave event of the
+    default shape; the events skipped are appended to events."""
+    while True:
+        text = next_text(ws)
+        if not text.startswith('{"type":"presence","event":'):
+            return text
+        if events is not None:
+            events.append(json.loads(text))
+
+
+def presence_event(event, group, user):
+    return {"type": "presence", "event": event, "group": group, "user": user, "info": None}
+
+
 def test_demo_example_end_to_end(nginx_factory):
     snippet, _ = example_snippet("demo.conf")
     ngx = nginx_factory(snippet)
@@ -120,19 +136,60 @@ def test_demo_example_end_to_end(nginx_factory):
 
     page = http_call(port, "GET", "/")
     assert page.status == 200 and b"<html" in page.body.lower(), page
-    _, lobby = subscriber(port, "/ws/rooms/lobby/")
-    _, other = subscriber(port, "/ws/rooms/other/")
+    # the demo's user comes from ?user= (for the demo only): 1 to 32
+    # letters, digits, "_" or "-", else 403
+    for bad in ("", "?user=", "?user=a%20b", "?user=%22x%22", "?user=" + "x" * 33):
+        resp, ws = handshake(port, "/ws/rooms/lobby/" + bad)
+        assert ws is None and resp.status == 403, (bad, resp)
+    alice_events = []
+    _, lobby = subscriber(port, "/ws/rooms/lobby/?user=alice")
+    _, other = subscriber(port, "/ws/rooms/other/?user=bob")
     assert count(pub_port, "room_lobby", path=pub_path) == 1
     assert count(pub_port, "announcements", path=pub_path) == 2
+    assert json.loads(next_message(lobby)) == {"type": "welcome", "user": "alice", "room": "lobby"}
+    assert json.loads(next_message(other)) == {"type": "welcome", "user": "bob", "room": "other"}
 
     r = publish(pub_port, {"group": "room_lobby", "data": {"text": "hello"}}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 1}
-    assert next_text(lobby) == '{"text":"hello"}'
+    assert next_message(lobby, alice_events) == '{"text":"hello"}'
     r = publish(pub_port, {"group": "announcements", "data": "to all"}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 2}
-    assert next_text(lobby) == "to all"
-    assert next_text(other) == "to all"       # the lobby message never reached it
-    expect_nothing_more(pub_port, [lobby, other], "announcements", path=pub_path)
+    assert next_message(lobby, alice_events) == "to all"
+    assert next_message(other) == "to all"       # the lobby message never reached it
+
+    # a second user in the lobby: who is here, chat with the sender stamped
+    # (a forged one replaced), not echoed, only the page's two types; app ping
+    _, carol = subscriber(port, "/ws/rooms/lobby/?user=carol")
+    assert json.loads(next_message(carol)) == {"type": "welcome", "user": "carol", "room": "lobby"}
+    carol.send_text('{"type":"presence","group":"room_lobby"}')
+    assert json.loads(next_message(carol)) == {"type": "presence", "group": "room_lobby", "count": 2,
+                                               "users": [{"user": "alice", "info": None, "connections": 1},
+                                                         {"user": "carol", "info": None, "connections": 1}]}
+    carol.send_text('{"type":"chat_message","message":"hi","sender":"mallory"}')
+    carol.send_text('{"type":"user_typing"}')
+    carol.send_text('{"type":"something_else"}')
+    carol.send_text('{"type":"ping","t":5}')
+    assert next_message(lobby, alice_events) == '{"type":"chat_message","message":"hi","sender":"carol"}'
+    assert next_message(lobby, alice_events) == '{"type":"user_typing","sender":"carol"}'
+    assert next_message(carol) == '{"type":"error","error":"type_not_allowed"}'
+    assert next_message(carol) == '{"type":"pong","t":5}'
+    marker = publish(pub_port, {"group": "room_lobby", "data": "marker"}, path=pub_path).json()
+    assert marker == {"messages": 1, "subscribers": 2}
+    assert next_message(carol) == "marker"       # echo=off: nothing of her own before it
+    assert next_message(lobby, alice_events) == "marker"
+
+    # carol leaves: one leave event to the room, after the 2 s leave_delay
+    carol.close()
+    while presence_event("leave", "room_lobby", "carol") not in alice_events:
+        alice_events.append(json.loads(next_text(lobby)))
+    assert presence_event("join", "room_lobby", "carol") in alice_events
+    assert [e for e in alice_events if e["group"] == "room_lobby"] == [
+        presence_event("join", "room_lobby", "alice"), presence_event("join", "room_lobby", "carol"),
+        presence_event("leave", "room_lobby", "carol")]
+    r = http_call(pub_port, "GET", pub_path + "?presence=room_lobby").json()
+    assert r == {"group": "room_lobby", "count": 1, "users": [{"user": "alice", "info": None, "connections": 1}]}
+    publish(pub_port, {"group": "room_other", "data": "marker"}, path=pub_path)
+    assert next_message(other) == "marker"       # nothing of the lobby's reached it
 
     stats_path, stats_ph = one(example_locations(snippet, "realtime_stats"), "realtime_stats")
     st = stats(ngx.ports[stats_ph], stats_path)
@@ -232,7 +289,210 @@ def test_jwt_example_end_to_end(nginx_factory, tls_cert, client_ssl_context, tmp
     assert_json_error(resp, 401, "no token")
 
 
+class JwtExample:
+    """A JWT example (the chat room, online status, project tickets) running
+    with a test key and certificate: .ngx, .snippet, .port (the public TLS
+    listener), .pub (port, path) of its publish API; connect(path, **claims)
+    opens a wss socket with a token for those claims ("iss" and "exp" added
+    unless given)."""
+
+    def __init__(self, nginx_factory, name, tls_cert, ssl_context, key):
+        self.snippet, _ = example_snippet(name, replace=[
+            ("/etc/nginx/realtime/jwt-public.pem", str(key.pub_path)),
+            ("/etc/ssl/certs/ssl-cert-snakeoil.pem", str(tls_cert[0])),
+            ("/etc/ssl/private/ssl-cert-snakeoil.key", str(tls_cert[1]))])
+        self.ngx = nginx_factory(self.snippet)
+        placeholders = {ph for _l, ph in example_locations(self.snippet, "realtime_websocket")}
+        assert placeholders == {"ssl_port"}, placeholders
+        self.port = self.ngx.ports["ssl_port"]
+        self.pub = publish_api(self.ngx, self.snippet)
+        self.ssl_context, self.key = ssl_context, key
+
+    def token(self, **claims):
+        return make_token("ES256", self.key, {"iss": ORIGIN, "exp": int(time.time()) + 600, **claims})
+
+    def connect(self, path, **claims):
+        _, ws = subscriber(self.port, f"{path}?token={self.token(**claims)}", [("Origin", ORIGIN)],
+                           ssl_context=self.ssl_context)
+        return ws
+
+    def refused(self, path, token, status):
+        resp, ws = handshake(self.port, f"{path}?token={token}", headers=[("Origin", ORIGIN)],
+                             ssl_context=self.ssl_context)
+        assert ws is None, resp
+        assert_json_error(resp, status)
+
+    def publish(self, group, data):
+        port, path = self.pub
+        return publish(port, {"group": group, "data": data}, path=path).json()
+
+    def presence(self, group):
+        port, path = self.pub
+        return http_call(port, "GET", f"{path}?presence={group}").json()
+
+    def nothing_more(self, subscribers, group):
+        port, path = self.pub
+        expect_nothing_more(port, subscribers, group, path=path)
+
+
+@pytest.fixture
+def jwt_example(nginx_factory, tls_cert, client_ssl_context, tmp_path):
+    tmp_path.chmod(0o755)
+    key = KeyPair(tmp_path, "p256", "app")
+    return lambda name: JwtExample(nginx_factory, name, tls_cert, client_ssl_context, key)
+
+
+def next_json(ws):
+    return json.loads(next_text(ws))
+
+
+def test_chat_room_example_end_to_end(jwt_example):
+    """The seed chat room: {"message": ...} in, {"type": "chat_message",
+    "message": ..., "sender": <username>} out to the room, user_event
+    joined/left once per user."""
+    ex = jwt_example("chat-room.conf")
+    joined = {"type": "user_event", "message": "Bir kullanıcı odaya katıldı", "event": "user_joined"}
+    left = {"type": "user_event", "message": "Bir kullanıcı odadan ayrıldı", "event": "user_left"}
+
+    alice = ex.connect("/ws/chat/lobby/", sub="5", username="alice")
+    assert next_json(alice) == joined          # the joiner gets it too, as group_send does
+    bob = ex.connect("/ws/chat/lobby/", sub="8", username="bob")
+    assert next_json(alice) == joined and next_json(bob) == joined
+    alice2 = ex.connect("/ws/chat/lobby/", sub="5", username="alice")   # a second tab: no event
+    carol = ex.connect("/ws/chat/other/", sub="9", username="carol")    # another room
+    assert next_json(carol) == joined
+
+    alice.send_text('{"message":"Merhaba!"}')
+    for ws in (alice, alice2, bob):
+        # the seed's format exactly (key order: the client's fields, then the stamps)
+        assert next_text(ws) == '{"message":"Merhaba!","type":"chat_message","sender":"alice"}'
+    # a forged sender and type are overwritten
+    bob.send_text('{"type":"user_event","message":"hi","sender":"alice","event":"user_left"}')
+    for ws in (alice, alice2, bob):
+        assert next_json(ws) == {"type": "chat_message", "message": "hi", "sender": "bob",
+                                 "event": "user_left"}
+    bob.send_text('{"type":"ping","t":1}')      # the app ping is the module's, not the room's
+    assert next_json(bob) == {"type": "pong", "t": 1}
+    bob.send_text("not json")
+    assert next_json(bob) == {"type": "error", "error": "not_json"}
+
+    # the app: who is here (one entry per user, with the tabs), and a message
+    assert ex.presence("chat_lobby") == {"group": "chat_lobby", "count": 2, "users": [
+        {"user": "5", "info": {"username": "alice"}, "connections": 2},
+        {"user": "8", "info": {"username": "bob"}, "connections": 1}]}
+    msg = {"type": "chat_message", "message": "Hi!", "sender": "bot"}
+    assert ex.publish("chat_lobby", msg) == {"messages": 1, "subscribers": 3}
+    for ws in (alice, alice2, bob):
+        assert next_json(ws) == msg
+
+    # one tab closed: alice is still here; the last one: she left (after 2 s)
+    close_ws(alice2)
+    ex.nothing_more([alice, bob], "chat_lobby")
+    close_ws(alice)
+    assert next_json(bob) == left
+    assert ex.presence("chat_lobby")["count"] == 1
+    ex.nothing_more([bob], "chat_lobby")
+    ex.nothing_more([carol], "chat_other")     # nothing of the lobby reached the other room
+
+    # no token, a token from elsewhere: 401
+    ex.refused("/ws/chat/lobby/", "", 401)
+    ex.refused("/ws/chat/lobby/", make_token("HS256", new_secret(), {"sub": "5", "iss": ORIGIN}), 401)
+
+
+def test_online_status_example_end_to_end(jwt_example):
+    """Everyone in the presence group "online": join/leave once per user,
+    the leave delayed so that a page change does not flap; the list asked
+    by the page and by the app."""
+    ex = jwt_example("online-status.conf")
+    path = "/ws/online-status/"
+
+    def event(kind, user, name):
+        return {"type": "presence", "event": kind, "group": "online", "user": user,
+                "info": {"username": name}}
+
+    alice = ex.connect(path, sub="5", username="alice")
+    assert next_json(alice) == event("join", "5", "alice")
+    bob = ex.connect(path, sub="8", username="bob")
+    assert next_json(alice) == next_json(bob) == event("join", "8", "bob")
+    alice2 = ex.connect(path, sub="5", username="alice")
+
+    bob.send_text('{"type":"presence","group":"online"}')
+    users = [{"user": "5", "info": {"username": "alice"}, "connections": 2},
+             {"user": "8", "info": {"username": "bob"}, "connections": 1}]
+    assert next_json(bob) == {"type": "presence", "group": "online", "count": 2, "users": users}
+    assert ex.presence("online") == {"group": "online", "count": 2, "users": users}
+    bob.send_text('{"type":"chat","text":"x"}')         # the socket only listens
+    assert next_json(bob) == {"type": "error", "error": "unhandled"}
+
+    # alice goes to another page: both tabs close, one comes back at once
+    close_ws(alice)
+    close_ws(alice2)
+    alice = ex.connect(path, sub="5", username="alice")
+    ex.nothing_more([alice, bob], "online")             # no leave, no join
+    assert ex.presence("online")["count"] == 2
+
+    # she logs out: the leave comes 5 s after her last socket closed
+    start = time.monotonic()
+    close_ws(alice)
+    assert next_json(bob) == event("leave", "5", "alice")
+    assert time.monotonic() - start >= 4.5
+    assert ex.presence("online") == {"group": "online", "count": 1, "users": [users[1]]}
+    ex.nothing_more([bob], "online")
+
+
+def test_project_tickets_example_end_to_end(jwt_example):
+    """Seed 004: the connection_established greeting, user_status
+    joined/left with a numeric user_id, ticket_viewing and user_typing to
+    the others only, the app ping, ticket updates published by the app."""
+    ex = jwt_example("project-tickets.conf")
+    path = "/ws/projects/1/presence/"
+
+    def status(action, name, uid):
+        return {"type": "user_status", "action": action, "username": name, "user_id": uid}
+
+    john = ex.connect(path, user_id=5, username="john_doe")
+    assert next_text(john) == '{"type":"connection_established","user_id":5}'
+    assert next_text(john) == '{"type":"user_status","action":"joined","username":"john_doe","user_id":5}'
+    jane = ex.connect(path, user_id=7, username="jane")
+    assert next_json(jane) == {"type": "connection_established", "user_id": 7}
+    assert next_json(john) == next_json(jane) == status("joined", "jane", 7)
+    other = ex.connect("/ws/projects/2/presence/", user_id=9, username="max")
+    assert next_json(other) == {"type": "connection_established", "user_id": 9}
+    assert next_json(other) == status("joined", "max", 9)
+    tickets = ex.connect("/ws/projects/1/tickets/", user_id=7, username="jane")
+
+    # viewing and typing go to the others, stamped; not back to the sender
+    john.send_text('{"type":"ticket_viewing","ticket_id":123}')
+    assert next_json(jane) == {"type": "ticket_viewing", "ticket_id": 123, "username": "john_doe",
+                               "user_id": 5, "sender": "5"}
+    john.send_text('{"type":"user_typing","ticket_id":123,"username":"jane","user_id":7}')
+    assert next_json(jane) == {"type": "user_typing", "ticket_id": 123, "username": "john_doe",
+                               "user_id": 5, "sender": "5"}
+    # no client can forge a user_status; the app ping answers
+    john.send_text('{"type":"user_status","action":"left","username":"jane","user_id":7}')
+    assert next_json(john) == {"type": "error", "error": "type_not_allowed"}
+    john.send_text('{"type":"ping","timestamp":1730800000000}')
+    assert next_json(john) == {"type": "pong", "timestamp": 1730800000000}
+    ex.nothing_more([john, jane], "project_1_presence")
+    ex.nothing_more([other], "project_2_presence")
+
+    # the app: who is in project 1, and a ticket update to the tickets socket
+    assert ex.presence("project_1_presence") == {"group": "project_1_presence", "count": 2, "users": [
+        {"user": "5", "info": {"username": "john_doe"}, "connections": 1},
+        {"user": "7", "info": {"username": "jane"}, "connections": 1}]}
+    update = {"type": "ticket_update", "action": "created", "data": {"ticket_id": 123, "key": "PROJ-456"}}
+    assert ex.publish("project_1_tickets", update) == {"messages": 1, "subscribers": 1}
+    assert next_json(tickets) == update
+
+    # jane closes the page: john sees her leave (after the 3 s leave_delay)
+    close_ws(jane)
+    assert next_json(john) == status("left", "jane", 7)
+    ex.nothing_more([john], "project_1_presence")
+    ex.refused(path, "", 401)
+
+
 def test_every_example_runs_end_to_end():
     """A new file in conf-examples/ needs its own end-to-end test above."""
-    covered = {"demo.conf", "notifications.conf", "django-session.conf", "jwt-notifications.conf"}
+    covered = {"demo.conf", "notifications.conf", "django-session.conf", "jwt-notifications.conf",
+               "chat-room.conf", "online-status.conf", "project-tickets.conf"}
     assert {e.name for e in EXAMPLES} == covered
