@@ -2,7 +2,7 @@
  * ngx_realtime_module: client messages.
  *
  *   realtime_client_publish GROUP ... [echo=on|off] [types=T,...] [max_size=SIZE];
- *   realtime_client_stamp FIELD VALUE [as=json];
+ *   realtime_client_stamp FIELD VALUE [as=json] | FIELD off;
  *   realtime_client_rate N r/s [burst=B];
  *   realtime_app_ping on|off;
  *   realtime_welcome JSON;
@@ -241,6 +241,13 @@ ngx_http_realtime_client_stamp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     stamp->field = value[1];
+
+    if (cf->args->nelts == 3 && ngx_strcmp(value[2].data, "off") == 0) {
+        /* the field is removed from client messages (and "sender" is not
+           stamped by default) */
+        stamp->value = NULL;
+        return NGX_CONF_OK;
+    }
 
     if (cf->args->nelts == 4) {
         /* as=json: the value is JSON (numbers stay numbers) */
@@ -550,6 +557,12 @@ ngx_http_realtime_client_stamps(ngx_http_request_t *r,
         stamp = (ngx_http_realtime_stamp_t *) s->conf->client_stamps->elts;
 
         for (i = 0; i < s->conf->client_stamps->nelts; i++) {
+
+            if (stamp[i].value == NULL) {
+                sender = sender
+                         || ngx_http_realtime_sv(stamp[i].field) == "sender";
+                continue;   /* "off": removed at each message */
+            }
 
             if (ngx_http_realtime_template_capture(r, s, stamp[i].value)
                 != NGX_OK)
@@ -928,6 +941,20 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     if (s->stamps && json_object_update(message, s->stamps.get()) != 0) {
         ngx_http_realtime_session_error(s, "internal_error");
         return;
+    }
+
+    if (s->conf->client_stamps) {
+        ngx_http_realtime_stamp_t  *stamp;
+
+        stamp = (ngx_http_realtime_stamp_t *) s->conf->client_stamps->elts;
+
+        for (i = 0; i < s->conf->client_stamps->nelts; i++) {
+            if (stamp[i].value == NULL) {
+                std::string_view  field = ngx_http_realtime_sv(stamp[i].field);
+
+                (void) json_object_deln(message, field.data(), field.size());
+            }
+        }
     }
 
     text = json_dumps(message, JSON_COMPACT);

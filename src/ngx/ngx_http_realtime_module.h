@@ -68,10 +68,11 @@ typedef struct {
 } ngx_http_realtime_main_conf_t;
 
 
-/* realtime_client_stamp FIELD VALUE [as=json]; */
+/* realtime_client_stamp FIELD VALUE [as=json] | FIELD off; */
 typedef struct {
     ngx_str_t                   field;
-    realtime::JsonTemplate     *value;
+    realtime::JsonTemplate     *value;      /* NULL: "off", the field is
+                                               removed */
 } ngx_http_realtime_stamp_t;
 
 

@@ -73,6 +73,16 @@ server {
         realtime_client_publish plain_$arg_to;
     }
 
+    # fields the app's format does not have, or the client must not set
+    location = /stripped {
+        realtime_websocket;
+        realtime_subscribe stripped_$arg_room;
+        realtime_client_publish stripped_$arg_room;
+        realtime_client_stamp sender off;
+        realtime_client_stamp is_admin off;
+        realtime_client_stamp kind message;
+    }
+
     # the group comes from the URL alone: it may be missing
     location = /direct {
         realtime_websocket;
@@ -349,6 +359,14 @@ def test_publish_only_and_several_groups(ngx, secret):
     for ws in (m2, m1):
         expect_text(ws, '{"m":"once","sender":"alice"}')
     expect_nothing_more(ngx.port, [m1, m2], "multi_b")
+
+
+def test_stamp_off_removes_fields(ngx, secret):
+    a = connect(ngx, secret, "/stripped", "alice", "room=1")
+    b = connect_elsewhere(ngx, lambda: connect(ngx, secret, "/stripped", "bob", "room=1"), [a])
+    a.send_text('{"m":1,"sender":"mallory","is_admin":true,"kind":"x"}')
+    for ws in (b, a):
+        expect_text(ws, '{"m":1,"kind":"message"}')
 
 
 def test_connection_without_user_is_stamped_null(ngx, secret):
