@@ -7,6 +7,7 @@
 #include <new>
 
 #include "group_name.h"
+#include "json_text.h"
 
 namespace realtime {
 
@@ -97,13 +98,8 @@ bool parse_item(const json_t* obj, PublishItem& item, std::string& error, const 
     if (json_is_string(data)) {
         item.payload.assign(json_string_value(data), json_string_length(data));
     } else {
-        std::unique_ptr<char, FreeDeleter> text(
-            json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY));
-        if (!text) {
-            error = at + "cannot serialize \"data\"";
-            return false;
-        }
-        item.payload.assign(text.get());
+        // reals in their shortest form: the app's 0.1 stays 0.1
+        item.payload = json_compact(data);
     }
     return true;
 }

@@ -16,6 +16,7 @@
 #include "ngx_http_realtime_client.h"
 
 #include "core/group_name.h"
+#include "core/json_text.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
@@ -711,21 +712,19 @@ void
 ngx_http_realtime_client_ping(ngx_http_realtime_session_t *s, json_t *message)
     noexcept
 {
-    char  *text;
-
     /* the ping's own fields come back (a timestamp to measure with) */
     if (json_object_set_new(message, "type", json_string("pong")) != 0) {
         return;
     }
 
-    text = json_dumps(message, JSON_COMPACT);
-    if (text == NULL) {
-        return;
+    try {
+        ngx_http_realtime_session_reply(s, realtime::ws::Opcode::kText,
+                                        realtime::json_compact(message));
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "realtime: out of memory answering a ping");
     }
-
-    ngx_http_realtime_session_reply(s, realtime::ws::Opcode::kText, text);
-
-    free(text);
 }
 
 
@@ -879,7 +878,6 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload, json_t *message)
     noexcept
 {
-    char                          *text;
     json_t                        *type;
     ngx_uint_t                     i;
     ngx_str_t                     *allowed;
@@ -957,17 +955,10 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         }
     }
 
-    text = json_dumps(message, JSON_COMPACT);
-    if (text == NULL) {
-        ngx_http_realtime_session_error(s, "internal_error");
-        return;
-    }
-
     try {
         std::string  frame = realtime::ws::encode_frame(
-                                 realtime::ws::Opcode::kText, text);
-        free(text);
-        text = NULL;
+                                 realtime::ws::Opcode::kText,
+                                 realtime::json_compact(message));
 
         std::vector<std::string_view>  names(s->client_groups.begin(),
                                              s->client_groups.end());
@@ -985,7 +976,6 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         }
 
     } catch (...) {
-        free(text);
         ngx_http_realtime_session_error(s, "internal_error");
         return;
     }

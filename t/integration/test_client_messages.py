@@ -361,6 +361,15 @@ def test_publish_only_and_several_groups(ngx, secret):
     expect_nothing_more(ngx.port, [m1, m2], "multi_b")
 
 
+def test_numbers_keep_their_text(ngx, secret):
+    a = connect(ngx, secret, "/stripped", "alice", "room=2")
+    a.send_text('{"t":0.1,"ts":1732900000.123,"n":-7,"e":1e-7}')
+    expect_text(a, '{"t":0.1,"ts":1732900000.123,"n":-7,"e":1e-07,"kind":"message"}')
+    # the app's publishes too
+    publish(ngx.port, {"group": "stripped_2", "data": {"price": 19.99}})
+    expect_text(a, '{"price":19.99}')
+
+
 def test_stamp_off_removes_fields(ngx, secret):
     a = connect(ngx, secret, "/stripped", "alice", "room=1")
     b = connect_elsewhere(ngx, lambda: connect(ngx, secret, "/stripped", "bob", "room=1"), [a])
