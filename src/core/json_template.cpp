@@ -339,6 +339,10 @@ std::string json_escape(std::string_view s) {
     return out;
 }
 
+std::string json_string_text(std::string_view s) {
+    return string_text(s);
+}
+
 bool is_json_value(std::string_view s) {
     // jansson checks the grammar, UTF-8, \u escapes (no lone surrogates, no
     // \u0000) and that nothing follows the value (JSON_DECODE_ANY: any value

@@ -59,6 +59,11 @@ private:
 // "\u0001" for control characters; other bytes as they are).
 std::string json_escape(std::string_view s);
 
+// s as the text of a JSON string, as render() treats a value inside a
+// string literal: as it is when it is valid UTF-8 without NUL, else with
+// every ill-formed sequence (and NUL) replaced by U+FFFD.
+std::string json_string_text(std::string_view s);
+
 // Whether s is exactly one JSON value (surrounding whitespace allowed).
 bool is_json_value(std::string_view s);
 

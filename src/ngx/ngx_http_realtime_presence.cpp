@@ -301,7 +301,8 @@ ngx_http_realtime_presence_list(ngx_http_realtime_zone_t *z,
 
     for (p = g ? g->presence : nullptr; p && n < max; p = p->next, n++) {
         out += n ? ",{\"user\":" : "{\"user\":";
-        out += realtime::json_quote(p->user());
+        /* like the events' "$presence_user": valid UTF-8 (a text frame) */
+        out += realtime::json_quote(realtime::json_string_text(p->user()));
         out += ",\"info\":";
         out += p->info_len ? p->info() : std::string_view("null");
         out += ",\"connections\":" + std::to_string(p->connections) + "}";

@@ -166,6 +166,16 @@ TEST(JsonEscape, EveryByteValue) {
 // ---------------------------------------------------------------------------
 // is_json_value
 
+// json_string_text
+
+TEST(JsonStringText, ValidTextUnchangedElseRepaired) {
+    EXPECT_EQ(json_string_text(""), "");
+    EXPECT_EQ(json_string_text("caf\xc3\xa9 \"x\""), "caf\xc3\xa9 \"x\"");
+    EXPECT_EQ(json_string_text("a\xff\xfe"), "a\xef\xbf\xbd\xef\xbf\xbd");
+    EXPECT_EQ(json_string_text(std::string_view("a\0b", 3)), "a\xef\xbf\xbd" "b");
+    EXPECT_EQ(json_string_text("\xe2\x82"), "\xef\xbf\xbd");  // one per maximal subpart
+}
+
 TEST(IsJsonValue, Values) {
     for (std::string_view s :
          {"0"sv, "-0"sv, "42"sv, "-17"sv, "3.25"sv, "1e10"sv, "-1.5E-3"sv, "true"sv, "false"sv,
