@@ -457,6 +457,7 @@ class Loadgen {
     int64_t last_pub_done_ = 0;
 
     bool stdin_closed_ = false;
+    int max_events_ = 1024;               // per epoll_wait (room: fewer, so the schedule runs often)
 
     // room mode
     bool room_ = false;
@@ -555,7 +556,7 @@ class Loadgen {
     // One epoll_wait round; timeout in ms.
     void pump(int timeout_ms) {
         static epoll_event evs[1024];
-        int n = epoll_wait(ep_, evs, 1024, timeout_ms);
+        int n = epoll_wait(ep_, evs, max_events_, timeout_ms);
         if (n < 0) {
             if (errno == EINTR) return;
             die("epoll_wait: %s", strerror(errno));
@@ -1558,6 +1559,7 @@ class Loadgen {
     int run_room() {
         Json j;
         room_ = true;
+        max_events_ = 64;  // ~0.5 ms of frames between two looks at the schedule
         connect_subs(o_.subs, deadline_in(o_.timeout_s));
         for (int i = 0; i < o_.senders; i++) senders_.push_back(subs_[size_t(i)]);
         double ready_s = 0;
