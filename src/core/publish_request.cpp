@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <new>
 
 #include "group_name.h"
 
@@ -145,6 +146,84 @@ PublishRequest parse_publish_request(std::string_view body) {
         }
         req.items.push_back(std::move(item));
     }
+    req.ok = true;
+    return req;
+}
+
+ActionRequest parse_action_request(std::string_view body) {
+    ActionRequest req;
+    json_error_t err;
+    JsonPtr root(json_loadb(body.data(), body.size(), 0, &err));
+    if (!root || !json_is_object(root.get())) {
+        return req;
+    }
+    const json_t* action = json_object_get(root.get(), "action");
+    if (action == nullptr) {
+        return req;
+    }
+    req.is_action = true;
+    if (!json_is_string(action)) {
+        req.error = "\"action\" must be a string";
+        return req;
+    }
+    req.action.assign(json_string_value(action), json_string_length(action));
+    if (req.action != "subscribe" && req.action != "unsubscribe" && req.action != "disconnect") {
+        req.error = "\"action\" must be \"subscribe\", \"unsubscribe\" or \"disconnect\"";
+        return req;
+    }
+    const json_t* user = json_object_get(root.get(), "user");
+    if (!json_is_string(user) || json_string_length(user) == 0 ||
+        json_string_length(user) > kMaxActionUser) {
+        req.error = "\"user\" must be a string of 1 to 200 bytes";
+        return req;
+    }
+    req.user.assign(json_string_value(user), json_string_length(user));
+
+    JsonPtr out(json_object());
+    if (!out) {
+        throw std::bad_alloc();
+    }
+    json_object_set_new(out.get(), "action", json_string(req.action.c_str()));
+
+    if (req.action == "disconnect") {
+        const json_t* code = json_object_get(root.get(), "code");
+        if (code) {
+            if (!json_is_integer(code) ||
+                (json_integer_value(code) != 1000 &&
+                 (json_integer_value(code) < 4000 || json_integer_value(code) > 4999))) {
+                req.error = "\"code\" must be 1000 or 4000-4999";
+                return req;
+            }
+            req.code = static_cast<int>(json_integer_value(code));
+        }
+        const json_t* reason = json_object_get(root.get(), "reason");
+        if (reason) {
+            if (!json_is_string(reason) || json_string_length(reason) > kMaxCloseReason) {
+                req.error = "\"reason\" must be a string of at most 123 bytes";
+                return req;
+            }
+            req.reason.assign(json_string_value(reason), json_string_length(reason));
+        }
+        json_object_set_new(out.get(), "code", json_integer(req.code));
+        json_object_set_new(out.get(), "reason",
+                            json_stringn(req.reason.data(), req.reason.size()));
+    } else {
+        const json_t* group = json_object_get(root.get(), "group");
+        if (!json_is_string(group) ||
+            !is_valid_group_name(
+                std::string_view(json_string_value(group), json_string_length(group)))) {
+            req.error = "\"group\" must be a valid group name (1-100 of A-Z a-z 0-9 - _ . :)";
+            return req;
+        }
+        req.group.assign(json_string_value(group), json_string_length(group));
+        json_object_set_new(out.get(), "group", json_string(req.group.c_str()));
+    }
+
+    std::unique_ptr<char, FreeDeleter> text(json_dumps(out.get(), JSON_COMPACT));
+    if (!text) {
+        throw std::bad_alloc();
+    }
+    req.instruction = text.get();
     req.ok = true;
     return req;
 }

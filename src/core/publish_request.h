@@ -29,6 +29,34 @@ struct PublishRequest {
 
 PublishRequest parse_publish_request(std::string_view body);
 
+// An action on every connection of one user (the app's logout, ban, or
+// room membership decided server-side), POSTed to the publish location:
+//
+//   {"action": "subscribe" | "unsubscribe", "user": U, "group": G}
+//   {"action": "disconnect", "user": U, "code": 1000 | 4000-4999, "reason": R}
+//
+// is_action says whether the body is one at all (an object with "action");
+// then ok/error say whether it is valid, and instruction is what each of
+// the user's connections is told (compact JSON without "user").
+struct ActionRequest {
+    bool is_action = false;
+    bool ok = false;
+    std::string error;
+    std::string action;
+    std::string user;
+    std::string group;
+    int code = 1000;
+    std::string reason;
+    std::string instruction;
+};
+
+ActionRequest parse_action_request(std::string_view body);
+
+// The longest user an action may name and the longest close reason (a
+// close frame's payload is at most 125 bytes, 2 of them the code).
+constexpr size_t kMaxActionUser = 200;
+constexpr size_t kMaxCloseReason = 123;
+
 // Serializes s as a JSON string literal (quotes included).
 std::string json_quote(std::string_view s);
 

@@ -906,3 +906,94 @@ ngx_http_realtime_protocol_token_variable(ngx_http_request_t *r,
 
     return NGX_OK;
 }
+
+
+/*
+ * Evaluates a list of names (realtime_subscribe, realtime_allow_subscribe):
+ * one per argument, given to add(); an argument that is just
+ * $jwt_claim_NAME, where the claim is an array, gives one per element
+ * (tokens that list their groups). Stops at the first add() that does not
+ * return NGX_OK and returns what it returned.
+ */
+
+ngx_int_t
+ngx_http_realtime_auth_names(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s, ngx_array_t *args, ngx_array_t *claims,
+    ngx_int_t (*add)(ngx_http_request_t *r, void *ctx, ngx_str_t *value),
+    void *ctx)
+{
+    size_t                     k;
+    ngx_int_t                  rc;
+    ngx_str_t                  value, *claim;
+    ngx_uint_t                 i;
+    json_t                    *array, *elt;
+    ngx_http_complex_value_t  *cv;
+
+    cv = (ngx_http_complex_value_t *) args->elts;
+    claim = (ngx_str_t *) claims->elts;
+
+    for (i = 0; i < args->nelts; i++) {
+
+        array = NULL;
+
+        if (claim[i].len && s->jwt_claims) {
+            const char  *key;
+            json_t      *v;
+
+            /* as $jwt_claim_NAME: nginx lowercases names, so match so too */
+            json_object_foreach(s->jwt_claims.get(), key, v) {
+                if (ngx_strlen(key) == claim[i].len
+                    && ngx_strncasecmp((u_char *) key, claim[i].data,
+                                       claim[i].len) == 0)
+                {
+                    array = v;
+                    break;
+                }
+            }
+
+            if (!json_is_array(array)) {
+                array = NULL;
+            }
+        }
+
+        if (array) {
+            json_array_foreach(array, k, elt) {
+                if (json_is_string(elt)) {
+                    value.data = (u_char *) json_string_value(elt);
+                    value.len = json_string_length(elt);
+
+                } else if (json_is_integer(elt)) {
+                    value.data = (u_char *) ngx_pnalloc(r->pool, NGX_INT64_LEN);
+                    if (value.data == NULL) {
+                        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                    }
+
+                    value.len = ngx_sprintf(value.data, "%L",
+                                            (int64_t) json_integer_value(elt))
+                                - value.data;
+
+                } else {
+                    ngx_str_set(&value, "?");   /* invalid: refused below */
+                }
+
+                rc = add(r, ctx, &value);
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+            }
+
+            continue;
+        }
+
+        if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = add(r, ctx, &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}

@@ -39,6 +39,18 @@ ngx_int_t ngx_http_realtime_authenticate(ngx_http_request_t *r,
 ngx_int_t ngx_http_realtime_identify(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s);
 
+/*
+ * Evaluates a list of names (realtime_subscribe, realtime_allow_subscribe)
+ * compiled as complex values, with the claim each argument names alone
+ * (ngx_http_realtime_claim_argument): an array claim gives one name per
+ * element. add() takes each; a result other than NGX_OK stops and is
+ * returned.
+ */
+ngx_int_t ngx_http_realtime_auth_names(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s, ngx_array_t *args, ngx_array_t *claims,
+    ngx_int_t (*add)(ngx_http_request_t *r, void *ctx, ngx_str_t *value),
+    void *ctx);
+
 /* {"type":"refresh","token":"..."} (a row of the message dispatcher). */
 void ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,
     json_t *message) noexcept;

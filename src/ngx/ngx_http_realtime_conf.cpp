@@ -79,3 +79,48 @@ ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept
 
     return a;
 }
+
+
+/*
+ * "$jwt_claim_NAME" or "${jwt_claim_NAME}" alone: the argument may stand
+ * for a whole array claim. Sets claim to NAME, or to the empty string.
+ */
+
+void
+ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim)
+{
+    size_t   n;
+    u_char  *p, *last;
+
+    p = arg->data;
+    last = p + arg->len;
+    ngx_str_null(claim);
+
+    if (arg->len > 2 && p[0] == '$' && p[1] == '{' && last[-1] == '}') {
+        p += 2;
+        last--;
+
+    } else if (arg->len > 1 && p[0] == '$') {
+        p++;
+
+    } else {
+        return;
+    }
+
+    n = sizeof("jwt_claim_") - 1;
+
+    if ((size_t) (last - p) <= n || ngx_strncmp(p, "jwt_claim_", n) != 0) {
+        return;
+    }
+
+    for (u_char *c = p + n; c < last; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+              || (*c >= '0' && *c <= '9') || *c == '_'))
+        {
+            return;
+        }
+    }
+
+    claim->data = p + n;
+    claim->len = last - p - n;
+}

@@ -142,12 +142,72 @@ ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s)
 }
 
 
+/* Unlinks s from this worker's fan-out list of one group. */
+
+static bool
+ngx_http_realtime_leave_local_one(ngx_http_realtime_session_t *s,
+    std::string_view name)
+{
+    ngx_queue_t                      *q;
+    ngx_http_realtime_member_t       *member;
+    ngx_http_realtime_local_group_t  *g;
+
+    for (q = ngx_queue_head(&s->members);
+         q != ngx_queue_sentinel(&s->members);
+         q = ngx_queue_next(q))
+    {
+        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
+        g = member->group;
+
+        if (g->name != name) {
+            continue;
+        }
+
+        ngx_queue_remove(&member->in_session);
+        ngx_queue_remove(&member->in_group);
+
+        if (--g->count == 0) {
+            s->zone->local->map.erase(std::string_view(g->name));
+            delete g;
+        }
+
+        ngx_free(member);
+        return true;
+    }
+
+    return false;
+}
+
+
+/*
+ * After a leave: a user whose leave waits for its delay needs some worker
+ * to publish it; this one arms its presence timer.
+ */
+
+static void
+ngx_http_realtime_leave_done(ngx_http_realtime_session_t *s,
+    const realtime::SlotSet &wake)
+{
+    if (!wake.none()) {
+        ngx_http_realtime_worker_wake(s->zone, wake);
+    }
+
+    if (s->presence && s->conf->presence_leave_delay) {
+        ngx_http_realtime_worker_presence_due(
+            ngx_http_realtime_now_ms() + s->conf->presence_leave_delay);
+    }
+}
+
+
 ngx_int_t
 ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
-    ngx_array_t *groups, ngx_str_t *limit_key, ngx_uint_t limit) noexcept
+    ngx_array_t *groups, const realtime::PresenceSpec *const *specs,
+    ngx_str_t *user_key, ngx_uint_t limit) noexcept
 {
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, n;
     ngx_str_t                  *name;
+    realtime::SlotSet           wake;
+    realtime::JoinGroup        *join;
     ngx_http_realtime_zone_t   *z;
 
     z = s->zone;
@@ -156,13 +216,15 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
         return NGX_DECLINED;
     }
 
-    if (limit_key) {
+    n = groups->nelts;
+
+    if (user_key) {
         ngx_str_t  *key = (ngx_str_t *) ngx_array_push(groups);
         if (key == NULL) {
             return NGX_ERROR;
         }
 
-        *key = *limit_key;
+        *key = *user_key;
     }
 
     name = (ngx_str_t *) groups->elts;
@@ -178,45 +240,156 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
     }
 
     /* the names as the zone takes them; the request's pool holds them */
-    std::string_view  *views = (std::string_view *)
+    join = (realtime::JoinGroup *)
         ngx_palloc(s->request->pool,
-                   (groups->nelts + 1) * sizeof(std::string_view));
-    if (views == NULL) {
+                   (groups->nelts + 1) * sizeof(realtime::JoinGroup));
+    if (join == NULL) {
         ngx_http_realtime_leave_local(s);
         return NGX_ERROR;
     }
 
     for (i = 0; i < groups->nelts; i++) {
-        new (&views[i]) std::string_view(ngx_http_realtime_sv(name[i]));
+        new (&join[i]) realtime::JoinGroup();
+        join[i].name = ngx_http_realtime_sv(name[i]);
+        join[i].presence = (specs && i < n) ? specs[i] : nullptr;
     }
 
-    ngx_http_realtime_registry_t  reg(z);
-
-    if (limit_key
-        && reg->subscribers(ngx_http_realtime_sv(*limit_key)) >= limit)
     {
-        ngx_http_realtime_leave_local(s);
-        return NGX_BUSY;
+        ngx_http_realtime_registry_t  reg(z);
+
+        if (user_key && limit
+            && reg->subscribers(ngx_http_realtime_sv(*user_key)) >= limit)
+        {
+            ngx_http_realtime_leave_local(s);
+            return NGX_BUSY;
+        }
+
+        s->shm_conn = reg->join(join, groups->nelts, (uint32_t) z->slot, wake);
+
+        if (s->shm_conn == NULL) {
+            ngx_http_realtime_leave_local(s);
+            return NGX_DECLINED;
+        }
+
+        s->conn_id = s->shm_conn->id;
+        z->root->slots[z->slot].connections++;
+        z->root->stats.connections_opened++;
+        s->counted = true;
     }
 
-    s->shm_conn = reg->join(views, groups->nelts, (uint32_t) z->slot);
+    if (!wake.none()) {
+        ngx_http_realtime_worker_wake(z, wake);
+    }
 
-    if (s->shm_conn == NULL) {
-        ngx_http_realtime_leave_local(s);
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_realtime_groups_add(ngx_http_realtime_session_t *s,
+    std::string_view name, const realtime::PresenceSpec *spec, bool *added)
+    noexcept
+{
+    bool                       fresh;
+    realtime::SlotSet          wake;
+    realtime::JoinGroup        join;
+    realtime::Registry::Status rc;
+    ngx_http_realtime_zone_t  *z;
+
+    z = s->zone;
+    *added = false;
+
+    if (z == NULL || s->shm_conn == NULL || s->closing()) {
+        return NGX_ERROR;
+    }
+
+    join.name = name;
+    join.presence = spec;
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        if (reg->is_member(s->shm_conn, name)) {
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_http_realtime_join_local(s, name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        rc = reg->add_member(s->shm_conn, join, wake, &fresh);
+    }
+
+    if (rc != realtime::Registry::Status::kOk) {
+        (void) ngx_http_realtime_leave_local_one(s, name);
         return NGX_DECLINED;
     }
 
-    z->root->slots[z->slot].connections++;
-    z->root->stats.connections_opened++;
-    s->counted = true;
+    if (!wake.none()) {
+        ngx_http_realtime_worker_wake(z, wake);
+    }
+
+    *added = fresh;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_realtime_groups_remove(ngx_http_realtime_session_t *s,
+    std::string_view name) noexcept
+{
+    bool                       was;
+    realtime::SlotSet          wake;
+    ngx_http_realtime_zone_t  *z;
+
+    z = s->zone;
+
+    if (z == NULL || s->shm_conn == NULL) {
+        return NGX_DECLINED;
+    }
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        was = reg->remove_member(s->shm_conn, name, ngx_http_realtime_now_ms(),
+                                 wake);
+    }
+
+    if (!was) {
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_realtime_leave_local_one(s, name);
+
+    ngx_http_realtime_leave_done(s, wake);
+
+    return NGX_OK;
+}
+
+
+bool
+ngx_http_realtime_groups_member(ngx_http_realtime_session_t *s,
+    std::string_view name) noexcept
+{
+    if (s->zone == NULL || s->shm_conn == NULL) {
+        return false;
+    }
+
+    ngx_http_realtime_registry_t  reg(s->zone);
+
+    return reg->is_member(s->shm_conn, name);
 }
 
 
 void
 ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s) noexcept
 {
+    realtime::SlotSet          wake;
     ngx_http_realtime_zone_t  *z;
 
     z = s->zone;
@@ -232,12 +405,14 @@ ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s) noexcept
         s->counted = false;
 
         if (s->shm_conn) {
-            reg->leave(s->shm_conn);
+            reg->leave(s->shm_conn, ngx_http_realtime_now_ms(), wake);
             s->shm_conn = NULL;
         }
     }
 
     ngx_http_realtime_leave_local(s);
+
+    ngx_http_realtime_leave_done(s, wake);
 
     ngx_http_realtime_worker_idle(z);
 }
@@ -327,6 +502,7 @@ ngx_http_realtime_flush_slice(void)
 static void
 ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 {
+    bool                               control;
     uint16_t                           k;
     uint64_t                           delivered, stamp;
     ngx_queue_t                       *q;
@@ -357,6 +533,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
         m = node->message;
         f = NULL;
         stamp = ++ngx_http_realtime_worker.delivery;
+        control = (m->kind == realtime::MessageKind::kControl);
 
         for (k = 0; k < m->ngroups && z->local; k++) {
 
@@ -367,7 +544,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 
             g = it->second;
 
-            if (f == NULL) {
+            if (f == NULL && !control) {
                 f = realtime::SharedFrame::create(m->frame_size);
                 if (f == NULL) {
                     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -393,9 +570,24 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                 }
 
                 s->delivered = stamp;
-                delivered++;
 
-                ngx_http_realtime_session_send(s, f);
+                if (m->origin && s->conn_id == m->origin) {
+                    continue;   /* its sender, which asked for no echo */
+                }
+
+                if (control) {
+                    /* before the next member: the action may close s or
+                       change its groups, never the list walked here */
+                    if (ngx_http_realtime_worker.control) {
+                        ngx_http_realtime_worker.control(s,
+                            std::string_view((const char *) m->frame(),
+                                             m->frame_size));
+                    }
+
+                } else {
+                    delivered++;
+                    ngx_http_realtime_session_send(s, f);
+                }
 
                 if (!s->in_flush) {
                     s->in_flush = true;

@@ -9,9 +9,11 @@
 
 #include "core/group_name.h"
 #include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_heartbeat.h"
 #include "ngx_http_realtime_messages.h"
+#include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_redact.h"
 
 
@@ -29,6 +31,9 @@ static ngx_int_t ngx_http_realtime_groups(ngx_http_request_t *r,
     ngx_array_t *groups);
 static ngx_int_t ngx_http_realtime_add_group(ngx_http_request_t *r,
     ngx_array_t *groups, ngx_str_t *value);
+static ngx_int_t ngx_http_realtime_join(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    ngx_array_t *groups);
 
 
 ngx_int_t
@@ -135,24 +140,22 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return rc;
         }
 
+        rc = ngx_http_realtime_client_prepare(r, s);
+        if (rc == NGX_HTTP_BAD_REQUEST) {
+            return ngx_http_realtime_send_error(r, rc,
+                       "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ngx_http_realtime_presence_prepare(r, s) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         if (rlcf->zone) {
-            ngx_str_t  limit_key = ngx_null_string;
-
-            if (rlcf->max_connections_per_user && !s->user.empty()) {
-                /* a name no client can publish to: "~" is not allowed */
-                limit_key.len = sizeof("~user:") - 1 + s->user.size();
-                limit_key.data = (u_char *) ngx_pnalloc(r->pool, limit_key.len);
-                if (limit_key.data == NULL) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                ngx_memcpy(ngx_cpymem(limit_key.data, "~user:", 6),
-                           s->user.data(), s->user.size());
-            }
-
-            rc = ngx_http_realtime_groups_join(s, &groups,
-                     limit_key.len ? &limit_key : NULL,
-                     rlcf->max_connections_per_user);
+            rc = ngx_http_realtime_join(r, rlcf, s, &groups);
 
             if (rc == NGX_BUSY) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -215,6 +218,11 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_ERROR;
     }
 
+    /* the greeting is the first frame after the 101 */
+    if (ngx_http_realtime_client_welcome(s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_realtime_heartbeat_start(s);
 
     return ngx_http_realtime_session_start(s);
@@ -233,84 +241,62 @@ ngx_http_realtime_groups(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
     ngx_array_t *groups)
 {
-    size_t                     k;
-    ngx_int_t                  rc;
-    ngx_str_t                  value, *claim;
-    ngx_uint_t                 i;
-    json_t                    *array, *elt;
-    ngx_http_complex_value_t  *cv;
-
     if (rlcf->subscribe == NULL) {
         return NGX_OK;
     }
 
-    cv = (ngx_http_complex_value_t *) rlcf->subscribe->elts;
-    claim = (ngx_str_t *) rlcf->subscribe_claims->elts;
+    return ngx_http_realtime_auth_names(r, s, rlcf->subscribe,
+               rlcf->subscribe_claims,
+               [](ngx_http_request_t *r, void *ctx, ngx_str_t *value) {
+                   return ngx_http_realtime_add_group(r, (ngx_array_t *) ctx,
+                                                      value);
+               }, groups);
+}
 
-    for (i = 0; i < rlcf->subscribe->nelts; i++) {
 
-        array = NULL;
+/*
+ * Joins the groups in the zone, with presence where the location tracks
+ * it. A connection with a user also joins "~user:USER" (a name no client
+ * can use: "~" is not allowed), through which the app's actions by user
+ * reach it, and which realtime_max_connections_per_user counts.
+ */
 
-        if (claim[i].len && s->jwt_claims) {
-            const char  *key;
-            json_t      *v;
+static ngx_int_t
+ngx_http_realtime_join(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
+    ngx_array_t *groups)
+{
+    ngx_uint_t   i;
+    ngx_str_t    user_key = ngx_null_string, *name;
 
-            /* as $jwt_claim_NAME: nginx lowercases names, so match so too */
-            json_object_foreach(s->jwt_claims.get(), key, v) {
-                if (ngx_strlen(key) == claim[i].len
-                    && ngx_strncasecmp((u_char *) key, claim[i].data,
-                                       claim[i].len) == 0)
-                {
-                    array = v;
-                    break;
-                }
-            }
-
-            if (!json_is_array(array)) {
-                array = NULL;
-            }
+    if (!s->user.empty()) {
+        user_key.len = sizeof("~user:") - 1 + s->user.size();
+        user_key.data = (u_char *) ngx_pnalloc(r->pool, user_key.len);
+        if (user_key.data == NULL) {
+            return NGX_ERROR;
         }
 
-        if (array) {
-            json_array_foreach(array, k, elt) {
-                if (json_is_string(elt)) {
-                    value.data = (u_char *) json_string_value(elt);
-                    value.len = json_string_length(elt);
+        ngx_memcpy(ngx_cpymem(user_key.data, "~user:", 6), s->user.data(),
+                   s->user.size());
+    }
 
-                } else if (json_is_integer(elt)) {
-                    value.data = (u_char *) ngx_pnalloc(r->pool, NGX_INT64_LEN);
-                    if (value.data == NULL) {
-                        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                    }
+    std::vector<ngx_http_realtime_presence_spec_t>  holders;
+    std::vector<const realtime::PresenceSpec *>      specs;
 
-                    value.len = ngx_sprintf(value.data, "%L",
-                                            (int64_t) json_integer_value(elt))
-                                - value.data;
+    if (s->presence) {
+        name = (ngx_str_t *) groups->elts;
+        holders.resize(groups->nelts);
 
-                } else {
-                    ngx_str_set(&value, "?");   /* invalid: refused below */
-                }
-
-                rc = ngx_http_realtime_add_group(r, groups, &value);
-                if (rc != NGX_OK) {
-                    return rc;
-                }
-            }
-
-            continue;
-        }
-
-        if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_realtime_add_group(r, groups, &value);
-        if (rc != NGX_OK) {
-            return rc;
+        for (i = 0; i < groups->nelts; i++) {
+            specs.push_back(ngx_http_realtime_presence_spec(s,
+                                ngx_http_realtime_sv(name[i]), &holders[i]));
         }
     }
 
-    return NGX_OK;
+    return ngx_http_realtime_groups_join(s, groups,
+               specs.empty() ? NULL : specs.data(),
+               user_key.len ? &user_key : NULL,
+               rlcf->max_connections_per_user);
 }
 
 

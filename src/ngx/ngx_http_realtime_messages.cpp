@@ -1,20 +1,21 @@
 /*
  * ngx_realtime_module: the in-band message dispatcher.
  *
- * Each row names a "type", says in which locations it is on, and gives the
- * handler. A message is parsed only when some row is on in its location
- * and it looks like a JSON object, so plain traffic costs nothing.
+ * Every data message from a client comes here, once: the rate limit is
+ * applied, a JSON object whose "type" a row of the table handles (and is
+ * on in the location) goes to that row, and anything else is broadcast
+ * (realtime_client_publish), echoed (realtime_echo), or answered with an
+ * error saying nothing handles it. Features add a row to the table.
  */
 
 #include "ngx_http_realtime_messages.h"
 
-#include <string>
-
-#include "core/publish_request.h"
 #include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_client.h"
+#include "ngx_http_realtime_presence.h"
 
 
-/* The largest in-band message parsed; bigger ones are plain data. */
+/* The largest in-band message parsed unless client messages allow more. */
 #define NGX_HTTP_REALTIME_MAX_CONTROL_MESSAGE  16384
 
 
@@ -32,9 +33,38 @@ ngx_http_realtime_jwt_enabled(ngx_http_realtime_loc_conf_t *conf)
 }
 
 
+static bool
+ngx_http_realtime_ping_enabled(ngx_http_realtime_loc_conf_t *conf)
+{
+    return conf->app_ping;
+}
+
+
+static bool
+ngx_http_realtime_subscribe_enabled(ngx_http_realtime_loc_conf_t *conf)
+{
+    return conf->allow_subscribe != NULL && conf->zone != NULL;
+}
+
+
+static bool
+ngx_http_realtime_presence_enabled(ngx_http_realtime_loc_conf_t *conf)
+{
+    return conf->presence && conf->zone != NULL;
+}
+
+
 static const ngx_http_realtime_message_type_t  ngx_http_realtime_types[] = {
+    { "ping", ngx_http_realtime_ping_enabled,
+      ngx_http_realtime_client_ping },
     { "refresh", ngx_http_realtime_jwt_enabled,
       ngx_http_realtime_auth_refresh },
+    { "subscribe", ngx_http_realtime_subscribe_enabled,
+      ngx_http_realtime_client_subscribe },
+    { "unsubscribe", ngx_http_realtime_subscribe_enabled,
+      ngx_http_realtime_client_unsubscribe },
+    { "presence", ngx_http_realtime_presence_enabled,
+      ngx_http_realtime_presence_query },
 };
 
 
@@ -42,59 +72,54 @@ bool
 ngx_http_realtime_messages_dispatch(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload)
 {
-    bool                                     any;
-    json_t                                  *type;
-    const ngx_http_realtime_message_type_t  *t;
+    size_t                          limit;
+    json_t                         *type;
+    realtime::jwt::JsonPtr          msg;
+    ngx_http_realtime_loc_conf_t   *conf;
 
-    any = false;
+    conf = s->conf;
 
-    for (const auto &row : ngx_http_realtime_types) {
-        any = any || row.enabled(s->conf);
+    if (!ngx_http_realtime_client_admit(s)) {
+        return !s->closing();
     }
 
-    if (any && op == realtime::ws::Opcode::kText && payload.size() > 2
-        && payload.size() <= NGX_HTTP_REALTIME_MAX_CONTROL_MESSAGE
-        && payload[0] == '{')
+    limit = NGX_HTTP_REALTIME_MAX_CONTROL_MESSAGE;
+
+    if (conf->client_publish && conf->client_max_size > limit) {
+        limit = conf->client_max_size;
+    }
+
+    if (op == realtime::ws::Opcode::kText && !payload.empty()
+        && payload.size() <= limit)
     {
-        realtime::jwt::JsonPtr  msg(json_loadb(payload.data(), payload.size(),
-                                               0, NULL));
+        /* any JSON value: "42" is JSON, just not an object (not_object) */
+        msg.reset(json_loadb(payload.data(), payload.size(), JSON_DECODE_ANY,
+                             NULL));
 
         type = msg ? json_object_get(msg.get(), "type") : NULL;
 
         if (json_is_string(type)) {
             for (const auto &row : ngx_http_realtime_types) {
-                t = &row;
-
-                if (t->enabled(s->conf)
-                    && ngx_strcmp(json_string_value(type), t->type) == 0)
+                if (row.enabled(conf)
+                    && ngx_strcmp(json_string_value(type), row.type) == 0)
                 {
-                    t->handle(s, msg.get());
+                    row.handle(s, msg.get());
                     return true;
                 }
             }
         }
     }
 
-    if (s->conf->echo) {
+    if (conf->client_publish) {
+        ngx_http_realtime_client_publish(s, op, payload, msg.get());
+        return true;
+    }
+
+    if (conf->echo) {
         return ngx_http_realtime_session_reply(s, op, payload);
     }
 
+    ngx_http_realtime_session_error(s, "unhandled");
+
     return true;
-}
-
-
-void
-ngx_http_realtime_messages_error(ngx_http_realtime_session_t *s,
-    std::string_view error) noexcept
-{
-    try {
-        std::string  reply = "{\"type\":\"error\",\"error\":"
-                             + realtime::json_quote(error) + "}";
-
-        ngx_http_realtime_session_reply(s, realtime::ws::Opcode::kText, reply);
-
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
-                      "realtime: out of memory answering a client message");
-    }
 }

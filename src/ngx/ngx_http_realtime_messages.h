@@ -13,8 +13,3 @@
 /* The session's handler for data messages (given to the session). */
 bool ngx_http_realtime_messages_dispatch(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload);
-
-/* Answers {"type":"error","error":...} to the sender, as features do for
-   a message they refuse. */
-void ngx_http_realtime_messages_error(ngx_http_realtime_session_t *s,
-    std::string_view error) noexcept;

@@ -7,8 +7,10 @@
 #include "core/group_name.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_handshake.h"
+#include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_publish.h"
 #include "ngx_http_realtime_redact.h"
 #include "ngx_http_realtime_stats.h"
@@ -196,6 +198,69 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, echo),
       NULL },
 
+    { ngx_string("realtime_client_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_client_publish_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_client_stamp"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_realtime_client_stamp,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_client_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_realtime_client_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_app_ping"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, app_ping),
+      NULL },
+
+    { ngx_string("realtime_welcome"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_welcome,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_allow_subscribe"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_allow_subscribe,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_presence"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_presence_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_presence_event"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_realtime_presence_event,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_presence_max_list"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, presence_max_list),
+      NULL },
+
       ngx_null_command
 };
 
@@ -244,7 +309,8 @@ static ngx_int_t
 ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
 {
     return ngx_http_realtime_worker_init(cycle,
-                                         ngx_http_realtime_groups_drain);
+                                         ngx_http_realtime_groups_drain,
+                                         ngx_http_realtime_client_control);
 }
 
 
@@ -275,6 +341,12 @@ ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept
 
     if (ngx_array_init(&conf->zones, cf->pool, 2,
                        sizeof(ngx_http_realtime_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&conf->template_vars, cf->pool, 4, sizeof(ngx_int_t))
         != NGX_OK)
     {
         return NULL;
@@ -322,6 +394,15 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->jwt_algorithms = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->jwt_leeway = NGX_CONF_UNSET;
     conf->max_connections_per_user = NGX_CONF_UNSET_UINT;
+    conf->client_publish = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->client_stamps = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->client_rate = NGX_CONF_UNSET_UINT;
+    conf->client_burst = NGX_CONF_UNSET_UINT;
+    conf->app_ping = NGX_CONF_UNSET;
+    conf->allow_subscribe = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->presence = NGX_CONF_UNSET;
+    conf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
+    conf->presence_max_list = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -385,7 +466,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->stats_remote, prev->stats_remote, 0);
 
     /* inherited by every level; checked for WebSocket locations */
-    if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK) {
+    if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_realtime_merge_client(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_realtime_merge_presence(cf, prev, conf) != NGX_CONF_OK)
+    {
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -408,6 +492,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_realtime_merge_zone(cf, conf) != NGX_CONF_OK) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_realtime_check_presence(cf, conf) != NGX_CONF_OK) {
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -546,51 +634,6 @@ ngx_http_realtime_websocket(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/*
- * "$jwt_claim_NAME" or "${jwt_claim_NAME}" alone: the argument may stand
- * for a whole array claim. Sets claim to NAME, or to the empty string.
- */
-
-static void
-ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim)
-{
-    size_t   n;
-    u_char  *p, *last;
-
-    p = arg->data;
-    last = p + arg->len;
-    ngx_str_null(claim);
-
-    if (arg->len > 2 && p[0] == '$' && p[1] == '{' && last[-1] == '}') {
-        p += 2;
-        last--;
-
-    } else if (arg->len > 1 && p[0] == '$') {
-        p++;
-
-    } else {
-        return;
-    }
-
-    n = sizeof("jwt_claim_") - 1;
-
-    if ((size_t) (last - p) <= n || ngx_strncmp(p, "jwt_claim_", n) != 0) {
-        return;
-    }
-
-    for (u_char *c = p + n; c < last; c++) {
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
-              || (*c >= '0' && *c <= '9') || *c == '_'))
-        {
-            return;
-        }
-    }
-
-    claim->data = p + n;
-    claim->len = last - p - n;
-}
-
-
 /* realtime_subscribe GROUP ...; each argument may contain variables */
 
 static char *
@@ -674,7 +717,9 @@ ngx_http_realtime_merge_zone(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *conf)
         return NGX_CONF_OK;
     }
 
-    if (!conf->publish && !conf->stats && conf->subscribe == NULL) {
+    if (!conf->publish && !conf->stats && conf->subscribe == NULL
+        && conf->client_publish == NULL && conf->allow_subscribe == NULL)
+    {
         return NGX_CONF_OK;
     }
 

@@ -18,6 +18,7 @@ extern "C" {
 #include <string_view>
 #include <vector>
 
+#include "core/json_template.h"
 #include "core/jwt.h"
 #include "core/registry.h"
 #include "core/send_queue.h"
@@ -38,6 +39,7 @@ extern "C" {
 
 
 struct ngx_http_realtime_local_groups_t;
+struct ngx_http_realtime_session_t;
 
 
 /*
@@ -60,7 +62,17 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                 zones;    /* of ngx_http_realtime_zone_t * */
+
+    /* nginx variable indexes the JSON templates refer to (template.cpp) */
+    ngx_array_t                 template_vars;     /* of ngx_int_t */
 } ngx_http_realtime_main_conf_t;
+
+
+/* realtime_client_stamp FIELD VALUE [as=json]; */
+typedef struct {
+    ngx_str_t                   field;
+    realtime::JsonTemplate     *value;
+} ngx_http_realtime_stamp_t;
 
 
 typedef struct {
@@ -100,6 +112,27 @@ typedef struct {
     ngx_flag_t                  publish_remote;
     ngx_flag_t                  stats_remote;
 
+    /* client messages (ngx_http_realtime_client.cpp) */
+    ngx_array_t                *client_publish;    /* of complex values */
+    ngx_flag_t                  client_echo;       /* echo=on|off */
+    ngx_array_t                *client_types;      /* of ngx_str_t, types= */
+    size_t                      client_max_size;   /* max_size= */
+    ngx_array_t                *client_stamps;     /* of ..._stamp_t */
+    ngx_uint_t                  client_rate;       /* r/s, 0: unlimited */
+    ngx_uint_t                  client_burst;
+    ngx_flag_t                  app_ping;
+    realtime::JsonTemplate     *welcome;
+    ngx_array_t                *allow_subscribe;   /* of complex values */
+    ngx_array_t                *allow_subscribe_claims;  /* of ngx_str_t */
+
+    /* presence (ngx_http_realtime_presence.cpp) */
+    ngx_flag_t                  presence;
+    ngx_msec_t                  presence_leave_delay;
+    realtime::JsonTemplate     *presence_info;
+    realtime::JsonTemplate     *presence_join;     /* the event shapes */
+    realtime::JsonTemplate     *presence_leave;
+    ngx_uint_t                  presence_max_list;
+
     /* built at merge time from the arrays above */
     realtime::ws::HandshakePolicy  *policy;
 } ngx_http_realtime_loc_conf_t;
@@ -123,6 +156,12 @@ typedef struct {
     uint64_t                        delivery;    /* stamp of the message
                                                     being delivered */
     realtime::SharedFrame          *ping_frame;
+    ngx_event_t                     presence_timer;  /* leaves due */
+    ngx_msec_t                      reclaimed_at;  /* last dead-worker check */
+    /* what a control message (an action by user) does to a connection;
+       given at init (the client file), called by the delivery */
+    void                          (*control)(ngx_http_realtime_session_t *s,
+                                             std::string_view instruction);
     u_char                          read_buf[NGX_HTTP_REALTIME_READ_BUF];
 } ngx_http_realtime_worker_t;
 
@@ -136,6 +175,7 @@ extern "C" ngx_module_t  ngx_realtime_module;
 ngx_array_t *ngx_http_realtime_compile_args(ngx_conf_t *cf) noexcept;
 char *ngx_http_realtime_set_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+void ngx_http_realtime_claim_argument(ngx_str_t *arg, ngx_str_t *claim);
 
 /* responses */
 ngx_int_t ngx_http_realtime_add_header(ngx_http_request_t *r, const char *name,
@@ -210,6 +250,22 @@ struct ngx_http_realtime_zone_snapshot_t {
 void ngx_http_realtime_zone_snapshot(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_zone_snapshot_t *snap);
 
+
+
+/*
+ * Milliseconds of CLOCK_MONOTONIC: one clock for every process of the
+ * machine, so a deadline one worker stores in the zone means the same to
+ * another (presence leave delays).
+ */
+static inline uint64_t
+ngx_http_realtime_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 
 static inline std::string_view

@@ -2,7 +2,9 @@
  * ngx_realtime_module: the publish API (realtime_publish).
  *
  *   POST {"group": "g", "data": ...}    publish; the answer counts receivers
+ *   POST {"action": ..., "user": U}     act on every connection of user U
  *   GET  ?group=g                       how many subscribers g has
+ *   GET  ?presence=g                    who is in g (realtime_presence)
  *
  * A request is parsed and checked in full before anything is published.
  * Each message is framed once and stored once in the zone; the workers
@@ -16,6 +18,7 @@
 #include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_worker.h"
 
 
@@ -26,6 +29,10 @@ static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
 static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
     std::string *body);
+static ngx_int_t ngx_http_realtime_publish_action(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act);
+static ngx_int_t ngx_http_realtime_publish_presence(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *arg);
 
 
 ngx_int_t
@@ -174,6 +181,15 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_zone_t  *z;
     bool                       full;
 
+    /* an action by user: only a body that names one is parsed twice */
+    if (body.find("\"action\"") != std::string_view::npos) {
+        realtime::ActionRequest  act = realtime::parse_action_request(body);
+
+        if (act.is_action) {
+            return ngx_http_realtime_publish_action(r, rlcf, act);
+        }
+    }
+
     realtime::PublishRequest req = realtime::parse_publish_request(body);
 
     if (!req.ok) {
@@ -273,10 +289,14 @@ ngx_http_realtime_publish_info(ngx_http_request_t *r,
     uint32_t    n;
     ngx_str_t   arg, name;
 
+    if (ngx_http_arg(r, (u_char *) "presence", 8, &arg) == NGX_OK) {
+        return ngx_http_realtime_publish_presence(r, rlcf, &arg);
+    }
+
     if (ngx_http_arg(r, (u_char *) "group", 5, &arg) != NGX_OK) {
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "the \"group\" argument is "
-                                            "required");
+                                            "the \"group\" or \"presence\" "
+                                            "argument is required");
     }
 
     name.data = (u_char *) ngx_pnalloc(r->pool, arg.len);
@@ -303,6 +323,98 @@ ngx_http_realtime_publish_info(ngx_http_request_t *r,
     std::string  out = "{\"group\":\"" + std::string((char *) name.data,
                                                       name.len)
                        + "\",\"subscribers\":" + std::to_string(n) + "}";
+
+    return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * An action on every connection of a user, on every worker: a control
+ * message to the user's internal group "~user:U", which each of its
+ * connections joined at its handshake. The answer counts them.
+ */
+
+static ngx_int_t
+ngx_http_realtime_publish_action(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act)
+{
+    realtime::Registry::Published  res;
+
+    if (!act.ok) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: action refused with 400: %*s",
+                      act.error.size(), act.error.data());
+
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST, act.error);
+    }
+
+    std::string       key = "~user:" + act.user;
+    std::string_view  name(key);
+
+    realtime::Registry::PublishOptions  options;
+
+    options.kind = realtime::MessageKind::kControl;
+
+    {
+        ngx_http_realtime_registry_t  reg(rlcf->zone);
+
+        res = reg->publish(&name, 1, (const uint8_t *) act.instruction.data(),
+                           act.instruction.size(), options);
+    }
+
+    if (res.status != realtime::Registry::Status::kOk) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "realtime: zone \"%V\" is full, action refused",
+                      &rlcf->zone->name);
+
+        return ngx_http_realtime_send_json(r, 507,
+                   "{\"error\":\"realtime zone is full\"}");
+    }
+
+    if (!res.wake.none()) {
+        ngx_http_realtime_worker_wake(rlcf->zone, res.wake);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "realtime: action \"%*s\" for %uD connection(s) of a user",
+                  act.action.size(), act.action.data(), res.subscribers);
+
+    std::string  out = "{\"action\":" + realtime::json_quote(act.action)
+                       + ",\"user\":" + realtime::json_quote(act.user)
+                       + ",\"connections\":" + std::to_string(res.subscribers)
+                       + "}";
+
+    return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/* GET ?presence=NAME: the users in the group, across all workers. */
+
+static ngx_int_t
+ngx_http_realtime_publish_presence(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *arg)
+{
+    u_char     *dst, *src;
+    ngx_str_t   name;
+
+    name.data = (u_char *) ngx_pnalloc(r->pool, arg->len);
+    if (name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dst = name.data;
+    src = arg->data;
+    ngx_unescape_uri(&dst, &src, arg->len, NGX_UNESCAPE_URI);
+    name.len = dst - name.data;
+
+    if (!realtime::is_valid_group_name(ngx_http_realtime_sv(name))) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+    }
+
+    std::string  out = ngx_http_realtime_presence_list(rlcf->zone,
+                           ngx_http_realtime_sv(name), rlcf->presence_max_list,
+                           std::string_view());
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
 }

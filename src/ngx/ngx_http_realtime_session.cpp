@@ -13,6 +13,8 @@
 
 #include "ngx_http_realtime_session.h"
 
+#include "core/publish_request.h"
+
 
 #define NGX_HTTP_REALTIME_READ_BUDGET   16      /* reads per event, fairness */
 #define NGX_HTTP_REALTIME_PAUSE_READING 65536   /* own replies pending */
@@ -478,6 +480,29 @@ ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
     realtime::release(f);
 
     return true;
+}
+
+
+void
+ngx_http_realtime_session_error(ngx_http_realtime_session_t *s,
+    std::string_view code, std::string_view group) noexcept
+{
+    try {
+        std::string  reply = "{\"type\":\"error\",\"error\":"
+                             + realtime::json_quote(code);
+
+        if (!group.empty()) {
+            reply += ",\"group\":" + realtime::json_quote(group);
+        }
+
+        reply += "}";
+
+        ngx_http_realtime_session_reply(s, realtime::ws::Opcode::kText, reply);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "realtime: out of memory answering a client message");
+    }
 }
 
 

@@ -13,7 +13,9 @@
 #include "ngx_http_realtime_module.h"
 
 #include <string>
+#include <vector>
 
+#include "core/rate_limit.h"
 #include "core/send_queue.h"
 #include "core/ws_frame.h"
 
@@ -110,9 +112,27 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_queue_t                    members;       /* of ..._member_t */
     bool                           counted = false;  /* in the slot's count */
     realtime::ConnNode            *shm_conn = nullptr;  /* its zone record */
+    uint64_t                       conn_id = 0;   /* shm_conn->id */
+    ngx_uint_t                     dynamic_groups = 0;  /* joined in-band */
     uint64_t                       delivered = 0; /* last message stamp */
     bool                           in_flush = false;
     ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */
+
+    /*
+     * What the features above need of the handshake after it is gone
+     * (client.cpp, presence.cpp), captured before the 101: the values of
+     * the variables the location's JSON templates use (by index into the
+     * main conf's template_vars), the groups client messages go to, the
+     * subscribe patterns, and the fields stamped on client messages.
+     */
+    std::vector<std::string>       vars;
+    std::vector<bool>              vars_set;
+    std::vector<std::string>       client_groups;
+    std::vector<std::string>       allow_patterns;
+    realtime::jwt::JsonPtr         stamps;
+    realtime::RateLimiter          rate;
+    std::string                    presence_info; /* JSON, "" none */
+    bool                           presence = false;  /* tracked (has user) */
 
     /* bytes that arrived with the handshake, not yet parsed (they live in
        the request's header buffer, so they are parsed before detaching) */
@@ -145,6 +165,14 @@ void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
 /* Frames payload and queues it as a reply; false when out of memory. */
 bool ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload) noexcept;
+
+/*
+ * Answers {"type":"error","error":code[,"group":group]} to the client, as
+ * features do for a message they refuse (codes are listed in README).
+ */
+void ngx_http_realtime_session_error(ngx_http_realtime_session_t *s,
+    std::string_view code, std::string_view group = std::string_view())
+    noexcept;
 
 /* Queues a close frame and waits (bounded) for the peer's reply. */
 void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,

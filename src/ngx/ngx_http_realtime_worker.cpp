@@ -24,6 +24,8 @@
 
 #define NGX_HTTP_REALTIME_SAFETY_DRAIN     1000   /* ms, with wake-ups */
 #define NGX_HTTP_REALTIME_DEGRADED_DRAIN   50     /* ms, without */
+#define NGX_HTTP_REALTIME_RECLAIM          1000   /* ms between checks for
+                                                     dead workers */
 #define NGX_HTTP_REALTIME_BIND_TRIES       8
 
 
@@ -42,10 +44,14 @@ static void ngx_http_realtime_reclaim_dead(ngx_http_realtime_zone_t *z,
     ngx_log_t *log);
 static ngx_int_t ngx_http_realtime_claim(ngx_http_realtime_zone_t *z,
     ngx_log_t *log);
+static void ngx_http_realtime_presence_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_sweep(ngx_http_realtime_worker_t *w) noexcept;
 
 
 ngx_int_t
-ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void)) noexcept
+ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
+    void (*control)(ngx_http_realtime_session_t *s, std::string_view what))
+    noexcept
 {
     ngx_uint_t                      i;
     ngx_http_realtime_zone_t      **zones, *z;
@@ -67,11 +73,18 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void)) noexcept
 
     w->main_conf = rmcf;
     w->drain = drain;
+    w->control = control;
     ngx_queue_init(&w->flush_list);
 
     w->drain_event.handler = ngx_http_realtime_drain_handler;
     w->drain_event.log = cycle->log;
     w->drain_event.data = w;
+
+    w->presence_timer.handler = ngx_http_realtime_presence_handler;
+    w->presence_timer.log = cycle->log;
+    w->presence_timer.data = w;
+    w->presence_timer.cancelable = 1;
+    w->reclaimed_at = ngx_current_msec;
 
     w->wake_conn = ngx_http_realtime_wake_socket(cycle);
     if (w->wake_conn == NULL) {
@@ -254,15 +267,21 @@ ngx_http_realtime_release_own_slot(ngx_http_realtime_zone_t *z)
         return;
     }
 
+    realtime::SlotSet  wake;
+
     {
         ngx_http_realtime_registry_t  reg(z);
 
         /* only our own claim: another worker may have reclaimed it */
-        (void) reg->release_slot_of((uint32_t) z->slot, z->owner);
+        (void) reg->release_slot_of((uint32_t) z->slot, z->owner,
+                                    ngx_http_realtime_now_ms(), wake);
     }
 
     z->slot = -1;
     z->owner = 0;
+
+    /* presence leaves of the connections that went with the slot */
+    ngx_http_realtime_worker_wake(z, wake);
 }
 
 
@@ -308,6 +327,10 @@ ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept
 
     if (w->safety_timer.timer_set) {
         ngx_del_timer(&w->safety_timer);
+    }
+
+    if (w->presence_timer.timer_set) {
+        ngx_del_timer(&w->presence_timer);
     }
 
     zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
@@ -373,13 +396,18 @@ ngx_http_realtime_reclaim_dead(ngx_http_realtime_zone_t *z, ngx_log_t *log)
             continue;
         }
 
-        bool  released;
+        bool               released;
+        realtime::SlotSet  wake;
 
         {
             ngx_http_realtime_registry_t  reg(z);
 
-            released = reg->release_slot_of(live[i].slot, owner);
+            released = reg->release_slot_of(live[i].slot, owner,
+                                            ngx_http_realtime_now_ms(), wake);
         }
+
+        /* its users left: their leave events go out */
+        ngx_http_realtime_worker_wake(z, wake);
 
         if (released) {
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -472,16 +500,33 @@ ngx_http_realtime_worker_wake(ngx_http_realtime_zone_t *z,
                 continue;   /* its socket is full of wake-ups: it will wake */
             }
 
+            realtime::SlotSet             left;
             ngx_http_realtime_registry_t  reg(z);
 
             if (err == NGX_ECONNREFUSED
-                && reg->release_slot_of(to[i].slot, to[i].owner))
+                && reg->release_slot_of(to[i].slot, to[i].owner,
+                                        ngx_http_realtime_now_ms(), left))
             {
                 /* nobody holds its name: the worker is gone */
                 ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                               "realtime: worker %P is gone, reclaimed its "
                               "slot in zone \"%V\"", (ngx_pid_t) to[i].pid,
                               &z->name);
+
+                /*
+                 * Its users' leave events were queued for the workers in
+                 * left; those not woken by this call already get them at
+                 * their periodic drain (no recursion under the lock).
+                 */
+                for (uint32_t b = 0; b < realtime::kMaxWorkerSlots / 64; b++) {
+                    uint64_t  more = left.bits[b] & ~wake.bits[b];
+
+                    for (; more; more &= more - 1) {
+                        reg->wake_failed(b * 64
+                                         + (uint32_t) __builtin_ctzll(more));
+                    }
+                }
+
                 continue;
             }
 
@@ -530,14 +575,115 @@ ngx_http_realtime_drain_handler(ngx_event_t *ev) noexcept
 }
 
 
+/*
+ * The periodic drain; once a second it also reclaims the slots of workers
+ * that died (their users leave presence) and publishes the presence leaves
+ * that are due, whoever deferred them (an exited worker cannot).
+ */
+
 static void
 ngx_http_realtime_safety_handler(ngx_event_t *ev) noexcept
 {
+    ngx_uint_t                   i;
+    ngx_http_realtime_zone_t   **zones;
     ngx_http_realtime_worker_t  *w = &ngx_http_realtime_worker;
+
+    if (w->main_conf && !ngx_exiting
+        && ngx_current_msec - w->reclaimed_at >= NGX_HTTP_REALTIME_RECLAIM)
+    {
+        w->reclaimed_at = ngx_current_msec;
+        zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
+
+        for (i = 0; i < w->main_conf->zones.nelts; i++) {
+            ngx_http_realtime_reclaim_dead(zones[i], ev->log);
+        }
+
+        ngx_http_realtime_sweep(w);
+    }
 
     ngx_http_realtime_drain_handler(&w->drain_event);
 
     if (w->main_conf) {
         ngx_add_timer(&w->safety_timer, w->safety_interval);
+    }
+}
+
+
+void
+ngx_http_realtime_worker_presence_due(uint64_t deadline) noexcept
+{
+    uint64_t                     now;
+    ngx_msec_t                   delay;
+    ngx_http_realtime_worker_t  *w = &ngx_http_realtime_worker;
+
+    if (w->main_conf == NULL) {
+        return;
+    }
+
+    now = ngx_http_realtime_now_ms();
+    delay = deadline > now ? (ngx_msec_t) (deadline - now) : 0;
+
+    /* +1: a timer fires at its millisecond, the deadline may be later in it */
+    delay += 1;
+
+    if (w->presence_timer.timer_set
+        && w->presence_timer.timer.key <= ngx_current_msec + delay)
+    {
+        return;     /* it fires sooner anyway */
+    }
+
+    ngx_add_timer(&w->presence_timer, delay);
+}
+
+
+static void
+ngx_http_realtime_presence_handler(ngx_event_t *ev) noexcept
+{
+    ngx_http_realtime_sweep((ngx_http_realtime_worker_t *) ev->data);
+}
+
+
+/* Publishes the presence leaves that are due; re-arms for the next one. */
+
+static void
+ngx_http_realtime_sweep(ngx_http_realtime_worker_t *w) noexcept
+{
+    uint64_t                    next, earliest;
+    ngx_uint_t                  i;
+    realtime::SlotSet           wake;
+    ngx_http_realtime_zone_t  **zones;
+
+    if (w->main_conf == NULL) {
+        return;
+    }
+
+    zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
+    earliest = 0;
+
+    for (i = 0; i < w->main_conf->zones.nelts; i++) {
+        realtime::SlotSet  zone_wake;
+
+        {
+            ngx_http_realtime_registry_t  reg(zones[i]);
+
+            next = reg->sweep_presence(ngx_http_realtime_now_ms(), zone_wake);
+        }
+
+        if (!zone_wake.none()) {
+            ngx_http_realtime_worker_wake(zones[i], zone_wake);
+        }
+
+        if (next && (earliest == 0 || next < earliest)) {
+            earliest = next;
+        }
+    }
+
+    /*
+     * Any worker may fire the next one (the sweep is under the lock, the
+     * others find nothing): a leave deferred by a worker that exited since
+     * is told on time. A worker that is exiting waits for nobody.
+     */
+    if (earliest && !ngx_exiting) {
+        ngx_http_realtime_worker_presence_due(earliest);
     }
 }

@@ -9,9 +9,14 @@
 #include "ngx_http_realtime_module.h"
 
 
-/* init_process / exit_process; drain is called when our queues have work. */
+/*
+ * init_process / exit_process; drain is called when our queues have work,
+ * control for each connection an action by user (a control message) is for.
+ */
 ngx_int_t ngx_http_realtime_worker_init(ngx_cycle_t *cycle,
-    void (*drain)(void)) noexcept;
+    void (*drain)(void),
+    void (*control)(ngx_http_realtime_session_t *s, std::string_view what))
+    noexcept;
 void ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept;
 
 /*
@@ -31,3 +36,10 @@ void ngx_http_realtime_worker_idle(ngx_http_realtime_zone_t *z) noexcept;
 /* Wakes the workers of wake (after a publish, outside the lock). */
 void ngx_http_realtime_worker_wake(ngx_http_realtime_zone_t *z,
     const realtime::SlotSet &wake) noexcept;
+
+/*
+ * A presence leave falls due at deadline (CLOCK_MONOTONIC ms): this
+ * worker's presence timer fires then (or earlier, if set already) and
+ * publishes the leaves that are due in every zone.
+ */
+void ngx_http_realtime_worker_presence_due(uint64_t deadline) noexcept;

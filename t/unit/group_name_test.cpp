@@ -92,5 +92,87 @@ TEST(GroupName, EveryByteValue) {
     EXPECT_EQ(valid, 26 + 26 + 10 + 4);
 }
 
+// group_matches: realtime_allow_subscribe patterns.
+
+static_assert(group_matches("chat:lobby", "chat:lobby"));
+static_assert(group_matches("chat:*", "chat:lobby"));
+static_assert(!group_matches("*", "chat"));
+
+TEST(GroupMatches, Exact) {
+    EXPECT_TRUE(group_matches("lobby", "lobby"));
+    EXPECT_TRUE(group_matches("chat:lobby", "chat:lobby"));
+    EXPECT_TRUE(group_matches(std::string(100, 'a'), std::string(100, 'a')));
+    EXPECT_FALSE(group_matches("lobby", "lobby2"));
+    EXPECT_FALSE(group_matches("lobby2", "lobby"));
+    EXPECT_FALSE(group_matches("lobby", "Lobby"));  // case matters
+    EXPECT_FALSE(group_matches("lobby", "lobb"));
+    EXPECT_FALSE(group_matches("lobby", ""));
+    EXPECT_FALSE(group_matches("", "lobby"));
+    EXPECT_FALSE(group_matches("", ""));
+}
+
+TEST(GroupMatches, Prefix) {
+    EXPECT_TRUE(group_matches("chat:*", "chat:lobby"));
+    EXPECT_TRUE(group_matches("chat:*", "chat:a"));
+    EXPECT_TRUE(group_matches("chat:*", "chat:a:b"));
+    EXPECT_TRUE(group_matches("chat*", "chat:lobby"));
+    EXPECT_TRUE(group_matches("chat*", "chatroom"));
+    EXPECT_TRUE(group_matches("c*", "c-1"));
+    EXPECT_TRUE(group_matches("user.42.*", "user.42.inbox"));
+    EXPECT_TRUE(group_matches("a*", "a" + std::string(99, 'b')));
+    // the group must be longer than the prefix
+    EXPECT_FALSE(group_matches("chat:*", "chat:"));
+    EXPECT_FALSE(group_matches("chat*", "chat"));
+    EXPECT_FALSE(group_matches("chat:*", "chat"));
+    // and start with it
+    EXPECT_FALSE(group_matches("chat:*", "chatx:lobby"));
+    EXPECT_FALSE(group_matches("chat:*", "xchat:lobby"));
+    EXPECT_FALSE(group_matches("chat:*", "Chat:lobby"));
+    EXPECT_FALSE(group_matches("user.42.*", "user.420.inbox"));
+    EXPECT_FALSE(group_matches("chat:*", "lobby"));
+}
+
+TEST(GroupMatches, StarAloneMatchesNothing) {
+    // an empty prefix is not "everything"
+    for (std::string_view g : {"a", "chat", "chat:lobby", "*", "-"}) {
+        EXPECT_FALSE(group_matches("*", g)) << g;
+    }
+}
+
+TEST(GroupMatches, OnlyATrailingStarIsSpecial) {
+    // elsewhere '*' is an ordinary byte, which no valid group has
+    EXPECT_FALSE(group_matches("*chat", "xchat"));
+    EXPECT_FALSE(group_matches("*chat", "*chat"));
+    EXPECT_FALSE(group_matches("a*b", "axb"));
+    EXPECT_FALSE(group_matches("a*b", "a*b"));
+    EXPECT_FALSE(group_matches("a*b*", "axbc"));
+    EXPECT_FALSE(group_matches("a**", "ab"));  // prefix "a*": no valid group starts so
+    EXPECT_FALSE(group_matches("a**", "a*b"));
+    // other pattern characters are literal too
+    EXPECT_FALSE(group_matches("a?", "ab"));
+    EXPECT_FALSE(group_matches("a.", "ab"));
+    EXPECT_TRUE(group_matches("a.*", "a.b"));
+    EXPECT_FALSE(group_matches("a.*", "axb"));
+}
+
+TEST(GroupMatches, GroupMustBeValid) {
+    // a pattern never lets an invalid name through, even an equal one
+    EXPECT_FALSE(group_matches("a b", "a b"));
+    EXPECT_FALSE(group_matches("chat:*", "chat: lobby"));
+    EXPECT_FALSE(group_matches("chat:*", "chat:lobby/x"));
+    EXPECT_FALSE(group_matches("chat:*", "chat:caf\xC3\xA9"));
+    EXPECT_FALSE(group_matches("chat:*", "chat:a\0b"sv));
+    EXPECT_FALSE(group_matches("chat:*", "chat:" + std::string(96, 'a')));  // 101 bytes
+    EXPECT_TRUE(group_matches("chat:*", "chat:" + std::string(95, 'a')));   // 100 bytes
+    EXPECT_FALSE(group_matches(std::string(101, 'a'), std::string(101, 'a')));
+}
+
+TEST(GroupMatches, ReadsByLength) {
+    const std::string buf = "chat:lobbyX";
+    EXPECT_TRUE(group_matches("chat:lobby", std::string_view(buf.data(), 10)));
+    EXPECT_TRUE(group_matches(std::string_view("chat:*Z", 6), std::string_view(buf.data(), 10)));
+    EXPECT_FALSE(group_matches("chat:lobby", buf));
+}
+
 }  // namespace
 }  // namespace realtime

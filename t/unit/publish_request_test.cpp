@@ -356,5 +356,82 @@ TEST(PublishRequest, AGroupNamedTwiceIsOneDestination) {
               (Groups{"a", "b"}));
 }
 
+
+TEST(ActionRequest, PublishBodiesAreNotActions) {
+    EXPECT_FALSE(parse_action_request(R"({"group": "a", "data": {"action": 1}})").is_action);
+    EXPECT_FALSE(parse_action_request(R"([{"action": "subscribe"}])").is_action);
+    EXPECT_FALSE(parse_action_request("not json").is_action);
+}
+
+TEST(ActionRequest, SubscribeAndUnsubscribe) {
+    for (const char* a : {"subscribe", "unsubscribe"}) {
+        ActionRequest r = parse_action_request(std::string(R"({"action": ")") + a +
+                                               R"(", "user": "alice", "group": "project_7"})");
+        ASSERT_TRUE(r.is_action);
+        ASSERT_TRUE(r.ok) << r.error;
+        EXPECT_EQ(r.action, a);
+        EXPECT_EQ(r.user, "alice");
+        EXPECT_EQ(r.group, "project_7");
+        // what each connection is told names no user
+        EXPECT_EQ(r.instruction,
+                  std::string(R"({"action":")") + a + R"(","group":"project_7"})");
+    }
+}
+
+TEST(ActionRequest, DisconnectDefaultsToANormalClose) {
+    ActionRequest r = parse_action_request(R"({"action": "disconnect", "user": "bob"})");
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.code, 1000);
+    EXPECT_EQ(r.instruction, R"({"action":"disconnect","code":1000,"reason":""})");
+}
+
+TEST(ActionRequest, DisconnectWithAnApplicationCodeAndReason) {
+    ActionRequest r = parse_action_request(
+        R"({"action": "disconnect", "user": "bob", "code": 4001, "reason": "logged \"out\""})");
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.code, 4001);
+    EXPECT_EQ(r.reason, "logged \"out\"");
+    EXPECT_EQ(r.instruction,
+              R"({"action":"disconnect","code":4001,"reason":"logged \"out\""})");
+}
+
+TEST(ActionRequest, Refusals) {
+    const char* bad[] = {
+        R"({"action": 1, "user": "a"})",
+        R"({"action": "ban", "user": "a"})",
+        R"({"action": "subscribe", "group": "g"})",
+        R"({"action": "subscribe", "user": "", "group": "g"})",
+        R"({"action": "subscribe", "user": 5, "group": "g"})",
+        R"({"action": "subscribe", "user": "a"})",
+        R"({"action": "subscribe", "user": "a", "group": "~user:b"})",
+        R"({"action": "subscribe", "user": "a", "group": "no spaces"})",
+        R"({"action": "disconnect", "user": "a", "code": 1234})",
+        R"({"action": "disconnect", "user": "a", "code": 1001})",
+        R"({"action": "disconnect", "user": "a", "code": 5000})",
+        R"({"action": "disconnect", "user": "a", "code": "4001"})",
+        R"({"action": "disconnect", "user": "a", "reason": 7})",
+    };
+    for (const char* body : bad) {
+        ActionRequest r = parse_action_request(body);
+        EXPECT_TRUE(r.is_action) << body;
+        EXPECT_FALSE(r.ok) << body;
+        EXPECT_FALSE(r.error.empty()) << body;
+        // the error goes back as JSON: it must be valid UTF-8
+        EXPECT_TRUE(is_valid_utf8(r.error)) << body;
+    }
+}
+
+TEST(ActionRequest, LimitsOnUserAndReason) {
+    std::string user(kMaxActionUser, 'u');
+    EXPECT_TRUE(parse_action_request(R"({"action":"disconnect","user":")" + user + "\"}").ok);
+    EXPECT_FALSE(parse_action_request(R"({"action":"disconnect","user":")" + user + "u\"}").ok);
+
+    std::string reason(kMaxCloseReason, 'r');
+    EXPECT_TRUE(parse_action_request(R"({"action":"disconnect","user":"a","reason":")" +
+                                     reason + "\"}").ok);
+    EXPECT_FALSE(parse_action_request(R"({"action":"disconnect","user":"a","reason":")" +
+                                      reason + "r\"}").ok);
+}
+
 }  // namespace
 }  // namespace realtime

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <string_view>
@@ -41,6 +42,7 @@ public:
         EXPECT_EQ(root->groups, 0u) << "groups left after releasing every slot";
         EXPECT_EQ(alloc.live(), baseline) << "blocks left after releasing every slot";
         EXPECT_EQ(alloc.live_bytes(), baseline_bytes);
+        alloc.deallocate(root->presence_buckets);
         alloc.deallocate(root->buckets);
         alloc.deallocate(root);
         EXPECT_EQ(alloc.live(), 0u);
@@ -49,7 +51,7 @@ public:
     CountingAllocator alloc;
     RegistryRoot* root;
     Registry reg;
-    size_t baseline;  // root + buckets
+    size_t baseline;  // root + both bucket arrays
     size_t baseline_bytes;
 };
 
@@ -184,11 +186,14 @@ TEST(RegistryCreate, RoundsBucketsUpToAPowerOfTwo) {
         ASSERT_NE(root, nullptr);
         EXPECT_EQ(size_t{root->bucket_mask} + 1, c.expected);
         EXPECT_EQ(root->bucket_mask & (root->bucket_mask + 1), 0u) << "not a power of two";
-        EXPECT_EQ(alloc.live(), 2u);  // root and bucket array
-        EXPECT_EQ(alloc.live_bytes(), sizeof(RegistryRoot) + c.expected * sizeof(GroupNode*));
+        EXPECT_EQ(alloc.live(), 3u);  // root and both bucket arrays
+        EXPECT_EQ(alloc.live_bytes(), sizeof(RegistryRoot) + c.expected * sizeof(GroupNode*) +
+                                          c.expected * sizeof(PresenceNode*));
         for (size_t b = 0; b < c.expected; ++b) {
             ASSERT_EQ(root->buckets[b], nullptr) << "bucket " << b << " not cleared";
+            ASSERT_EQ(root->presence_buckets[b], nullptr) << "presence bucket " << b;
         }
+        alloc.deallocate(root->presence_buckets);
         alloc.deallocate(root->buckets);
         alloc.deallocate(root);
     }
@@ -214,6 +219,12 @@ TEST(RegistryCreate, StartsEmpty) {
     EXPECT_EQ(root->stats.slow_consumer_closes, 0u);
     EXPECT_EQ(root->stats.connections_opened, 0u);
     EXPECT_EQ(root->stats.publish_rejected_full, 0u);
+    EXPECT_EQ(root->stats.presence_joins, 0u);
+    EXPECT_EQ(root->stats.presence_leaves, 0u);
+    EXPECT_EQ(root->stats.presence_events_lost, 0u);
+    EXPECT_EQ(root->conn_ids, 0u);
+    EXPECT_EQ(root->leaving, nullptr);
+    alloc.deallocate(root->presence_buckets);
     alloc.deallocate(root->buckets);
     alloc.deallocate(root);
 }
@@ -232,7 +243,7 @@ TEST(RegistryCreate, CapsTheBucketCountAt2To24) {
 }
 
 TEST(RegistryCreate, ReturnsNullWhenTheZoneIsFull) {
-    for (size_t n = 0; n < 2; ++n) {
+    for (size_t n = 0; n < 3; ++n) {
         CountingAllocator alloc;
         alloc.fail_after(n);
         EXPECT_EQ(Registry::create(alloc, 64), nullptr) << "after " << n;
@@ -1274,21 +1285,22 @@ TEST(RegistrySlots, OwnersAreUniqueAndALateReleaseSparesTheNewClaim) {
     ASSERT_GE(s, 0);
     uint64_t first = e.root->slots[s].owner;
     ASSERT_EQ(e.reg.subscribe("g", static_cast<uint32_t>(s)), Status::kOk);
+    SlotSet wake;
 
     // the slot is reclaimed (its worker died) and claimed again
-    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), first));
+    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), first, 0, wake));
     ASSERT_EQ(e.reg.claim_slot(200), s);
     uint64_t second = e.root->slots[s].owner;
     EXPECT_NE(first, second);
     ASSERT_EQ(e.reg.subscribe("g", static_cast<uint32_t>(s)), Status::kOk);
 
     // the first claim's release comes late: it must not touch the new one
-    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), first));
+    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), first, 0, wake));
     EXPECT_EQ(e.root->slots[s].pid, 200);
     EXPECT_EQ(e.reg.subscribers("g"), 1u);
-    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), second));
+    EXPECT_TRUE(e.reg.release_slot_of(static_cast<uint32_t>(s), second, 0, wake));
     EXPECT_EQ(e.reg.subscribers("g"), 0u);
-    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), second));
+    EXPECT_FALSE(e.reg.release_slot_of(static_cast<uint32_t>(s), second, 0, wake));
 }
 
 TEST(RegistrySlots, AWorkerKilledMidDeliveryLeaksNothing) {
@@ -1425,6 +1437,939 @@ TEST(RegistryJoin, APublishCountsEachConnectionOnce) {
         e.reg.take_queue(slot);
         e.reg.finish_drain(slot);
     }
+}
+
+// ---------------------------------------------------------------------------
+// connection ids, message origin and kind
+
+TEST(RegistryConnIds, AreUniqueAndNeverZero) {
+    Env e;
+    std::vector<ConnNode*> conns;
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < 50; ++i) {
+        ConnNode* c = Join(e, {"a", "g" + std::to_string(i % 3)}, static_cast<uint32_t>(i % 4));
+        ASSERT_NE(c, nullptr);
+        EXPECT_NE(c->id, 0u);
+        conns.push_back(c);
+        ids.push_back(c->id);
+    }
+    // ids of connections gone are not given again
+    for (int i = 0; i < 50; i += 2) {
+        e.reg.leave(conns[static_cast<size_t>(i)]);
+    }
+    for (int i = 0; i < 10; ++i) {
+        ConnNode* c = Join(e, {}, 5);
+        ASSERT_NE(c, nullptr);
+        ids.push_back(c->id);
+    }
+    std::vector<uint64_t> sorted = ids;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "an id given twice";
+    EXPECT_EQ(e.root->conn_ids, 60u);
+}
+
+TEST(RegistryPublish, StoresOriginAndKind) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    const std::string_view g = "g";
+    const uint8_t bytes[] = {'x'};
+    Registry::PublishOptions control;
+    control.origin = 42;
+    control.kind = MessageKind::kControl;
+    ASSERT_EQ(e.reg.publish(&g, 1, bytes, 1, control).status, Status::kOk);
+    ASSERT_EQ(e.reg.publish(&g, 1, bytes, 1).status, Status::kOk);  // the defaults
+    Registry::PublishOptions data;
+    data.origin = UINT64_MAX;
+    ASSERT_EQ(e.reg.publish(&g, 1, bytes, 1, data).status, Status::kOk);
+
+    QueueNode* q = e.reg.take_queue(0);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(q->message->origin, 42u);
+    EXPECT_EQ(q->message->kind, MessageKind::kControl);
+    ASSERT_NE(q->next, nullptr);
+    EXPECT_EQ(q->next->message->origin, 0u);
+    EXPECT_EQ(q->next->message->kind, MessageKind::kData);
+    ASSERT_NE(q->next->next, nullptr);
+    EXPECT_EQ(q->next->next->message->origin, UINT64_MAX);
+    EXPECT_EQ(q->next->next->message->kind, MessageKind::kData);
+    e.reg.finish_drain(0);
+}
+
+// ---------------------------------------------------------------------------
+// presence
+
+// The specs of a test's users, kept alive for the test: user u's join frame
+// is "+u" and its leave frame "-u" (unless told otherwise).
+class Users {
+public:
+    const PresenceSpec* operator()(std::string_view user, uint32_t delay = 0,
+                                   std::string_view info = "{}") {
+        return Make(user, delay, info, "+" + std::string(user), "-" + std::string(user));
+    }
+    const PresenceSpec* Make(std::string_view user, uint32_t delay, std::string_view info,
+                             std::string join, std::string leave) {
+        const std::string& u = strings_.emplace_back(user);
+        const std::string& i = strings_.emplace_back(info);
+        const std::string& j = strings_.emplace_back(std::move(join));
+        const std::string& l = strings_.emplace_back(std::move(leave));
+        return &specs_.emplace_back(PresenceSpec{u, i, j, l, delay});
+    }
+
+private:
+    std::deque<std::string> strings_;
+    std::deque<PresenceSpec> specs_;
+};
+
+ConnNode* JoinP(Env& e, const std::vector<JoinGroup>& groups, uint32_t slot,
+                SlotSet* wake = nullptr) {
+    SlotSet ignored;
+    return e.reg.join(groups.data(), groups.size(), slot, wake ? *wake : ignored);
+}
+
+void Leave(Env& e, ConnNode* c, uint64_t now = 0, SlotSet* wake = nullptr) {
+    SlotSet ignored;
+    e.reg.leave(c, now, wake ? *wake : ignored);
+}
+
+uint64_t Sweep(Env& e, uint64_t now, SlotSet* wake = nullptr) {
+    SlotSet ignored;
+    return e.reg.sweep_presence(now, wake ? *wake : ignored);
+}
+
+// Takes and gives back slot's queue, returning its frames.
+std::vector<std::string> Frames(Env& e, uint32_t slot) {
+    std::vector<std::string> out;
+    for (const Delivered& d : Drain(e, slot)) {
+        out.push_back(d.frame);
+    }
+    return out;
+}
+
+using Strings = std::vector<std::string>;
+
+// The users present in group, in list order, checking the list's links and
+// count against `present`.
+Strings Present(const Env& e, std::string_view group) {
+    Strings out;
+    const GroupNode* g = e.reg.find(group);
+    if (g == nullptr) {
+        return out;
+    }
+    const PresenceNode* prev = nullptr;
+    for (const PresenceNode* p = g->presence; p; p = p->next) {
+        EXPECT_EQ(p->prev, prev) << group;
+        EXPECT_EQ(p->group, g) << group;
+        EXPECT_EQ(p->hash, hash_presence(group, p->user()));
+        EXPECT_EQ(e.reg.presence(group, p->user()), p) << "not found by its key";
+        out.emplace_back(p->user());
+        prev = p;
+    }
+    EXPECT_EQ(g->presence_tail, prev) << group;
+    EXPECT_EQ(g->present, out.size()) << group;
+    return out;
+}
+
+// Every presence node: in the bucket of its hash, counted by its group,
+// pending exactly when it has no connection, and the pending list intact.
+void ExpectPresenceConsistent(const Env& e) {
+    size_t nodes = 0;
+    size_t zero = 0;
+    for (uint32_t b = 0; b <= e.root->bucket_mask; ++b) {
+        for (const PresenceNode* p = e.root->presence_buckets[b]; p; p = p->hash_next) {
+            EXPECT_EQ(p->hash & e.root->bucket_mask, b);
+            ++nodes;
+            if (p->connections == 0) {
+                ++zero;
+                EXPECT_GT(p->leave_delay, 0u) << p->user() << " kept with no delay";
+            }
+        }
+    }
+    size_t present = 0;
+    for (uint32_t b = 0; b <= e.root->bucket_mask; ++b) {
+        for (const GroupNode* g = e.root->buckets[b]; g; g = g->next) {
+            present += g->present;
+            EXPECT_TRUE(g->subscribers > 0 || g->presence != nullptr)
+                << g->name() << " kept with nothing in it";
+        }
+    }
+    EXPECT_EQ(nodes, present);
+    size_t leaving = 0;
+    const PresenceNode* prev = nullptr;
+    for (const PresenceNode* p = e.root->leaving; p; p = p->leaving_next) {
+        EXPECT_EQ(p->leaving_prev, prev);
+        EXPECT_EQ(p->connections, 0u);
+        ++leaving;
+        prev = p;
+    }
+    EXPECT_EQ(leaving, zero);
+}
+
+TEST(RegistryPresence, OneJoinAndOneLeavePerUserWhateverItsConnections) {
+    Env e;
+    Users u;
+    const RegistryStats& st = e.root->stats;
+    const size_t before = e.alloc.live();
+    ConnNode* watcher = Join(e, {"room"}, 2);  // no presence: sees the events
+    ASSERT_NE(watcher, nullptr);
+
+    // ann's first connection: one event, which she gets too
+    SlotSet wake;
+    ConnNode* a1 = JoinP(e, {{"room", u("ann")}}, 0, &wake);
+    ASSERT_NE(a1, nullptr);
+    EXPECT_EQ(Wake64(wake), Bit(0) | Bit(2));
+    EXPECT_EQ(st.presence_joins, 1u);
+    EXPECT_EQ(Frames(e, 0), Strings{"+ann"});
+    EXPECT_EQ(Frames(e, 2), Strings{"+ann"});
+    EXPECT_EQ(Present(e, "room"), Strings{"ann"});
+
+    // two more, on slot 0 and slot 1: nothing published
+    SlotSet wake2;
+    ConnNode* a2 = JoinP(e, {{"room", u("ann")}}, 0, &wake2);
+    ConnNode* a3 = JoinP(e, {{"room", u("ann")}}, 1, &wake2);
+    ASSERT_NE(a2, nullptr);
+    ASSERT_NE(a3, nullptr);
+    EXPECT_EQ(Wake64(wake2), 0u);
+    EXPECT_EQ(st.presence_joins, 1u);
+    const PresenceNode* p = e.reg.presence("room", "ann");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->connections, 3u);
+    EXPECT_EQ(e.reg.find("room")->present, 1u);
+    EXPECT_EQ(e.reg.subscribers("room"), 4u);
+    for (uint32_t s : {0u, 1u, 2u}) {
+        EXPECT_TRUE(Frames(e, s).empty()) << s;
+    }
+
+    // leaving: nothing until the last one
+    Leave(e, a2, 0, &wake2);
+    Leave(e, a1, 0, &wake2);
+    EXPECT_EQ(Wake64(wake2), 0u);
+    EXPECT_EQ(st.presence_leaves, 0u);
+    EXPECT_EQ(e.reg.presence("room", "ann")->connections, 1u);
+    EXPECT_TRUE(Frames(e, 2).empty());
+    SlotSet wake3;
+    Leave(e, a3, 0, &wake3);
+    EXPECT_EQ(st.presence_leaves, 1u);
+    EXPECT_EQ(Wake64(wake3), Bit(2));
+    EXPECT_EQ(Frames(e, 2), Strings{"-ann"});
+    EXPECT_TRUE(Frames(e, 0).empty());
+    EXPECT_TRUE(Frames(e, 1).empty());
+    EXPECT_EQ(e.reg.presence("room", "ann"), nullptr);
+    EXPECT_TRUE(Present(e, "room").empty());
+    EXPECT_EQ(st.presence_joins, 1u);
+    EXPECT_EQ(st.presence_events_lost, 0u);
+    ExpectPresenceConsistent(e);
+    e.reg.leave(watcher);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryPresence, TheLeaverIsNotToldItsOwnLeaveOthersAre) {
+    Env e;
+    Users u;
+    ConnNode* ann = JoinP(e, {{"room", u("ann")}}, 0);
+    ConnNode* bob = JoinP(e, {{"room", u("bob")}}, 1);
+    ASSERT_NE(ann, nullptr);
+    ASSERT_NE(bob, nullptr);
+    EXPECT_EQ(Frames(e, 0), (Strings{"+ann", "+bob"}));
+    EXPECT_EQ(Frames(e, 1), Strings{"+bob"});
+    EXPECT_EQ(Present(e, "room"), (Strings{"ann", "bob"}));
+
+    // ann alone on her worker: it is neither queued nor woken
+    SlotSet wake;
+    Leave(e, ann, 0, &wake);
+    EXPECT_EQ(Wake64(wake), Bit(1));
+    EXPECT_EQ(e.root->slots[0].head, nullptr);
+    EXPECT_EQ(Frames(e, 1), Strings{"-ann"});
+    EXPECT_EQ(Present(e, "room"), Strings{"bob"});
+
+    // another connection on the leaver's worker is told
+    ConnNode* cat = JoinP(e, {{"room", u("cat")}}, 1);
+    ConnNode* dan = JoinP(e, {{"room", u("dan")}}, 1);
+    ASSERT_NE(cat, nullptr);
+    ASSERT_NE(dan, nullptr);
+    EXPECT_EQ(Frames(e, 1), (Strings{"+cat", "+dan"}));
+    Leave(e, cat);
+    EXPECT_EQ(Frames(e, 1), Strings{"-cat"});
+    EXPECT_EQ(Present(e, "room"), (Strings{"bob", "dan"}));
+    Leave(e, bob);
+    EXPECT_EQ(Frames(e, 1), Strings{"-bob"});
+    Leave(e, dan);  // the last one: nobody left to tell
+    EXPECT_TRUE(Frames(e, 1).empty());
+    EXPECT_EQ(e.root->stats.presence_leaves, 4u);
+    EXPECT_EQ(e.reg.find("room"), nullptr);
+}
+
+TEST(RegistryPresence, EventsOfSeveralGroupsInOneJoin) {
+    Env e;
+    Users u;
+    ConnNode* w = Join(e, {"a", "b", "c"}, 3);
+    ASSERT_NE(w, nullptr);
+    SlotSet wake;
+    ConnNode* ann = JoinP(e, {{"a", u("ann")}, {"b", nullptr}, {"c", u("ann")}}, 0, &wake);
+    ASSERT_NE(ann, nullptr);
+    EXPECT_EQ(Wake64(wake), Bit(0) | Bit(3));
+    EXPECT_EQ(Drain(e, 3), (std::vector<Delivered>{{"a", "+ann"}, {"c", "+ann"}}));
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"a", "+ann"}, {"c", "+ann"}}));
+    EXPECT_EQ(e.reg.find("b")->present, 0u);
+    EXPECT_EQ(e.reg.find("b")->nmembers, 2u);
+    for (const MemberNode* m = ann->groups; m; m = m->next_of_conn) {
+        EXPECT_EQ(m->presence != nullptr, m->group->name() != "b") << m->group->name();
+    }
+    Leave(e, ann);
+    EXPECT_EQ(Drain(e, 3), (std::vector<Delivered>{{"c", "-ann"}, {"a", "-ann"}}));
+    EXPECT_EQ(e.root->stats.presence_joins, 2u);
+    EXPECT_EQ(e.root->stats.presence_leaves, 2u);
+    e.reg.leave(w);
+}
+
+TEST(RegistryPresence, AGroupNamedTwiceIsJoinedOnce) {
+    Env e;
+    Users u;
+    ConnNode* c = JoinP(e, {{"room", u("ann")}, {"room", u("ann")}}, 0);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(e.reg.subscribers("room"), 1u);
+    EXPECT_EQ(e.reg.find("room")->nmembers, 1u);
+    EXPECT_EQ(e.reg.presence("room", "ann")->connections, 1u);
+    EXPECT_EQ(Frames(e, 0), Strings{"+ann"});
+    ConnNode* plain = Join(e, {"x", "x"}, 0);
+    ASSERT_NE(plain, nullptr);
+    EXPECT_EQ(e.reg.subscribers("x"), 1u);
+    Leave(e, c);
+    e.reg.leave(plain);
+    EXPECT_EQ(e.root->groups, 0u);
+}
+
+TEST(RegistryPresence, LookupKeepsUserInfoAndLeaveFrame) {
+    Env e;
+    Users u;
+    const PresenceSpec* spec = u.Make("ann", 250, R"({"name":"Ann"})", "J", std::string(300, 'L'));
+    ConnNode* c = JoinP(e, {{"room", spec}, {"hall", u("ann", 0, "")}}, 0);
+    ASSERT_NE(c, nullptr);
+    const PresenceNode* p = e.reg.presence("room", "ann");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->user(), "ann");
+    EXPECT_EQ(p->info(), R"({"name":"Ann"})");
+    EXPECT_EQ(p->leave_frame(), std::string(300, 'L'));
+    EXPECT_EQ(p->leave_delay, 250u);
+    EXPECT_EQ(p->connections, 1u);
+    EXPECT_EQ(p->group, e.reg.find("room"));
+    const PresenceNode* h = e.reg.presence("hall", "ann");
+    ASSERT_NE(h, nullptr);
+    EXPECT_NE(h, p) << "one node per (group, user)";
+    EXPECT_EQ(h->info(), "");
+    EXPECT_EQ(e.reg.presence("room", "an"), nullptr);
+    EXPECT_EQ(e.reg.presence("room", "anna"), nullptr);
+    EXPECT_EQ(e.reg.presence("roo", "ann"), nullptr);
+    EXPECT_EQ(e.reg.presence("nowhere", "ann"), nullptr);
+    // the block holds the node and its bytes, nothing else
+    size_t sizes = 0;
+    for (size_t r : e.alloc.requested()) {
+        sizes += r == sizeof(PresenceNode) + 3 + 14 + 300;
+    }
+    EXPECT_EQ(sizes, 1u);
+    // the key is the pair: "a"+"bc" and "ab"+"c" are told apart
+    EXPECT_NE(hash_presence("a", "bc"), hash_presence("ab", "c"));
+    Leave(e, c, 0);
+    EXPECT_EQ(Sweep(e, 250), 0u);
+    EXPECT_EQ(e.reg.find("room"), nullptr);
+}
+
+TEST(RegistryPresence, APendingLeaveIsCancelledByARejoinOrToldByTheSweep) {
+    Env e;
+    Users u;
+    const RegistryStats& st = e.root->stats;
+    ConnNode* bob = Join(e, {"room"}, 1);
+    ASSERT_NE(bob, nullptr);
+    ConnNode* ann = JoinP(e, {{"room", u("ann", 1000)}}, 0);
+    ASSERT_NE(ann, nullptr);
+    EXPECT_EQ(Frames(e, 1), Strings{"+ann"});
+    Frames(e, 0);
+    EXPECT_EQ(Sweep(e, 0), 0u) << "nothing pending";
+
+    // she leaves at t=5000: nothing told yet, she is still present
+    SlotSet wake;
+    Leave(e, ann, 5000, &wake);
+    EXPECT_EQ(Wake64(wake), 0u);
+    const PresenceNode* p = e.reg.presence("room", "ann");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->connections, 0u);
+    EXPECT_EQ(p->leave_at, 6000u);
+    EXPECT_EQ(e.root->leaving, p);
+    EXPECT_EQ(Present(e, "room"), Strings{"ann"});
+    EXPECT_EQ(st.presence_leaves, 0u);
+    ExpectPresenceConsistent(e);
+    EXPECT_EQ(Sweep(e, 5999, &wake), 6000u);
+    EXPECT_EQ(Wake64(wake), 0u);
+    EXPECT_TRUE(Frames(e, 1).empty());
+
+    // back before the deadline: the leave is cancelled, no event at all
+    const uint64_t joins = st.presence_joins;
+    const uint64_t published = st.messages_published;
+    ConnNode* again = JoinP(e, {{"room", u("ann", 1000)}}, 2, &wake);
+    ASSERT_NE(again, nullptr);
+    EXPECT_EQ(Wake64(wake), 0u);
+    EXPECT_EQ(e.reg.presence("room", "ann"), p) << "the same node";
+    EXPECT_EQ(p->connections, 1u);
+    EXPECT_EQ(e.root->leaving, nullptr);
+    EXPECT_EQ(st.presence_joins, joins);
+    EXPECT_EQ(st.messages_published, published);
+    EXPECT_EQ(Sweep(e, 100000, &wake), 0u) << "nothing pending any more";
+    EXPECT_EQ(Wake64(wake), 0u);
+    for (uint32_t s : {0u, 1u, 2u}) {
+        EXPECT_TRUE(Frames(e, s).empty()) << s;
+    }
+    ExpectPresenceConsistent(e);
+
+    // gone again at t=7000: told by the sweep at its deadline, not before
+    Leave(e, again, 7000);
+    EXPECT_EQ(Sweep(e, 7999), 8000u);
+    EXPECT_TRUE(Frames(e, 1).empty());
+    EXPECT_EQ(Sweep(e, 8000, &wake), 0u);
+    EXPECT_EQ(Wake64(wake), Bit(1));
+    EXPECT_EQ(Frames(e, 1), Strings{"-ann"});
+    EXPECT_TRUE(Frames(e, 2).empty()) << "her worker is not told";
+    EXPECT_EQ(e.reg.presence("room", "ann"), nullptr);
+    EXPECT_EQ(st.presence_leaves, 1u);
+    EXPECT_EQ(Sweep(e, 9000), 0u);
+    EXPECT_EQ(st.presence_leaves, 1u) << "told once";
+    ExpectPresenceConsistent(e);
+    e.reg.leave(bob);
+}
+
+TEST(RegistryPresence, SweepTellsTheDueOnesOldestFirstAndReturnsTheNextDeadline) {
+    Env e;
+    Users u;
+    ConnNode* w = Join(e, {"room"}, 1);
+    ASSERT_NE(w, nullptr);
+    std::vector<ConnNode*> c;
+    const std::vector<std::pair<std::string, uint32_t>> users = {
+        {"a", 300}, {"b", 100}, {"c", 500}, {"d", 100}, {"e", 0}};
+    for (const auto& [name, delay] : users) {
+        c.push_back(JoinP(e, {{"room", u(name, delay)}}, 0));
+        ASSERT_NE(c.back(), nullptr);
+    }
+    Frames(e, 0);
+    Frames(e, 1);
+    for (ConnNode* x : c) {
+        Leave(e, x, 1000);  // a 1300, b 1100, c 1500, d 1100, e at once
+    }
+    EXPECT_EQ(Frames(e, 1), Strings{"-e"});
+    EXPECT_EQ(Present(e, "room"), (Strings{"a", "b", "c", "d"}));
+    EXPECT_EQ(Sweep(e, 1099), 1100u);
+    EXPECT_EQ(Sweep(e, 1100), 1300u);
+    EXPECT_EQ(Frames(e, 1), (Strings{"-b", "-d"}));
+    EXPECT_EQ(Present(e, "room"), (Strings{"a", "c"}));
+    EXPECT_EQ(Sweep(e, 1400), 1500u);
+    EXPECT_EQ(Frames(e, 1), Strings{"-a"});
+    ExpectPresenceConsistent(e);
+    EXPECT_EQ(Sweep(e, UINT64_MAX), 0u);
+    EXPECT_EQ(Frames(e, 1), Strings{"-c"});
+    EXPECT_EQ(e.root->leaving, nullptr);
+    e.reg.leave(w);
+}
+
+TEST(RegistryPresence, APendingLeaveKeepsItsGroupWithNoSubscriber) {
+    Env e;
+    Users u;
+    const size_t before = e.alloc.live();
+    ConnNode* ann = JoinP(e, {{"solo", u("ann", 50)}}, 0);
+    ASSERT_NE(ann, nullptr);
+    ASSERT_EQ(e.reg.subscribe("solo", 3), Status::kOk);  // a share without join
+    Leave(e, ann, 10);
+    const GroupNode* g = e.reg.find("solo");
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g->subscribers, 1u);
+
+    // the other share goes, by unsubscribe and by a slot release: kept
+    e.reg.unsubscribe("solo", 3);
+    EXPECT_EQ(e.reg.find("solo"), g);
+    EXPECT_EQ(g->subscribers, 0u);
+    EXPECT_EQ(g->present, 1u);
+    ASSERT_EQ(e.reg.subscribe("solo", 3), Status::kOk);
+    e.reg.release_slot(3);
+    EXPECT_EQ(e.reg.find("solo"), g);
+    e.reg.release_slot(0);
+    EXPECT_EQ(e.reg.find("solo"), g);
+    EXPECT_EQ(e.root->groups, 1u);
+    ExpectPresenceConsistent(e);
+
+    // a publish there finds nobody
+    EXPECT_EQ(Publish(e, "solo", "x").subscribers, 0u);
+
+    // the sweep tells nobody and takes the group along
+    const uint64_t leaves = e.root->stats.presence_leaves;
+    SlotSet wake;
+    EXPECT_EQ(Sweep(e, 59, &wake), 60u);
+    EXPECT_NE(e.reg.find("solo"), nullptr);
+    EXPECT_EQ(Sweep(e, 60, &wake), 0u);
+    EXPECT_EQ(Wake64(wake), 0u);
+    EXPECT_EQ(e.root->stats.presence_leaves, leaves + 1);
+    EXPECT_EQ(e.reg.find("solo"), nullptr);
+    EXPECT_EQ(e.root->groups, 0u);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryPresence, AGroupWithSubscribersOutlivesItsLastPendingLeave) {
+    Env e;
+    Users u;
+    ASSERT_EQ(e.reg.subscribe("room", 4), Status::kOk);
+    ConnNode* ann = JoinP(e, {{"room", u("ann", 10)}}, 0);
+    ASSERT_NE(ann, nullptr);
+    Leave(e, ann, 0);
+    EXPECT_EQ(Sweep(e, 10), 0u);
+    EXPECT_NE(e.reg.find("room"), nullptr);
+    EXPECT_EQ(Frames(e, 4), (Strings{"+ann", "-ann"}));
+    e.reg.unsubscribe("room", 4);
+    EXPECT_EQ(e.reg.find("room"), nullptr);
+}
+
+TEST(RegistryPresence, ReleasingADeadWorkersSlotMakesItsUsersLeave) {
+    Env e;
+    Users u;
+    ASSERT_EQ(e.reg.claim_slot(10), 0);
+    ASSERT_EQ(e.reg.claim_slot(11), 1);
+    ASSERT_EQ(e.reg.claim_slot(12), 2);
+    const size_t before = e.alloc.live();
+    ConnNode* bob = JoinP(e, {{"room", u("bob")}}, 1);
+    ASSERT_NE(bob, nullptr);
+    // on the worker that dies: ann (no delay), cat (delay), dan (also on 2)
+    ASSERT_NE(JoinP(e, {{"room", u("ann")}, {"side", u("ann")}}, 0), nullptr);
+    ASSERT_NE(JoinP(e, {{"room", u("ann")}}, 0), nullptr);
+    ASSERT_NE(JoinP(e, {{"room", u("cat", 500)}}, 0), nullptr);
+    ASSERT_NE(JoinP(e, {{"room", u("dan")}}, 0), nullptr);
+    ConnNode* dan2 = JoinP(e, {{"room", u("dan")}}, 2);
+    ASSERT_NE(dan2, nullptr);
+    ASSERT_EQ(e.reg.subscribe("room", 0), Status::kOk);  // and a share without join
+    for (uint32_t s : {0u, 1u, 2u}) {
+        Frames(e, s);
+    }
+    EXPECT_EQ(Present(e, "room"), (Strings{"bob", "ann", "cat", "dan"}));
+
+    SlotSet wake;
+    e.reg.release_slot(0, 100, wake);
+    EXPECT_EQ(Wake64(wake), Bit(1) | Bit(2)) << "the dead slot is not woken";
+    EXPECT_EQ(Frames(e, 1), Strings{"-ann"});
+    EXPECT_EQ(Frames(e, 2), Strings{"-ann"});
+    EXPECT_EQ(e.reg.find("side"), nullptr);
+    EXPECT_EQ(e.reg.subscribers("room"), 2u);
+    EXPECT_EQ(Present(e, "room"), (Strings{"bob", "cat", "dan"}));
+    EXPECT_EQ(e.reg.presence("room", "dan")->connections, 1u);
+    EXPECT_EQ(e.reg.presence("room", "cat")->leave_at, 600u);
+    EXPECT_EQ(e.root->slots[0].conns, nullptr);
+    ExpectPresenceConsistent(e);
+
+    EXPECT_EQ(Sweep(e, 599), 600u);
+    EXPECT_EQ(Sweep(e, 600, &wake), 0u);
+    EXPECT_EQ(Frames(e, 1), Strings{"-cat"});
+    EXPECT_EQ(Frames(e, 2), Strings{"-cat"});
+    EXPECT_EQ(Present(e, "room"), (Strings{"bob", "dan"}));
+
+    // the owner-checked release does the same
+    const uint64_t owner = e.root->slots[2].owner;
+    SlotSet wake2;
+    EXPECT_TRUE(e.reg.release_slot_of(2, owner, 700, wake2));
+    EXPECT_EQ(Wake64(wake2), Bit(1));
+    EXPECT_EQ(Frames(e, 1), Strings{"-dan"});
+    EXPECT_FALSE(e.reg.release_slot_of(2, owner, 700, wake2));
+    Leave(e, bob);
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryPresence, AddAndRemoveMember) {
+    Env e;
+    Users u;
+    const size_t before = e.alloc.live();
+    ConnNode* bob = JoinP(e, {{"room", u("bob")}}, 1);
+    ConnNode* c = Join(e, {"lobby"}, 0);
+    ASSERT_NE(bob, nullptr);
+    ASSERT_NE(c, nullptr);
+    Frames(e, 1);
+    EXPECT_TRUE(e.reg.is_member(c, "lobby"));
+    EXPECT_FALSE(e.reg.is_member(c, "room"));
+    EXPECT_FALSE(e.reg.is_member(c, "lobb"));
+
+    // added: ann appears, and she is told too
+    SlotSet wake;
+    bool added = false;
+    EXPECT_EQ(e.reg.add_member(c, {"room", u("ann")}, wake, &added), Status::kOk);
+    EXPECT_TRUE(added);
+    EXPECT_EQ(Wake64(wake), Bit(0) | Bit(1));
+    EXPECT_TRUE(e.reg.is_member(c, "room"));
+    EXPECT_EQ(e.reg.subscribers("room"), 2u);
+    EXPECT_EQ(Present(e, "room"), (Strings{"bob", "ann"}));
+    EXPECT_EQ(Frames(e, 0), Strings{"+ann"});
+    EXPECT_EQ(Frames(e, 1), Strings{"+ann"});
+
+    // a member already: nothing at all
+    SlotSet wake2;
+    const size_t live = e.alloc.live();
+    EXPECT_EQ(e.reg.add_member(c, {"room", u("ann")}, wake2, &added), Status::kOk);
+    EXPECT_FALSE(added);
+    EXPECT_EQ(e.reg.add_member(c, {"lobby", nullptr}, wake2), Status::kOk);
+    EXPECT_EQ(Wake64(wake2), 0u);
+    EXPECT_EQ(e.alloc.live(), live);
+    EXPECT_EQ(e.reg.subscribers("room"), 2u);
+    EXPECT_EQ(e.reg.presence("room", "ann")->connections, 1u);
+
+    // a second connection of ann: counted, no event
+    ConnNode* c2 = Join(e, {}, 2);
+    ASSERT_NE(c2, nullptr);
+    EXPECT_EQ(e.reg.add_member(c2, {"room", u("ann")}, wake2, &added), Status::kOk);
+    EXPECT_TRUE(added);
+    EXPECT_EQ(Wake64(wake2), 0u);
+    EXPECT_EQ(e.reg.presence("room", "ann")->connections, 2u);
+
+    // removed: the first one quietly, the last one tells the others
+    EXPECT_FALSE(e.reg.remove_member(c, "nowhere", 0, wake2));
+    EXPECT_TRUE(e.reg.remove_member(c, "room", 0, wake2));
+    EXPECT_FALSE(e.reg.remove_member(c, "room", 0, wake2));
+    EXPECT_FALSE(e.reg.is_member(c, "room"));
+    EXPECT_TRUE(e.reg.is_member(c, "lobby"));
+    EXPECT_EQ(Wake64(wake2), 0u);
+    EXPECT_EQ(e.reg.subscribers("room"), 2u);
+    SlotSet wake3;
+    EXPECT_TRUE(e.reg.remove_member(c2, "room", 0, wake3));
+    EXPECT_EQ(Wake64(wake3), Bit(1));
+    EXPECT_EQ(Frames(e, 1), Strings{"-ann"});
+    EXPECT_TRUE(Frames(e, 2).empty());
+    EXPECT_EQ(Present(e, "room"), Strings{"bob"});
+    EXPECT_EQ(c2->groups, nullptr);
+
+    // a membership in the middle of the connection's list
+    ASSERT_EQ(e.reg.add_member(c, {"x", nullptr}, wake3), Status::kOk);
+    ASSERT_EQ(e.reg.add_member(c, {"y", u("ann", 100)}, wake3), Status::kOk);
+    ASSERT_EQ(e.reg.add_member(c, {"z", nullptr}, wake3), Status::kOk);
+    EXPECT_TRUE(e.reg.remove_member(c, "y", 40, wake3));
+    EXPECT_EQ(e.reg.presence("y", "ann")->leave_at, 140u);
+    EXPECT_TRUE(e.reg.is_member(c, "x"));
+    EXPECT_TRUE(e.reg.is_member(c, "z"));
+    EXPECT_TRUE(e.reg.is_member(c, "lobby"));
+    // ... and added back before the deadline: the leave is cancelled
+    const uint64_t joins = e.root->stats.presence_joins;
+    ASSERT_EQ(e.reg.add_member(c, {"y", u("ann", 100)}, wake3, &added), Status::kOk);
+    EXPECT_TRUE(added);
+    EXPECT_EQ(e.root->stats.presence_joins, joins);
+    EXPECT_EQ(e.root->leaving, nullptr);
+    EXPECT_EQ(Sweep(e, 1000), 0u);
+    ExpectPresenceConsistent(e);
+
+    e.reg.leave(c2);
+    Leave(e, c, 2000);
+    Leave(e, bob);
+    EXPECT_EQ(Sweep(e, 2100), 0u);
+    for (uint32_t s : {0u, 1u, 2u}) {
+        Frames(e, s);
+    }
+    EXPECT_EQ(e.alloc.live(), before);
+}
+
+TEST(RegistryPresence, AddMemberIsAllOrNothing) {
+    Env e;
+    Users u;
+    ConnNode* c = Join(e, {"lobby"}, 0);
+    ASSERT_NE(c, nullptr);
+    for (size_t n = 0;; ++n) {
+        ASSERT_LT(n, 10u);
+        const size_t live = e.alloc.live();
+        const uint32_t groups = e.root->groups;
+        SlotSet wake;
+        bool added = true;
+        e.alloc.fail_after(n);
+        Status st = e.reg.add_member(c, {"room", u("ann")}, wake, &added);
+        e.alloc.stop_failing();
+        if (st == Status::kOk) {
+            EXPECT_EQ(n, 4u) << "member, presence, group, slot array";
+            EXPECT_TRUE(added);
+            // the zone stayed full: the event is lost, the member is added
+            EXPECT_EQ(e.root->stats.presence_events_lost, 1u);
+            EXPECT_EQ(e.root->stats.presence_joins, 0u);
+            EXPECT_TRUE(e.reg.is_member(c, "room"));
+            EXPECT_EQ(Present(e, "room"), Strings{"ann"});
+            break;
+        }
+        SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+        EXPECT_FALSE(added);
+        EXPECT_EQ(Wake64(wake), 0u);
+        EXPECT_EQ(e.alloc.live(), live);
+        EXPECT_EQ(e.root->groups, groups);
+        EXPECT_FALSE(e.reg.is_member(c, "room"));
+        EXPECT_EQ(e.reg.presence("room", "ann"), nullptr);
+    }
+    Leave(e, c);
+}
+
+TEST(RegistryPresence, PresentIsExactWithManyUsers) {
+    Env e;
+    Users u;
+    const int kUsers = 5000;
+    std::vector<ConnNode*> conns;
+    for (int i = 0; i < kUsers; ++i) {
+        const PresenceSpec* spec = u("user-" + std::to_string(i));
+        conns.push_back(JoinP(e, {{"big", spec}}, static_cast<uint32_t>(i % 4)));
+        ASSERT_NE(conns.back(), nullptr) << i;
+        if (i % 7 == 0) {  // a second tab on another worker
+            conns.push_back(JoinP(e, {{"big", spec}}, static_cast<uint32_t>(i % 4 + 4)));
+            ASSERT_NE(conns.back(), nullptr) << i;
+        }
+        if (i % 500 == 0) {
+            for (uint32_t s = 0; s < 8; ++s) {
+                Frames(e, s);
+            }
+        }
+    }
+    const GroupNode* g = e.reg.find("big");
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g->present, static_cast<uint32_t>(kUsers));
+    EXPECT_EQ(g->subscribers, conns.size());
+    EXPECT_EQ(e.root->stats.presence_joins, static_cast<uint64_t>(kUsers));
+    Strings present = Present(e, "big");
+    ASSERT_EQ(present.size(), static_cast<size_t>(kUsers));
+    for (int i = 0; i < kUsers; ++i) {
+        ASSERT_EQ(present[static_cast<size_t>(i)], "user-" + std::to_string(i)) << "join order";
+    }
+    ExpectPresenceConsistent(e);
+
+    // every other connection leaves: users with a second tab stay
+    uint32_t gone = 0;
+    for (size_t k = 0; k < conns.size(); k += 2) {
+        ConnNode* c = conns[k];
+        const PresenceNode* p = c->groups->presence;
+        gone += p->connections == 1;
+        Leave(e, c);
+        conns[k] = nullptr;
+    }
+    EXPECT_EQ(g->present, kUsers - gone);
+    EXPECT_EQ(e.root->stats.presence_leaves, gone);
+    EXPECT_EQ(Present(e, "big").size(), kUsers - gone);
+    ExpectPresenceConsistent(e);
+    for (ConnNode* c : conns) {
+        if (c) {
+            Leave(e, c);
+        }
+    }
+    EXPECT_EQ(e.reg.find("big"), nullptr);
+    EXPECT_EQ(e.root->stats.presence_leaves, static_cast<uint64_t>(kUsers));
+}
+
+// Everything a failed join must leave as it was.
+struct PresenceState {
+    struct Node {
+        const PresenceNode* p;
+        std::string user;
+        uint32_t connections;
+        uint64_t leave_at;
+        bool operator==(const Node& o) const {
+            return p == o.p && user == o.user && connections == o.connections &&
+                   leave_at == o.leave_at;
+        }
+    };
+    std::map<std::string, std::vector<Node>> groups;  // by group, in list order
+    std::map<std::string, std::pair<uint32_t, uint32_t>> members;  // subscribers, nmembers
+    std::vector<const PresenceNode*> leaving;
+    std::vector<const ConnNode*> conns;  // every slot's, in order
+    uint64_t conn_ids, joins, leaves, lost, published, marks;
+    uint32_t ngroups;
+    size_t live, live_bytes;
+    std::vector<std::vector<Delivered>> queues;
+
+    bool operator==(const PresenceState& o) const {
+        return groups == o.groups && members == o.members && leaving == o.leaving &&
+               conns == o.conns && conn_ids == o.conn_ids && joins == o.joins &&
+               leaves == o.leaves && lost == o.lost && published == o.published &&
+               ngroups == o.ngroups && live == o.live && live_bytes == o.live_bytes &&
+               queues == o.queues;
+    }
+};
+
+PresenceState TakePresence(const Env& e, const std::vector<std::string>& names) {
+    PresenceState s;
+    for (const std::string& name : names) {
+        const GroupNode* g = e.reg.find(name);
+        if (g == nullptr) {
+            continue;
+        }
+        std::vector<PresenceState::Node>& nodes = s.groups[name];
+        for (const PresenceNode* p = g->presence; p; p = p->next) {
+            nodes.push_back({p, std::string(p->user()), p->connections, p->leave_at});
+        }
+        s.members[name] = {g->subscribers, g->nmembers};
+    }
+    for (const PresenceNode* p = e.root->leaving; p; p = p->leaving_next) {
+        s.leaving.push_back(p);
+    }
+    for (uint32_t i = 0; i < 8; ++i) {
+        for (const ConnNode* c = e.root->slots[i].conns; c; c = c->next) {
+            s.conns.push_back(c);
+        }
+        s.queues.push_back(Peek(e, i));
+    }
+    const RegistryStats& st = e.root->stats;
+    s.conn_ids = e.root->conn_ids;
+    s.joins = st.presence_joins;
+    s.leaves = st.presence_leaves;
+    s.lost = st.presence_events_lost;
+    s.published = st.messages_published;
+    s.ngroups = e.root->groups;
+    s.live = e.alloc.live();
+    s.live_bytes = e.alloc.live_bytes();
+    return s;
+}
+
+TEST(RegistryPresence, AJoinIsAllOrNothingAtEveryAllocation) {
+    for (bool once : {false, true}) {
+        SCOPED_TRACE(once ? "one refusal" : "zone stays full");
+        Env e;
+        Users u;
+        // zed is connected in "here", pending in "back"; bob is in "room";
+        // worker 0 is counted in every existing group already, so no slot
+        // array grows (and the bytes must match too).
+        ConnNode* watch = Join(e, {"room", "here", "back", "plain"}, 0);
+        ConnNode* bob = JoinP(e, {{"room", u("bob")}}, 1);
+        ConnNode* zhere = JoinP(e, {{"here", u("zed")}}, 0);
+        ConnNode* zback = JoinP(e, {{"back", u("zed", 1000)}}, 0);
+        ASSERT_NE(watch, nullptr);
+        ASSERT_NE(bob, nullptr);
+        ASSERT_NE(zhere, nullptr);
+        ASSERT_NE(zback, nullptr);
+        Leave(e, zback, 500);
+        for (uint32_t s : {0u, 1u}) {
+            Frames(e, s);
+        }
+        const std::vector<std::string> names = {"fresh", "room", "here", "back", "plain"};
+        const PresenceSpec* zed = u("zed", 1000);
+        const std::vector<JoinGroup> groups = {
+            {"fresh", zed}, {"room", zed}, {"here", zed}, {"back", zed}, {"plain", nullptr}};
+        ExpectPresenceConsistent(e);
+        size_t n = 0;
+        ConnNode* c = nullptr;
+        for (;; ++n) {
+            ASSERT_LE(n, 20u);
+            PresenceState before = TakePresence(e, names);
+            SlotSet wake;
+            e.alloc.fail_after(n, once);
+            c = JoinP(e, groups, 0, &wake);
+            e.alloc.stop_failing();
+            if (c) {
+                break;
+            }
+            SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+            EXPECT_EQ(Wake64(wake), 0u);
+            EXPECT_TRUE(before == TakePresence(e, names)) << "a refused join changed something";
+            ExpectPresenceConsistent(e);
+        }
+        // conn; fresh: member, presence, group, slot array; room: member,
+        // presence; here, back, plain: a member each
+        EXPECT_EQ(n, 10u);
+        EXPECT_EQ(c->id, e.root->conn_ids);
+        EXPECT_EQ(c->id, 5u) << "refused joins take no id";
+        EXPECT_EQ(Present(e, "fresh"), Strings{"zed"});
+        EXPECT_EQ(Present(e, "room"), (Strings{"bob", "zed"}));
+        EXPECT_EQ(e.reg.presence("here", "zed")->connections, 2u);
+        EXPECT_EQ(e.reg.presence("back", "zed")->connections, 1u);
+        EXPECT_EQ(e.root->leaving, nullptr) << "the pending leave is cancelled";
+        // The join's events come after it succeeded, from a zone that is
+        // still full (both lost) or refused one allocation (the first lost).
+        const RegistryStats& st = e.root->stats;
+        if (once) {
+            EXPECT_EQ(st.presence_joins, 3u + 1u);
+            EXPECT_EQ(st.presence_events_lost, 1u);
+            EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"room", "+zed"}}));
+            EXPECT_EQ(Drain(e, 1), (std::vector<Delivered>{{"room", "+zed"}}));
+        } else {
+            EXPECT_EQ(st.presence_joins, 3u);
+            EXPECT_EQ(st.presence_events_lost, 2u);
+            EXPECT_TRUE(Drain(e, 0).empty());
+            EXPECT_TRUE(Drain(e, 1).empty());
+        }
+        ExpectPresenceConsistent(e);
+
+        Leave(e, c, 600);
+        Leave(e, zhere, 600);
+        Leave(e, bob);
+        e.reg.leave(watch);
+        EXPECT_EQ(Sweep(e, 1599), 1600u);
+        EXPECT_EQ(Sweep(e, 1600), 0u);
+        EXPECT_EQ(e.root->groups, 0u);
+    }
+}
+
+TEST(RegistryPresence, AFullZoneLosesEventsNotJoinsOrLeaves) {
+    Env e;
+    Users u;
+    ConnNode* w = Join(e, {"room"}, 1);
+    ASSERT_NE(w, nullptr);
+    const RegistryStats& st = e.root->stats;
+    // conn + member + presence: the event's message is refused
+    e.alloc.fail_after(3);
+    SlotSet wake;
+    ConnNode* ann = JoinP(e, {{"room", u("ann")}}, 0, &wake);
+    e.alloc.stop_failing();
+    ASSERT_NE(ann, nullptr);
+    EXPECT_EQ(Wake64(wake), 0u);
+    EXPECT_EQ(st.presence_joins, 0u);
+    EXPECT_EQ(st.presence_events_lost, 1u);
+    EXPECT_EQ(Present(e, "room"), Strings{"ann"});
+    EXPECT_TRUE(Frames(e, 1).empty());
+
+    e.alloc.fail_after(0);
+    Leave(e, ann, 0, &wake);
+    e.alloc.stop_failing();
+    EXPECT_EQ(Wake64(wake), 0u);
+    EXPECT_EQ(st.presence_leaves, 0u);
+    EXPECT_EQ(st.presence_events_lost, 2u);
+    EXPECT_TRUE(Present(e, "room").empty());
+
+    // a pending leave told by a sweep in a full zone: lost, still forgotten
+    ConnNode* bob = JoinP(e, {{"room", u("bob", 5)}}, 0);
+    ASSERT_NE(bob, nullptr);
+    Leave(e, bob, 0);
+    e.alloc.fail_after(0);
+    EXPECT_EQ(Sweep(e, 5), 0u);
+    e.alloc.stop_failing();
+    EXPECT_EQ(st.presence_events_lost, 3u);
+    EXPECT_EQ(e.reg.presence("room", "bob"), nullptr);
+    EXPECT_EQ(Frames(e, 1), Strings{"+bob"});
+    e.reg.leave(w);
+}
+
+TEST(RegistryPresence, EmptyFramesAreNoEvents) {
+    Env e;
+    Users u;
+    ConnNode* w = Join(e, {"room"}, 1);
+    ASSERT_NE(w, nullptr);
+    const PresenceSpec* quiet = u.Make("ann", 0, "", "", "");
+    ConnNode* ann = JoinP(e, {{"room", quiet}}, 0);
+    ASSERT_NE(ann, nullptr);
+    EXPECT_EQ(Present(e, "room"), Strings{"ann"});
+    Leave(e, ann);
+    EXPECT_TRUE(Present(e, "room").empty());
+    EXPECT_TRUE(Frames(e, 1).empty());
+    EXPECT_EQ(e.root->stats.presence_joins, 0u);
+    EXPECT_EQ(e.root->stats.presence_leaves, 0u);
+    EXPECT_EQ(e.root->stats.presence_events_lost, 0u);
+    e.reg.leave(w);
+}
+
+TEST(RegistryPresence, AnInvalidSpecFailsTheJoinAndChangesNothing) {
+    Env e;
+    Users u;
+    ConnNode* w = Join(e, {"room"}, 0);
+    ASSERT_NE(w, nullptr);
+    const std::vector<std::string> names = {"room", "other"};
+    const PresenceState before = TakePresence(e, names);
+    for (const PresenceSpec* bad :
+         {u.Make("", 0, "", "+", "-"), u.Make(std::string(kMaxPresenceUser + 1, 'u'), 0, "", "+", "-"),
+          u.Make("ann", 0, std::string(kMaxPresenceInfo + 1, 'i'), "+", "-")}) {
+        EXPECT_EQ(JoinP(e, {{"other", nullptr}, {"room", bad}}, 0), nullptr);
+        EXPECT_TRUE(before == TakePresence(e, names));
+    }
+    const PresenceSpec* longest =
+        u.Make(std::string(kMaxPresenceUser, 'u'), 0, std::string(kMaxPresenceInfo, 'i'), "+", "-");
+    ConnNode* ok = JoinP(e, {{"room", longest}}, 0);
+    ASSERT_NE(ok, nullptr);
+    EXPECT_EQ(e.reg.presence("room", std::string(kMaxPresenceUser, 'u'))->info().size(),
+              kMaxPresenceInfo);
+    Leave(e, ok);
+    e.reg.leave(w);
 }
 
 }  // namespace
