@@ -1305,6 +1305,13 @@ class Loadgen {
 
     void emit_client_cpu(Json &j) { j.num("client_cpu_s", self_cpu_s()); }
 
+    // Times this process was preempted (another task wanted its core).
+    static int64_t self_preempted() {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        return ru.ru_nivcsw;
+    }
+
     int run_fanout() {
         Json j;
         int64_t hard = deadline_in(o_.timeout_s * 3);
@@ -1601,6 +1608,7 @@ class Loadgen {
         int64_t last_send = 0;
         CpuSample c0 = read_cpu(o_.cpu_pids);
         double cl0 = self_cpu_s();
+        int64_t pre0 = self_preempted();
         int64_t t0 = now_ns();
         auto slot = [&](size_t s, int64_t k) { return t0 + int64_t(s) * stagger + k * interval; };
         auto tick = [&]() -> int {
@@ -1644,6 +1652,7 @@ class Loadgen {
         int64_t t_end = now_ns();
         CpuSample c1 = read_cpu(o_.cpu_pids);
         double cl1 = self_cpu_s();
+        int64_t pre1 = self_preempted();
 
         // expected frames: every member open at the start times every message sent
         int64_t expected = n_open * room_sent_;
@@ -1658,6 +1667,7 @@ class Loadgen {
         j.num("send_late_p50_us", percentile(room_late_us_, 50));
         j.num("send_late_p99_us", percentile(room_late_us_, 99));
         j.num("send_max_late_us", double(room_max_late_ns_) / 1000);
+        j.num("client_preempted", double(pre1 - pre0));  // involuntary switches in the window
         emit_frames(j, expected);
         j.num("subs_closed_during_window", double(st_.sub_closed - sub_closed_before));
         j.num("server_error_frames", double(room_errors_));
