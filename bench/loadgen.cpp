@@ -1,7 +1,7 @@
 // loadgen: WebSocket fan-out / publish load generator for bench/run.
 //
 // One process, one thread, one epoll loop, non-blocking sockets; no
-// interpreter anywhere in the measuring path. Three modes:
+// interpreter anywhere in the measuring path. Four modes:
 //
 //   loadgen fanout  --target T --port P --subs N --messages M [--rate R] ...
 //       opens N WebSocket subscribers to /sub/<channel> (spread over source
@@ -17,6 +17,11 @@
 //       opens N idle subscribers, measures handshakes/s, prints a "ready"
 //       JSON line, holds them until a line (or EOF) arrives on stdin or
 //       --hold-s passes, then prints the result line.
+//   loadgen room    --target T --port P --subs N --senders S --rate R --messages M
+//       a chat room: N member WebSockets to /room/<channel>, of which the
+//       first S also send: each sender sends M messages at R msg/s over its
+//       own WebSocket on a fixed schedule (open loop; senders staggered by
+//       1/(R*S) s), every member (senders too) should receive every message.
 //
 // Subscribers connect to <sub-prefix><channel>[?<query>]. The query is
 // --query Q, and/or "token=<T>" with T taken from --token-file (one token a
@@ -31,6 +36,16 @@
 // 'x' to --size bytes (probes: "probe <k> <send_ns> ..."). send_ns is
 // CLOCK_MONOTONIC at the publish send(), so publish->receive latency is
 // measured from the frame itself.
+//
+// Room mode: the server relays what a member sends, wrapped or not, so the
+// text carries a marker: "#m<sender> <seq> <sched_ns> " padded with 'x'
+// (probes "#p<k> <ns> ..."), found wherever it sits in the received frame.
+// sched_ns is the message's slot in the schedule (not the send() time), so a
+// late send counts against latency. What a member sends, per target:
+//   ours   {"message":"<text>"}                 receives {"message":"<text>","sender":null}
+//   django {"message":"<text>"}                 receives the same as ours
+//   nchan  {"message":"<text>","sender":null}   receives it verbatim
+// so every member receives the same --size bytes per frame from every peer.
 //
 // Server CPU: --cpu-pids a,b,c (nginx master + workers, or the floor server)
 // are sampled at the start and end of the measuring window: on-CPU time from
@@ -223,7 +238,7 @@ struct Opts {
     std::string host = "127.0.0.1";
     int port = 0;
     std::string channel = "bench";
-    std::string sub_prefix = "/sub/";
+    std::string sub_prefix = "/sub/"; // room mode: "/room/" unless given
     std::string query;                // --query: appended after '?'
     std::string token_file;           // --token-file: one token a line
     std::vector<std::string> tokens;  // its lines
@@ -231,7 +246,8 @@ struct Opts {
     int src_ips = 16;      // 127.0.0.2 .. 127.0.0.(1+src_ips)
     int concurrency = 256; // handshakes in flight
     int messages = 50;
-    double rate = 0;       // msg/s, 0 = back to back
+    double rate = 0;       // msg/s, 0 = back to back (room: per sender)
+    int senders = 10;      // room mode: members that also send
     int pub_pool = 4;      // publisher connections in paced mode
     int size = 100;        // payload bytes
     int conns = 16;        // publish mode
@@ -248,12 +264,13 @@ struct Opts {
 
 void usage() {
     std::fprintf(stderr,
-        "usage: loadgen fanout|publish|connect --port P [--target ours|nchan|floor]\n"
+        "usage: loadgen fanout|publish|connect|room --port P [--target ours|nchan|floor|django]\n"
         "  [--host 127.0.0.1] [--channel NAME] [--subs N] [--src-ips 16] [--concurrency 256]\n"
         "  [--messages M] [--rate R] [--pub-pool 4] [--size 100] [--conns C] [--duration-s D]\n"
         "  [--warmup-s 0.5] [--settle-ms 300] [--quiet-ms 2000] [--timeout-s 60] [--hold-s 120]\n"
         "  [--cpu-pids PID,PID,...] [--label TEXT] [--sub-prefix /sub/] [--query Q]\n"
-        "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n");
+        "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n"
+        "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n");
     std::exit(2);
 }
 
@@ -261,7 +278,9 @@ Opts parse_opts(int argc, char **argv) {
     if (argc < 2) usage();
     Opts o;
     o.mode = argv[1];
-    if (o.mode != "fanout" && o.mode != "publish" && o.mode != "connect") usage();
+    if (o.mode != "fanout" && o.mode != "publish" && o.mode != "connect" && o.mode != "room")
+        usage();
+    bool prefix_given = false;
     for (int i = 2; i < argc; i++) {
         std::string k = argv[i];
         if (i + 1 >= argc) usage();
@@ -270,13 +289,14 @@ Opts parse_opts(int argc, char **argv) {
         else if (k == "--host") o.host = v;
         else if (k == "--port") o.port = std::atoi(v.c_str());
         else if (k == "--channel") o.channel = v;
-        else if (k == "--sub-prefix") o.sub_prefix = v;
+        else if (k == "--sub-prefix") { o.sub_prefix = v; prefix_given = true; }
         else if (k == "--query") o.query = v;
         else if (k == "--token-file") o.token_file = v;
         else if (k == "--subs") o.subs = std::atoi(v.c_str());
         else if (k == "--src-ips") o.src_ips = std::atoi(v.c_str());
         else if (k == "--concurrency") o.concurrency = std::atoi(v.c_str());
         else if (k == "--messages") o.messages = std::atoi(v.c_str());
+        else if (k == "--senders") o.senders = std::atoi(v.c_str());
         else if (k == "--rate") o.rate = std::atof(v.c_str());
         else if (k == "--pub-pool") o.pub_pool = std::atoi(v.c_str());
         else if (k == "--size") o.size = std::atoi(v.c_str());
@@ -300,7 +320,18 @@ Opts parse_opts(int argc, char **argv) {
         } else usage();
     }
     if (o.port <= 0) usage();
-    if (o.target != "ours" && o.target != "nchan" && o.target != "floor") usage();
+    if (o.target != "ours" && o.target != "nchan" && o.target != "floor" && o.target != "django")
+        usage();
+    if (o.mode == "room") {
+        if (o.target == "floor") die("room: floor has no client publish");
+        if (!prefix_given) o.sub_prefix = "/room/";
+        if (o.senders < 1 || o.senders > o.subs) die("room: --senders must be 1..--subs");
+        if (o.rate <= 0) die("room: --rate (msg/s per sender) must be > 0");
+        if (o.messages < 1) die("room: --messages must be > 0");
+        if (o.size < 64) o.size = 64;
+    } else if (o.target == "django") {
+        die("--target django is for room mode only");
+    }
     if (o.size < 48) o.size = 48;
     if (o.src_ips < 1) o.src_ips = 1;
     if (o.src_ips > 200) o.src_ips = 200;
@@ -390,6 +421,7 @@ class Loadgen {
     int run() {
         if (o_.mode == "fanout") return run_fanout();
         if (o_.mode == "publish") return run_publish();
+        if (o_.mode == "room") return run_room();
         return run_connect();
     }
 
@@ -425,6 +457,20 @@ class Loadgen {
     int64_t last_pub_done_ = 0;
 
     bool stdin_closed_ = false;
+    int max_events_ = 1024;               // per epoll_wait (room: fewer, so the schedule runs often)
+
+    // room mode
+    bool room_ = false;
+    std::vector<Conn *> senders_;         // members 0..S-1
+    std::vector<int32_t> room_last_;      // members x senders: last seq received
+    int64_t room_sent_ = 0;               // messages sent in the window
+    int64_t room_send_failed_ = 0;        // due while the sender was closed
+    int64_t room_max_late_ns_ = 0;        // worst send() after its slot
+    std::vector<uint32_t> room_late_us_;  // every send() after its slot
+    int64_t room_errors_ = 0;             // frames that look like an error reply
+    int64_t room_other_ = 0;              // other frames without a marker
+    std::string room_first_other_;        // the first of those (diagnostics)
+    size_t room_frame_len_ = 0;           // payload bytes of the first message received
 
     // ------------------------------------------------------------ epoll
 
@@ -510,7 +556,7 @@ class Loadgen {
     // One epoll_wait round; timeout in ms.
     void pump(int timeout_ms) {
         static epoll_event evs[1024];
-        int n = epoll_wait(ep_, evs, 1024, timeout_ms);
+        int n = epoll_wait(ep_, evs, max_events_, timeout_ms);
         if (n < 0) {
             if (errno == EINTR) return;
             die("epoll_wait: %s", strerror(errno));
@@ -788,6 +834,10 @@ class Loadgen {
     }
 
     void on_message(Conn *c, const uint8_t *pl, size_t len, int64_t now) {
+        if (room_) {
+            on_room_message(c, pl, len, now);
+            return;
+        }
         if (len > 0 && pl[0] == 'p') {
             c->probed = true;
             st_.probe_frames++;
@@ -830,6 +880,107 @@ class Loadgen {
         } else {
             st_.frames_unique++;
         }
+    }
+
+    // Room mode: finds "#m<sender> <seq> <ns> " (or a "#p" probe) wherever the
+    // server put the text; anything else is an error reply or another frame.
+    void on_room_message(Conn *c, const uint8_t *pl, size_t len, int64_t now) {
+        const uint8_t *m = nullptr;
+        for (const uint8_t *q = pl; len > 0 && q + 1 < pl + len;) {
+            const void *h = std::memchr(q, '#', size_t(pl + len - q - 1));
+            if (!h) break;
+            q = static_cast<const uint8_t *>(h);
+            if (q[1] == 'm' || q[1] == 'p') {
+                m = q;
+                break;
+            }
+            q++;
+        }
+        if (!m) {
+            std::string t(reinterpret_cast<const char *>(pl), std::min<size_t>(len, 300));
+            if (t.find("\"error\"") != std::string::npos) room_errors_++;
+            else room_other_++;
+            if (room_first_other_.empty()) room_first_other_ = t;
+            return;
+        }
+        if (m[1] == 'p') {
+            c->probed = true;
+            st_.probe_frames++;
+            return;
+        }
+        size_t i = size_t(m - pl) + 2, end = len;
+        int64_t v[3] = {0, 0, 0};
+        bool ok = true;
+        for (int f = 0; f < 3 && ok; f++) {
+            size_t j = i;
+            while (i < end && pl[i] >= '0' && pl[i] <= '9') v[f] = v[f] * 10 + (pl[i++] - '0');
+            ok = i > j && i < end && pl[i] == ' ';
+            i++;
+        }
+        int64_t snd = v[0], seq = v[1], ts = v[2];
+        if (!ok || snd >= int64_t(senders_.size()) || seq >= o_.messages) {
+            st_.bad_frames++;
+            return;
+        }
+        st_.frames++;
+        c->frames++;
+        if (room_frame_len_ == 0) room_frame_len_ = len;
+        if (st_.first_frame_ns == 0) st_.first_frame_ns = now;
+        st_.last_frame_ns = now;
+        if (st_.lat_us.size() < 50000000) st_.lat_us.push_back(sat_us(now - ts));
+        int32_t &last = room_last_[size_t(c->id) * senders_.size() + size_t(snd)];
+        if (seq <= last) st_.out_of_order++;
+        if (seq > last) last = int32_t(seq);
+        int64_t id = snd * o_.messages + seq;
+        per_seq_[size_t(id)]++;
+        if (!seen_.empty()) {
+            uint8_t &s = seen_[size_t(c->id) * size_t(track_m_) + size_t(id)];
+            if (s) {
+                st_.dups++;
+                return;
+            }
+            s = 1;
+        }
+        st_.frames_unique++;
+    }
+
+    // A masked text frame (a client's frame), any length.
+    void send_text(Conn *c, const std::string &m) {
+        std::string f;
+        f.reserve(m.size() + 14);
+        f += char(0x81);
+        if (m.size() < 126) {
+            f += char(0x80 | m.size());
+        } else if (m.size() < 65536) {
+            f += char(0x80 | 126);
+            f += char(m.size() >> 8);
+            f += char(m.size() & 0xff);
+        } else {
+            f += char(0x80 | 127);
+            for (int i = 7; i >= 0; i--) f += char((uint64_t(m.size()) >> (8 * i)) & 0xff);
+        }
+        uint32_t key = rnd32();
+        char k[4];
+        std::memcpy(k, &key, 4);
+        f.append(k, 4);
+        size_t h = f.size();
+        f += m;
+        for (size_t i = 0; i < m.size(); i++) f[h + i] = char(f[h + i] ^ k[i & 3]);
+        send_data(c, f.data(), f.size());
+    }
+
+    // What a room member sends: the text padded so that the frame every
+    // member receives is --size bytes for every target (see the top).
+    std::string room_msg(int64_t snd, int64_t seq, bool probe, int64_t ts) const {
+        static const size_t wrap = std::strlen("{\"message\":\"\",\"sender\":null}");
+        char head[80];
+        int n = probe ? std::snprintf(head, sizeof head, "#p%" PRId64 " %" PRId64 " ", seq, ts)
+                      : std::snprintf(head, sizeof head, "#m%" PRId64 " %" PRId64 " %" PRId64 " ",
+                                      snd, seq, ts);
+        std::string text(head, size_t(n));
+        if (text.size() + wrap < size_t(o_.size)) text.append(size_t(o_.size) - wrap - text.size(), 'x');
+        if (o_.target == "nchan") return "{\"message\":\"" + text + "\",\"sender\":null}";
+        return "{\"message\":\"" + text + "\"}";
     }
 
     // Opens subscribers [0, n) with at most --concurrency handshakes in flight.
@@ -1154,6 +1305,13 @@ class Loadgen {
 
     void emit_client_cpu(Json &j) { j.num("client_cpu_s", self_cpu_s()); }
 
+    // Times this process was preempted (another task wanted its core).
+    static int64_t self_preempted() {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        return ru.ru_nivcsw;
+    }
+
     int run_fanout() {
         Json j;
         int64_t hard = deadline_in(o_.timeout_s * 3);
@@ -1364,6 +1522,178 @@ class Loadgen {
         j.num("pings", double(st_.pings));
         emit_cpu(j, c0, c1, double(st_.hs_ok), "handshakes");
         emit_client_cpu(j);
+        std::printf("%s\n", j.done().c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+
+    // Room: a probe from the first open sender every 50 ms until every open
+    // member has one, then settles. Gives up after 3 s if no member got any
+    // (a server that does not relay client messages).
+    bool room_wait_ready(double *ready_s) {
+        int64_t t0 = now_ns();
+        int64_t give_up = t0 + 3000000000LL;
+        int64_t last_probe = 0;
+        auto all_probed = [&] {
+            for (Conn *c : subs_)
+                if (c->st == St::Open && !c->probed) return false;
+            return true;
+        };
+        run_until([&] { return all_probed() || (st_.probe_frames == 0 && now_ns() > give_up); },
+                  deadline_in(o_.timeout_s), [&] {
+            int64_t now = now_ns();
+            if (now - last_probe < 50000000LL) return int((last_probe + 50000000LL - now) / 1000000);
+            if (probe_k_ >= o_.max_probes) return 50;
+            for (Conn *c : senders_) {
+                if (c->st != St::Open) continue;
+                send_text(c, room_msg(0, probe_k_++, true, now));
+                st_.probes_sent++;
+                last_probe = now;
+                break;
+            }
+            return 50;
+        }, 10);
+        *ready_s = double(now_ns() - t0) / 1e9;
+        bool ok = all_probed() && st_.probe_frames > 0;
+        if (ok) {
+            // the last probes' frames arrive, then settle
+            int64_t settle_end = now_ns() + int64_t(o_.settle_ms) * 1000000;
+            run_until([] { return false; }, settle_end);
+        }
+        return ok;
+    }
+
+    int run_room() {
+        Json j;
+        room_ = true;
+        max_events_ = 64;  // ~0.5 ms of frames between two looks at the schedule
+        connect_subs(o_.subs, deadline_in(o_.timeout_s));
+        for (int i = 0; i < o_.senders; i++) senders_.push_back(subs_[size_t(i)]);
+        double ready_s = 0;
+        bool ready = room_wait_ready(&ready_s);
+        int64_t n_open = sub_open_;
+        size_t n_send = senders_.size();
+        if (st_.probe_frames == 0) {
+            // nothing relayed: report why (and nothing to compare), skip the schedule
+            j.str("mode", o_.mode).str("target", o_.target);
+            j.num("subs", o_.subs).num("subs_connected", double(st_.hs_ok));
+            j.num("ready", 0).num("ready_s", ready_s).num("probes", double(st_.probes_sent));
+            j.num("server_error_frames", double(room_errors_));
+            j.num("other_frames", double(room_other_));
+            j.str("error", "no member received any of " + std::to_string(st_.probes_sent) +
+                           " probe messages; first other frame from the server: " +
+                           (room_first_other_.empty() ? std::string("none") : room_first_other_));
+            std::printf("%s\n", j.done().c_str());
+            std::fflush(stdout);
+            return 0;
+        }
+
+        total_msgs_ = int64_t(n_send) * o_.messages;
+        track_m_ = total_msgs_;
+        per_seq_.assign(size_t(track_m_), 0);
+        if (uint64_t(o_.subs) * uint64_t(track_m_) <= (256u << 20))
+            seen_.assign(size_t(o_.subs) * size_t(track_m_), 0);
+        room_last_.assign(size_t(o_.subs) * n_send, -1);
+        st_.frames = st_.frames_unique = st_.dups = st_.out_of_order = st_.bad_frames = 0;
+        st_.lat_us.clear();
+        st_.lat_us.reserve(size_t(n_open) * size_t(total_msgs_));
+        st_.first_frame_ns = st_.last_frame_ns = 0;
+        room_errors_ = room_other_ = 0;
+        int64_t sub_closed_before = st_.sub_closed;
+
+        // The schedule: sender s sends message k at t0 + s*stagger + k*interval.
+        int64_t interval = int64_t(1e9 / o_.rate);
+        int64_t stagger = interval / int64_t(n_send);
+        std::vector<int64_t> next(n_send, 0);
+        int64_t last_send = 0;
+        CpuSample c0 = read_cpu(o_.cpu_pids);
+        double cl0 = self_cpu_s();
+        int64_t pre0 = self_preempted();
+        int64_t t0 = now_ns();
+        auto slot = [&](size_t s, int64_t k) { return t0 + int64_t(s) * stagger + k * interval; };
+        auto tick = [&]() -> int {
+            int64_t now = now_ns();
+            int64_t wait = -1;
+            for (size_t s = 0; s < n_send; s++) {
+                while (next[s] < o_.messages && slot(s, next[s]) <= now) {
+                    int64_t due = slot(s, next[s]);
+                    Conn *c = senders_[s];
+                    if (c->st == St::Open) {
+                        send_text(c, room_msg(int64_t(s), next[s], false, due));
+                        room_sent_++;
+                        last_send = now;
+                        if (now - due > room_max_late_ns_) room_max_late_ns_ = now - due;
+                        room_late_us_.push_back(sat_us(now - due));
+                    } else {
+                        room_send_failed_++;
+                    }
+                    next[s]++;
+                }
+                if (next[s] < o_.messages) {
+                    int64_t w = slot(s, next[s]) - now;
+                    if (wait < 0 || w < wait) wait = w;
+                }
+            }
+            return wait < 0 ? -1 : int(wait / 1000000);
+        };
+        auto all_sent = [&] {
+            for (int64_t k : next)
+                if (k < o_.messages) return false;
+            return true;
+        };
+        int64_t sched_end = slot(n_send - 1, o_.messages - 1);
+        int64_t hard = sched_end + int64_t(o_.timeout_s * 1e9);
+        bool complete = run_until([&] {
+            if (!all_sent()) return false;
+            if (st_.frames_unique >= n_open * room_sent_) return true;
+            int64_t last = std::max(st_.last_frame_ns, last_send);
+            return now_ns() - last > int64_t(o_.quiet_ms) * 1000000;
+        }, hard, tick, 20);
+        int64_t t_end = now_ns();
+        CpuSample c1 = read_cpu(o_.cpu_pids);
+        double cl1 = self_cpu_s();
+        int64_t pre1 = self_preempted();
+
+        // expected frames: every member open at the start times every message sent
+        int64_t expected = n_open * room_sent_;
+        emit_common(j);
+        j.num("ready", ready ? 1 : 0).num("ready_s", ready_s).num("probes", double(st_.probes_sent));
+        j.num("senders", double(n_send)).num("rate_per_sender", o_.rate);
+        j.num("messages_per_sender", o_.messages).num("size", o_.size);
+        j.num("frame_bytes_received", double(room_frame_len_));
+        j.num("messages", double(total_msgs_)).num("messages_sent", double(room_sent_));
+        j.num("messages_not_sent", double(room_send_failed_));
+        j.num("schedule_s", double(sched_end - t0) / 1e9);
+        j.num("send_late_p50_us", percentile(room_late_us_, 50));
+        j.num("send_late_p99_us", percentile(room_late_us_, 99));
+        j.num("send_max_late_us", double(room_max_late_ns_) / 1000);
+        j.num("client_preempted", double(pre1 - pre0));  // involuntary switches in the window
+        emit_frames(j, expected);
+        j.num("subs_closed_during_window", double(st_.sub_closed - sub_closed_before));
+        j.num("server_error_frames", double(room_errors_));
+        j.num("other_frames", double(room_other_));
+        if (!room_first_other_.empty()) j.str("first_other_frame", room_first_other_);
+        int64_t last = st_.last_frame_ns ? st_.last_frame_ns : t_end;
+        double window = double(last - t0) / 1e9;
+        j.num("window_s", window);
+        j.num("delivery_rate", window > 0 ? double(st_.frames_unique) / window : 0);
+        j.num("complete", complete && st_.frames_unique >= expected ? 1 : 0);
+        int64_t partial = 0;
+        for (uint32_t n : per_seq_)
+            if (int64_t(n) < n_open) partial++;
+        j.num("messages_partially_delivered", double(partial));
+        emit_cpu(j, c0, c1, double(st_.frames_unique), "frames");
+        j.num("cpu_us_per_frame", st_.frames_unique > 0 && !o_.cpu_pids.empty()
+                                      ? (c1.sched_s - c0.sched_s) * 1e6 / double(st_.frames_unique)
+                                      : -1);
+        emit_client_cpu(j);
+        double span = double(t_end - t0) / 1e9;
+        j.num("measure_s", span);
+        j.num("client_cpu_window_s", cl1 - cl0);
+        j.num("client_busy", span > 0 ? (cl1 - cl0) / span : -1);
+        j.num("server_busy", span > 0 && !o_.cpu_pids.empty() ? (c1.sched_s - c0.sched_s) / span : -1);
+        j.num("client_us_per_frame",
+              st_.frames_unique > 0 ? (cl1 - cl0) * 1e6 / double(st_.frames_unique) : -1);
         std::printf("%s\n", j.done().c_str());
         std::fflush(stdout);
         return 0;

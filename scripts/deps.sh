@@ -12,7 +12,7 @@ fi
 
 build="nginx nginx-dev libssl-dev libjansson-dev g++ make"
 test="$build libgtest-dev python3-pytest python3-websockets python3-selenium openssl curl iproute2 chromium chromium-driver"
-bench="$build libnginx-mod-nchan util-linux"
+bench="$build libnginx-mod-nchan util-linux python3-django python3-django-channels python3-daphne python3-channels-redis redis-server"
 
 case "${1:-build}" in
     build) want=$build ;;
