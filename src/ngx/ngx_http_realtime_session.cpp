@@ -104,8 +104,9 @@ ngx_http_realtime_session_create(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
 {
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r = s->request;
     c = r->connection;
@@ -116,6 +117,20 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
     }
 
     c->log->action = (char *) "serving WebSocket";
+
+    /*
+     * Messages are small and must go out at once: without TCP_NODELAY a
+     * frame written while an earlier one is unacknowledged waits for that
+     * ACK (Nagle). nginx sets it for keepalive and, as here, for upgraded
+     * proxied connections (ngx_http_upstream_upgrade()), per tcp_nodelay.
+     */
+    clcf = (ngx_http_core_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     c->read->handler = ngx_http_realtime_upgrade_handler;
     c->write->handler = ngx_http_realtime_upgrade_handler;
 
