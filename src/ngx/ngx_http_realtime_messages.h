@@ -1,8 +1,10 @@
 /*
- * ngx_realtime_module: in-band client messages. A text frame holding a JSON
- * object with a "type" the module knows is handled here; anything else
- * goes on (echo, and later relaying to the app). Features add a row to the
- * table in ngx_http_realtime_messages.cpp.
+ * ngx_realtime_module: in-band client messages. Every data message a client
+ * sends comes here: rate-limited, then a JSON object with a "type" the
+ * module handles goes to that feature; anything else is broadcast
+ * (realtime_client_publish), echoed (realtime_echo) or refused with an
+ * error (the relay to the app will take it next). Features add a row to
+ * the table in ngx_http_realtime_messages.cpp.
  */
 
 #pragma once
