@@ -96,6 +96,8 @@ struct ngx_http_realtime_relay_stream_t {
     size_t                               limit = 0;
     ngx_uint_t                           events = 0;
     bool                                 opened = false;  /* after the 101 */
+    bool                                 starting = false;  /* in _next() */
+    bool                                 again = false;     /* ... once more */
     std::string                          headers;   /* fixed per connection */
     std::deque<ngx_http_realtime_relay_job_t>  queue;
 
@@ -759,64 +761,85 @@ ngx_http_realtime_relay_enqueue(ngx_http_realtime_relay_stream_t *st,
 }
 
 
-/* Starts the next request, if any; deletes an orphan stream that is done. */
+/*
+ * Starts the next request, if any; deletes an orphan stream that is done.
+ * A request that fails at once (the app refuses connections) comes back
+ * here through ngx_http_realtime_relay_done(): that is turned into the
+ * next turn of this loop, not a deeper call, however long the queue.
+ */
 
 static void
 ngx_http_realtime_relay_next(ngx_http_realtime_relay_stream_t *st)
 {
-    if (st->session && st->queue.size() < st->limit) {
-        ngx_http_realtime_session_hold_input(st->session, false);
-    }
-
-    if (st->queue.empty()) {
-        st->phase = ngx_http_realtime_relay_phase_e::kIdle;
-
-        if (st->session == NULL) {
-            delete st;
-        }
-
+    if (st->starting) {
+        st->again = true;
         return;
     }
 
-    st->job = std::move(st->queue.front());
-    st->queue.pop_front();
+    st->starting = true;
 
-    try {
-        const ngx_http_realtime_relay_job_t  &job = st->job;
+    do {
+        st->again = false;
 
-        st->out.clear();
-        st->out += "POST " + std::string(ngx_http_realtime_sv(st->target->uri))
-                   + " HTTP/1.1\r\n" + st->headers;
-
-        if (!job.groups.empty()) {
-            st->out += "X-Realtime-Groups: " + job.groups + "\r\n";
+        if (st->session && st->queue.size() < st->limit) {
+            ngx_http_realtime_session_hold_input(st->session, false);
         }
 
-        st->out += job.json ? "Content-Type: application/json\r\n"
-                            : "Content-Type: text/plain; charset=utf-8\r\n";
-        st->out += "Content-Length: " + std::to_string(job.body.size())
-                   + "\r\nConnection: keep-alive\r\n\r\n";
-        st->out += job.body;
+        if (st->queue.empty()) {
+            st->phase = ngx_http_realtime_relay_phase_e::kIdle;
+            st->starting = false;
 
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), 0,
-                      "realtime: out of memory building a relay request");
-        st->phase = ngx_http_realtime_relay_phase_e::kConnecting;
-        ngx_http_realtime_relay_done(st, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+            if (st->session == NULL) {
+                delete st;
+            }
 
-    st->retried = false;
+            return;
+        }
 
-    /* one timer for the whole exchange; not cancelable: a worker that is
-       shutting down waits for it (disconnect events still go out) */
-    st->timer.handler = ngx_http_realtime_relay_timeout;
-    st->timer.data = st;
-    st->timer.log = ngx_cycle->log;
-    st->timer.cancelable = 0;
-    ngx_add_timer(&st->timer, st->timeout);
+        st->job = std::move(st->queue.front());
+        st->queue.pop_front();
 
-    ngx_http_realtime_relay_connect(st);
+        try {
+            const ngx_http_realtime_relay_job_t  &job = st->job;
+
+            st->out.clear();
+            st->out += "POST "
+                       + std::string(ngx_http_realtime_sv(st->target->uri))
+                       + " HTTP/1.1\r\n" + st->headers;
+
+            if (!job.groups.empty()) {
+                st->out += "X-Realtime-Groups: " + job.groups + "\r\n";
+            }
+
+            st->out += job.json ? "Content-Type: application/json\r\n"
+                                : "Content-Type: text/plain; charset=utf-8\r\n";
+            st->out += "Content-Length: " + std::to_string(job.body.size())
+                       + "\r\nConnection: keep-alive\r\n\r\n";
+            st->out += job.body;
+
+        } catch (...) {
+            ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), 0,
+                          "realtime: out of memory building a relay request");
+            st->phase = ngx_http_realtime_relay_phase_e::kConnecting;
+            ngx_http_realtime_relay_done(st, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            continue;
+        }
+
+        st->retried = false;
+
+        /* one timer for the whole exchange; not cancelable: a worker that
+           is shutting down waits for it (disconnect events still go out) */
+        st->timer.handler = ngx_http_realtime_relay_timeout;
+        st->timer.data = st;
+        st->timer.log = ngx_cycle->log;
+        st->timer.cancelable = 0;
+        ngx_add_timer(&st->timer, st->timeout);
+
+        ngx_http_realtime_relay_connect(st);
+
+    } while (st->again);
+
+    st->starting = false;
 }
 
 
