@@ -907,6 +907,22 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
     }
 
     c = st->peer.connection;
+
+    /*
+     * A request goes out in one write, but a kept connection sends the
+     * next while the app may still delay its ACK of the last: without
+     * TCP_NODELAY, Nagle would hold it back (tens of ms per message).
+     */
+    if (!st->reused && st->peer.sockaddr->sa_family != AF_UNIX
+        && ngx_tcp_nodelay(c) != NGX_OK)
+    {
+        ngx_close_connection(c);
+        st->peer.connection = NULL;
+        st->phase = ngx_http_realtime_relay_phase_e::kConnecting;
+        ngx_http_realtime_relay_done(st, NGX_HTTP_BAD_GATEWAY);
+        return;
+    }
+
     c->data = st;
     c->log = ngx_cycle->log;
     c->read->log = c->log;
