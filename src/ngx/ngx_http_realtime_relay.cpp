@@ -108,6 +108,7 @@ struct ngx_http_realtime_relay_stream_t {
     ngx_peer_connection_t                peer{};
     bool                                 reused = false;    /* from the pool */
     bool                                 retried = false;
+    ngx_uint_t                           tries = 0;   /* addresses tried */
     bool                                 got_bytes = false;
     std::string                          out;
     size_t                               sent = 0;
@@ -128,6 +129,8 @@ static void ngx_http_realtime_relay_enqueue(ngx_http_realtime_relay_stream_t *st
     ngx_http_realtime_relay_job_t &&job);
 static void ngx_http_realtime_relay_next(ngx_http_realtime_relay_stream_t *st);
 static void ngx_http_realtime_relay_connect(
+    ngx_http_realtime_relay_stream_t *st);
+static void ngx_http_realtime_relay_connect_failed(
     ngx_http_realtime_relay_stream_t *st);
 static void ngx_http_realtime_relay_write_handler(ngx_event_t *wev) noexcept;
 static void ngx_http_realtime_relay_read_handler(ngx_event_t *rev) noexcept;
@@ -826,6 +829,7 @@ ngx_http_realtime_relay_next(ngx_http_realtime_relay_stream_t *st)
         }
 
         st->retried = false;
+        st->tries = 0;
 
         /* one timer for the whole exchange; not cancelable: a worker that
            is shutting down waits for it (disconnect events still go out) */
@@ -881,6 +885,7 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
 
         ngx_addr_t  *a = &t->addrs[t->next++ % t->naddrs];
 
+        st->tries++;
         st->peer.sockaddr = a->sockaddr;
         st->peer.socklen = a->socklen;
         st->peer.name = &a->name;
@@ -900,8 +905,7 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
                 st->peer.connection = NULL;
             }
 
-            st->phase = ngx_http_realtime_relay_phase_e::kConnecting;
-            ngx_http_realtime_relay_done(st, NGX_HTTP_BAD_GATEWAY);
+            ngx_http_realtime_relay_connect_failed(st);
             return;
         }
     }
@@ -940,6 +944,25 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
 }
 
 
+/*
+ * No connection to that address: nothing was sent, so the next server of
+ * the target is tried, each at most once per message, before giving up.
+ */
+
+static void
+ngx_http_realtime_relay_connect_failed(ngx_http_realtime_relay_stream_t *st)
+{
+    if (st->tries < st->target->naddrs) {
+        st->retried = true;     /* a new connection, not one from the pool */
+        ngx_http_realtime_relay_connect(st);
+        return;
+    }
+
+    st->phase = ngx_http_realtime_relay_phase_e::kConnecting;
+    ngx_http_realtime_relay_done(st, NGX_HTTP_BAD_GATEWAY);
+}
+
+
 static void
 ngx_http_realtime_relay_write_handler(ngx_event_t *wev) noexcept
 {
@@ -961,9 +984,11 @@ ngx_http_realtime_relay_write_handler(ngx_event_t *wev) noexcept
 
         if (err) {
             ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), err,
-                          "realtime: relay to \"%V\" could not connect",
-                          &st->target->url);
-            ngx_http_realtime_relay_done(st, NGX_HTTP_BAD_GATEWAY);
+                          "realtime: relay to \"%V\" (%V) could not connect",
+                          &st->target->url, st->peer.name);
+            ngx_close_connection(c);
+            st->peer.connection = NULL;
+            ngx_http_realtime_relay_connect_failed(st);
             return;
         }
 
@@ -1119,8 +1144,14 @@ ngx_http_realtime_relay_read(ngx_http_realtime_relay_stream_t *st)
         }
 
         if (n == NGX_ERROR || n == 0) {
-            if (!st->got_bytes && st->reused && !st->retried) {
-                /* the app closed the kept connection before our request */
+            /*
+             * A kept connection the app had reset is retried once on a
+             * fresh one. Not a clean close after the request went out: the
+             * app may have acted on it (a POST is not sent twice).
+             */
+            if (n == NGX_ERROR && ngx_socket_errno == NGX_ECONNRESET
+                && !st->got_bytes && st->reused && !st->retried)
+            {
                 st->retried = true;
                 ngx_close_connection(c);
                 st->peer.connection = NULL;
