@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import tempfile
 import threading
@@ -158,9 +159,18 @@ class DjangoApp:
         return status, body
 
 
+class _TCPHTTPServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
 class TrivialUpstream:
     """A fast, programmable app: a ThreadingHTTPServer speaking HTTP/1.1 with
-    keepalive, on 127.0.0.1:<free port> (or an explicit port), in a thread.
+    keepalive, on 127.0.0.1:<free port> (or an explicit port, or the unix
+    socket unix_path), in a thread.
 
     answer(req) -> (status, body[, delay seconds]) decides each answer
     (default: 200 with an empty body); req is a Request (method, path,
@@ -175,7 +185,8 @@ class TrivialUpstream:
             self.path = handler.path
             self.headers = handler.headers
             self.body = body
-            self.peer = handler.client_address  # (ip, port): which keepalive connection
+            # which keepalive connection: (ip, port), or the handler's socket on a unix socket
+            self.peer = handler.client_address or id(handler.connection)
             self.arrived = time.monotonic()
 
         def json(self):
@@ -184,11 +195,12 @@ class TrivialUpstream:
         def __repr__(self):
             return f"Request({self.method} {self.path} {self.body[:80]!r})"
 
-    def __init__(self, answer=None, port=None):
+    def __init__(self, answer=None, port=None, unix_path=None):
         self.answer = answer or (lambda req: (200, b""))
         self.requests = []
         self.lock = threading.Lock()
         self.port = port
+        self.unix_path = unix_path  # listen on this unix socket instead (mode 0666)
         self.server = None
         self.thread = None
         self.start()
@@ -229,10 +241,15 @@ class TrivialUpstream:
     def start(self):
         if self.server is not None:
             return self
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port or 0), self._handler())
+        if self.unix_path:
+            if os.path.exists(self.unix_path):
+                os.unlink(self.unix_path)
+            self.server = _UnixHTTPServer(str(self.unix_path), self._handler())
+            os.chmod(self.unix_path, 0o666)  # workers may run as nobody
+        else:
+            self.server = _TCPHTTPServer(("127.0.0.1", self.port or 0), self._handler())
+            self.port = self.server.server_address[1]
         self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
@@ -246,10 +263,14 @@ class TrivialUpstream:
         self.server.server_close()
         self.thread.join(5)
         self.server = None
+        if self.unix_path and os.path.exists(self.unix_path):
+            os.unlink(self.unix_path)
 
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
+    def url(self, uri="/"):
+        """The realtime_relay URL of uri on this upstream."""
+        if self.unix_path:
+            return f"http://unix:{self.unix_path}:{uri}"
+        return f"http://127.0.0.1:{self.port}{uri}"
 
     def bodies(self):
         with self.lock:
