@@ -224,6 +224,45 @@ ActionRequest parse_action_request(std::string_view body) {
     return req;
 }
 
+RelayAnswer parse_relay_answer(std::string_view body) {
+    RelayAnswer ans;
+    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+        ans.ok = true;
+        ans.publish.ok = true;
+        return ans;
+    }
+    json_error_t err;
+    JsonPtr root(json_loadb(body.data(), body.size(), 0, &err));
+    if (!root || !json_is_object(root.get())) {
+        ans.error = "the answer is not a JSON object";
+        return ans;
+    }
+    const json_t* reply = json_object_get(root.get(), "reply");
+    if (reply) {
+        ans.has_reply = true;
+        ans.reply = json_is_string(reply)
+                        ? std::string(json_string_value(reply), json_string_length(reply))
+                        : json_compact(reply);
+    }
+    const json_t* publish = json_object_get(root.get(), "publish");
+    if (publish == nullptr || (json_is_array(publish) && json_array_size(publish) == 0)) {
+        ans.publish.ok = true;
+        ans.ok = true;
+        return ans;
+    }
+    if (!json_is_array(publish) && !json_is_object(publish)) {
+        ans.error = "\"publish\" must be an array of messages";
+        return ans;
+    }
+    ans.publish = parse_publish_request(json_compact(publish));
+    if (!ans.publish.ok) {
+        ans.error = "\"publish\": " + ans.publish.error;
+        return ans;
+    }
+    ans.ok = true;
+    return ans;
+}
+
 std::string json_quote(std::string_view s) {
     std::string out;
     out.reserve(s.size() + 2);

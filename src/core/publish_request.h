@@ -52,6 +52,25 @@ struct ActionRequest {
 
 ActionRequest parse_action_request(std::string_view body);
 
+// The app's answer to a relayed client message (realtime_relay):
+//
+//   (empty)                                     nothing to do
+//   {"reply": <any>, "publish": [<message>, ...]}
+//
+// reply goes to the connection that sent the message: a JSON string as its
+// text, anything else as compact JSON. publish holds messages in the
+// publish API's shapes, checked in full (all or nothing). Any other body is
+// refused with error set.
+struct RelayAnswer {
+    bool ok = false;
+    std::string error;
+    bool has_reply = false;
+    std::string reply;
+    PublishRequest publish;  // publish.items empty: nothing to publish
+};
+
+RelayAnswer parse_relay_answer(std::string_view body);
+
 // The longest user an action may name and the longest close reason (a
 // close frame's payload is at most 125 bytes, 2 of them the code).
 constexpr size_t kMaxActionUser = 200;

@@ -50,6 +50,38 @@ ngx_http_realtime_client_reserved(std::string_view type) noexcept
 }
 
 
+bool
+ngx_http_realtime_client_takes(ngx_http_realtime_loc_conf_t *conf,
+    json_t *message) noexcept
+{
+    json_t      *type;
+    ngx_str_t   *allowed;
+    ngx_uint_t   i;
+
+    if (conf->client_types == NULL) {
+        return true;
+    }
+
+    type = message ? json_object_get(message, "type") : NULL;
+
+    if (!json_is_string(type)) {
+        return false;
+    }
+
+    std::string_view  t(json_string_value(type), json_string_length(type));
+
+    allowed = (ngx_str_t *) conf->client_types->elts;
+
+    for (i = 0; i < conf->client_types->nelts; i++) {
+        if (ngx_http_realtime_sv(allowed[i]) == t) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
 /* realtime_client_publish GROUP ... [echo=on|off] [types=T,...] [max_size=SIZE]; */
 
 char *

@@ -58,6 +58,11 @@ void ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload, json_t *message)
     noexcept;
 
+/* Whether realtime_client_publish broadcasts this message (any message
+   without types=; with it, an object of a listed type). */
+bool ngx_http_realtime_client_takes(ngx_http_realtime_loc_conf_t *conf,
+    json_t *message) noexcept;
+
 /* Whether a message type is one the module handles or sends itself. */
 bool ngx_http_realtime_client_reserved(std::string_view type) noexcept;
 

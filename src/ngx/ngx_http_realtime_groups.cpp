@@ -387,6 +387,33 @@ ngx_http_realtime_groups_member(ngx_http_realtime_session_t *s,
 
 
 void
+ngx_http_realtime_groups_names(ngx_http_realtime_session_t *s, std::string *out)
+{
+    ngx_queue_t                 *q;
+    ngx_http_realtime_member_t  *member;
+
+    out->clear();
+
+    for (q = ngx_queue_head(&s->members);
+         q != ngx_queue_sentinel(&s->members);
+         q = ngx_queue_next(q))
+    {
+        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
+
+        if (member->group->name[0] == '~') {
+            continue;
+        }
+
+        if (!out->empty()) {
+            out->push_back(',');
+        }
+
+        *out += member->group->name;
+    }
+}
+
+
+void
 ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s) noexcept
 {
     realtime::SlotSet          wake;
@@ -426,18 +453,18 @@ ngx_http_realtime_groups_drain(void) noexcept
     ngx_http_realtime_main_conf_t   *rmcf;
 
     rmcf = ngx_http_realtime_worker.main_conf;
-    if (rmcf == NULL) {
-        return;
-    }
 
-    zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
+    if (rmcf) {
+        zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
 
-    for (i = 0; i < rmcf->zones.nelts; i++) {
-        if (zones[i]->slot >= 0) {
-            ngx_http_realtime_deliver(zones[i]);
+        for (i = 0; i < rmcf->zones.nelts; i++) {
+            if (zones[i]->slot >= 0) {
+                ngx_http_realtime_deliver(zones[i]);
+            }
         }
     }
 
+    /* also sessions given output from outside their handlers (relay) */
     ngx_http_realtime_flush_slice();
 }
 

@@ -45,3 +45,7 @@ void ngx_http_realtime_groups_leave_all(ngx_http_realtime_session_t *s)
 
 /* Delivers what is queued for this worker in every zone (its drain). */
 void ngx_http_realtime_groups_drain(void) noexcept;
+
+/* The groups s is in, comma-separated (not the internal "~user:" one). */
+void ngx_http_realtime_groups_names(ngx_http_realtime_session_t *s,
+    std::string *out);

@@ -15,13 +15,29 @@
 #include "ngx_http_realtime_messages.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_redact.h"
+#include "ngx_http_realtime_relay.h"
+
+
+static void ngx_http_realtime_release(ngx_http_realtime_session_t *s)
+    noexcept;
 
 
 /* What an accepted connection's session calls back into. */
 static const ngx_http_realtime_session_handlers_t  ngx_http_realtime_handlers = {
     ngx_http_realtime_messages_dispatch,
-    ngx_http_realtime_groups_leave_all,
+    ngx_http_realtime_release,
 };
+
+
+/* The connection goes: the app hears of it (with its groups), then the
+   groups let it go. */
+
+static void
+ngx_http_realtime_release(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_http_realtime_relay_close(s);
+    ngx_http_realtime_groups_leave_all(s);
+}
 
 
 static void ngx_http_realtime_collect(ngx_http_request_t *r,
@@ -154,6 +170,14 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        rc = ngx_http_realtime_relay_prepare(r, s);
+        if (rc != NGX_OK) {
+            return (rc == NGX_HTTP_FORBIDDEN || rc == NGX_HTTP_BAD_REQUEST)
+                   ? ngx_http_realtime_send_error(r, rc,
+                         "the connection's identity cannot be relayed")
+                   : rc;
+        }
+
         if (rlcf->zone) {
             rc = ngx_http_realtime_join(r, rlcf, s, &groups);
 
@@ -218,10 +242,12 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_ERROR;
     }
 
-    /* the greeting is the first frame after the 101 */
+    /* the greeting is the first frame after the 101, then the app hears */
     if (ngx_http_realtime_client_welcome(s) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_http_realtime_relay_open(s);
 
     ngx_http_realtime_heartbeat_start(s);
 

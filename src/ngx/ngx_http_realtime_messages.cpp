@@ -13,6 +13,7 @@
 #include "ngx_http_realtime_auth.h"
 #include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_presence.h"
+#include "ngx_http_realtime_relay.h"
 
 
 /* The largest in-band message parsed unless client messages allow more. */
@@ -107,6 +108,32 @@ ngx_http_realtime_messages_dispatch(ngx_http_realtime_session_t *s,
                     return true;
                 }
             }
+        }
+    }
+
+    /*
+     * What realtime_client_publish takes it broadcasts (with types=, only
+     * the listed types); the rest of the clients' text goes to the app when
+     * the location relays, except the module's own types.
+     */
+    if (conf->client_publish
+        && (conf->relay == NULL
+            || ngx_http_realtime_client_takes(conf, msg.get())))
+    {
+        ngx_http_realtime_client_publish(s, op, payload, msg.get());
+        return true;
+    }
+
+    if (conf->relay && s->relay && op == realtime::ws::Opcode::kText) {
+        type = msg ? json_object_get(msg.get(), "type") : NULL;
+
+        if (!json_is_string(type)
+            || !ngx_http_realtime_client_reserved(
+                   std::string_view(json_string_value(type),
+                                    json_string_length(type))))
+        {
+            ngx_http_realtime_relay_message(s, payload, msg != nullptr);
+            return true;
         }
     }
 

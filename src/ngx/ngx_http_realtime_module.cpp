@@ -13,6 +13,7 @@
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_publish.h"
 #include "ngx_http_realtime_redact.h"
+#include "ngx_http_realtime_relay.h"
 #include "ngx_http_realtime_stats.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -254,6 +255,41 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_relay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_relay_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_relay_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_realtime_relay_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_relay_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_relay_events,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_relay_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, relay_queue),
+      NULL },
+
+    { ngx_string("realtime_relay_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, relay_timeout),
+      NULL },
+
     { ngx_string("realtime_presence_max_list"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -324,6 +360,10 @@ ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
 static ngx_int_t
 ngx_http_realtime_postconfiguration(ngx_conf_t *cf) noexcept
 {
+    if (ngx_http_realtime_relay_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_realtime_redact_init(cf);
 }
 
@@ -347,7 +387,9 @@ ngx_http_realtime_create_main_conf(ngx_conf_t *cf) noexcept
     }
 
     if (ngx_array_init(&conf->template_vars, cf->pool, 4, sizeof(ngx_int_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&conf->relay_targets, cf->pool, 2, sizeof(void *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -403,6 +445,11 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->presence = NGX_CONF_UNSET;
     conf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
     conf->presence_max_list = NGX_CONF_UNSET_UINT;
+    conf->relay = (ngx_http_realtime_relay_target_t *) NGX_CONF_UNSET_PTR;
+    conf->relay_headers = (ngx_array_t *) NGX_CONF_UNSET_PTR;
+    conf->relay_events = NGX_CONF_UNSET_UINT;
+    conf->relay_queue = NGX_CONF_UNSET_UINT;
+    conf->relay_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -468,7 +515,8 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* inherited by every level; checked for WebSocket locations */
     if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_realtime_merge_client(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_realtime_merge_presence(cf, prev, conf) != NGX_CONF_OK)
+        || ngx_http_realtime_merge_presence(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_realtime_merge_relay(cf, prev, conf) != NGX_CONF_OK)
     {
         return (char *) NGX_CONF_ERROR;
     }

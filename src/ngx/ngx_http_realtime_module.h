@@ -40,6 +40,7 @@ extern "C" {
 
 struct ngx_http_realtime_local_groups_t;
 struct ngx_http_realtime_session_t;
+struct ngx_http_realtime_relay_target_t;
 
 
 /*
@@ -65,6 +66,9 @@ typedef struct {
 
     /* nginx variable indexes the JSON templates refer to (template.cpp) */
     ngx_array_t                 template_vars;     /* of ngx_int_t */
+
+    /* every realtime_relay, resolved at postconfiguration (relay.cpp) */
+    ngx_array_t                 relay_targets;
 } ngx_http_realtime_main_conf_t;
 
 
@@ -133,6 +137,13 @@ typedef struct {
     realtime::JsonTemplate     *presence_join;     /* the event shapes */
     realtime::JsonTemplate     *presence_leave;
     ngx_uint_t                  presence_max_list;
+
+    /* relay to the app (ngx_http_realtime_relay.cpp) */
+    ngx_http_realtime_relay_target_t  *relay;
+    ngx_array_t                *relay_headers;
+    ngx_uint_t                  relay_events;
+    ngx_uint_t                  relay_queue;
+    ngx_msec_t                  relay_timeout;
 
     /* built at merge time from the arrays above */
     realtime::ws::HandshakePolicy  *policy;

@@ -177,7 +177,6 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
 {
     size_t                     published;
     uint64_t                   total;
-    realtime::SlotSet          wake;
     ngx_http_realtime_zone_t  *z;
     bool                       full;
 
@@ -200,52 +199,12 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST, req.error);
     }
 
-    /* frame every message before taking the lock */
-    std::vector<std::string>  frames;
-    frames.reserve(req.items.size());
-
-    for (const auto &item : req.items) {
-        frames.push_back(realtime::ws::encode_frame(realtime::ws::Opcode::kText,
-                                                    item.payload));
-    }
+    z = rlcf->zone;
 
     std::vector<uint64_t>  counts(req.items.size(), 0);
 
-    z = rlcf->zone;
-    total = 0;
-    published = 0;
-    full = false;
-
-    {
-        ngx_http_realtime_registry_t  reg(z);
-
-        for (size_t m = 0; m < req.items.size(); m++) {
-            const std::string               &f = frames[m];
-            std::vector<std::string_view>    names(req.items[m].groups.begin(),
-                                                   req.items[m].groups.end());
-
-            realtime::Registry::Published res =
-                reg->publish(names.data(), names.size(),
-                             (const uint8_t *) f.data(), f.size());
-
-            if (res.status != realtime::Registry::Status::kOk) {
-                full = true;
-                break;
-            }
-
-            counts[m] = res.subscribers;
-            total += res.subscribers;
-            for (size_t w = 0; w < realtime::kMaxWorkerSlots / 64; w++) {
-                wake.bits[w] |= res.wake.bits[w];
-            }
-
-            published++;
-        }
-    }
-
-    if (!wake.none()) {
-        ngx_http_realtime_worker_wake(z, wake);
-    }
+    full = ngx_http_realtime_publish_items(z, req, &published, &total,
+                                           counts.data()) != NGX_OK;
 
     if (full) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -417,4 +376,71 @@ ngx_http_realtime_publish_presence(ngx_http_request_t *r,
                            std::string_view());
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * Publishes a checked request's messages in order: each is framed once
+ * (before the lock) and stored once; the workers to wake are woken after
+ * the lock is released. NGX_OK, or NGX_DECLINED when the zone filled up
+ * (*published says how many went out: a message goes to all its groups or
+ * to none). counts, when given, gets each message's subscriber count.
+ */
+
+ngx_int_t
+ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
+    const realtime::PublishRequest &req, size_t *published, uint64_t *total,
+    uint64_t *counts)
+{
+    bool               full;
+    realtime::SlotSet  wake;
+
+    std::vector<std::string>  frames;
+    frames.reserve(req.items.size());
+
+    for (const auto &item : req.items) {
+        frames.push_back(realtime::ws::encode_frame(realtime::ws::Opcode::kText,
+                                                    item.payload));
+    }
+
+    *total = 0;
+    *published = 0;
+    full = false;
+
+    {
+        ngx_http_realtime_registry_t  reg(z);
+
+        for (size_t m = 0; m < req.items.size(); m++) {
+            const std::string               &f = frames[m];
+            std::vector<std::string_view>    names(req.items[m].groups.begin(),
+                                                   req.items[m].groups.end());
+
+            realtime::Registry::Published res =
+                reg->publish(names.data(), names.size(),
+                             (const uint8_t *) f.data(), f.size());
+
+            if (res.status != realtime::Registry::Status::kOk) {
+                full = true;
+                break;
+            }
+
+            if (counts) {
+                counts[m] = res.subscribers;
+            }
+
+            *total += res.subscribers;
+
+            for (size_t w = 0; w < realtime::kMaxWorkerSlots / 64; w++) {
+                wake.bits[w] |= res.wake.bits[w];
+            }
+
+            (*published)++;
+        }
+    }
+
+    if (!wake.none()) {
+        ngx_http_realtime_worker_wake(z, wake);
+    }
+
+    return full ? NGX_DECLINED : NGX_OK;
 }

@@ -310,6 +310,10 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
                 break;
             }
 
+            if (s->input_held) {
+                break;      /* resumed by ngx_http_realtime_session_hold_input */
+            }
+
             if (budget == 0) {
                 ngx_post_event(rev, &ngx_posted_events);
                 break;
@@ -450,6 +454,10 @@ ngx_http_realtime_session_t::on_close(uint16_t code, std::string_view reason)
     close_received = true;
     close_after_flush = true;
 
+    if (close_code == 0) {
+        close_code = code;
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, connection->log, 0,
                    "realtime: client close %ui", (ngx_uint_t) code);
 
@@ -587,6 +595,10 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
 
     if (s->closing()) {
         return;
+    }
+
+    if (s->close_code == 0) {
+        s->close_code = code;
     }
 
     try {
@@ -782,6 +794,37 @@ ngx_http_realtime_session_finish(ngx_http_realtime_session_t *s) noexcept
     delete s;
 
     ngx_http_close_connection(c);
+}
+
+
+void
+ngx_http_realtime_session_hold_input(ngx_http_realtime_session_t *s, bool hold)
+    noexcept
+{
+    if (s->input_held == hold) {
+        return;
+    }
+
+    s->input_held = hold;
+
+    if (!hold && s->detached && !s->closing()) {
+        /* edge-triggered: what arrived meanwhile is not reported again */
+        ngx_post_event(s->connection->read, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_http_realtime_session_flush_later(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_http_realtime_worker_t  *w = &ngx_http_realtime_worker;
+
+    if (!s->in_flush) {
+        s->in_flush = true;
+        ngx_queue_insert_tail(&w->flush_list, &s->flush_link.queue);
+    }
+
+    ngx_post_event(&w->drain_event, &ngx_posted_events);
 }
 
 

@@ -21,6 +21,7 @@
 
 
 struct ngx_http_realtime_session_t;
+struct ngx_http_realtime_relay_stream_t;
 
 
 /* What the layers above the session want to hear about. */
@@ -87,6 +88,14 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     bool                           close_after_flush = false;
     bool                           write_shut = false;     /* FIN sent */
     bool                           read_paused = false;    /* replies pile up */
+    bool                           input_held = false;     /* a feature above
+                                                              asks to stop
+                                                              reading (relay
+                                                              queue full) */
+
+    /* the close code the connection ends with: the first close frame,
+       ours or the client's; 0 until then (1006 if none ever comes) */
+    uint16_t                       close_code = 0;
 
     realtime::ws::FrameParser      parser;
     realtime::SendQueue            out;
@@ -132,6 +141,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::jwt::JsonPtr         stamps;
     realtime::RateLimiter          rate;
     std::string                    presence_info; /* JSON, "" none */
+    ngx_http_realtime_relay_stream_t  *relay = nullptr;  /* relay.cpp */
     bool                           presence = false;  /* tracked (has user) */
 
     /* bytes that arrived with the handshake, not yet parsed (they live in
@@ -177,6 +187,19 @@ void ngx_http_realtime_session_error(ngx_http_realtime_session_t *s,
 /* Queues a close frame and waits (bounded) for the peer's reply. */
 void ngx_http_realtime_session_close(ngx_http_realtime_session_t *s,
     uint16_t code, std::string_view reason) noexcept;
+
+/*
+ * Stops (hold) or resumes reading the client's socket for a feature above
+ * (the relay's queue): what the client sends meanwhile waits in the
+ * kernel, and TCP slows it down.
+ */
+void ngx_http_realtime_session_hold_input(ngx_http_realtime_session_t *s,
+    bool hold) noexcept;
+
+/* Writes what is queued at the worker's next flush, from outside the
+   session's own handlers (s stays valid until then). */
+void ngx_http_realtime_session_flush_later(ngx_http_realtime_session_t *s)
+    noexcept;
 
 /* Writes what is queued; ends the connection if the session is done
    (s may be gone afterwards). */

@@ -64,6 +64,15 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
         return NGX_OK;
     }
 
+    /* the flush list serves every session, with or without a zone */
+    w->drain = drain;
+    w->control = control;
+    ngx_queue_init(&w->flush_list);
+
+    w->drain_event.handler = ngx_http_realtime_drain_handler;
+    w->drain_event.log = cycle->log;
+    w->drain_event.data = w;
+
     rmcf = (ngx_http_realtime_main_conf_t *)
                ngx_http_cycle_get_module_main_conf(cycle, ngx_realtime_module);
 
@@ -72,13 +81,6 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
     }
 
     w->main_conf = rmcf;
-    w->drain = drain;
-    w->control = control;
-    ngx_queue_init(&w->flush_list);
-
-    w->drain_event.handler = ngx_http_realtime_drain_handler;
-    w->drain_event.log = cycle->log;
-    w->drain_event.data = w;
 
     w->presence_timer.handler = ngx_http_realtime_presence_handler;
     w->presence_timer.log = cycle->log;
@@ -317,12 +319,12 @@ ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept
 
     w = &ngx_http_realtime_worker;
 
-    if (w->main_conf == NULL) {
-        return;
-    }
-
     if (w->drain_event.posted) {
         ngx_delete_posted_event(&w->drain_event);
+    }
+
+    if (w->main_conf == NULL) {
+        return;
     }
 
     if (w->safety_timer.timer_set) {

@@ -433,5 +433,57 @@ TEST(ActionRequest, LimitsOnUserAndReason) {
                                       reason + "r\"}").ok);
 }
 
+
+TEST(RelayAnswer, EmptyMeansNothing) {
+    for (const char* body : {"", "  \r\n"}) {
+        RelayAnswer a = parse_relay_answer(body);
+        EXPECT_TRUE(a.ok);
+        EXPECT_FALSE(a.has_reply);
+        EXPECT_TRUE(a.publish.items.empty());
+    }
+}
+
+TEST(RelayAnswer, ReplyAndPublish) {
+    RelayAnswer a = parse_relay_answer(
+        R"({"reply": {"type": "unread", "count": 2.5},
+            "publish": [{"group": "user_5", "data": {"unread": 2}},
+                        {"groups": ["a", "b"], "data": "plain"}]})");
+    ASSERT_TRUE(a.ok) << a.error;
+    EXPECT_TRUE(a.has_reply);
+    EXPECT_EQ(a.reply, R"({"type":"unread","count":2.5})");
+    ASSERT_EQ(a.publish.items.size(), 2u);
+    EXPECT_EQ(a.publish.items[0].groups, (Groups{"user_5"}));
+    EXPECT_EQ(a.publish.items[0].payload, R"({"unread":2})");
+    EXPECT_EQ(a.publish.items[1].groups, (Groups{"a", "b"}));
+    EXPECT_EQ(a.publish.items[1].payload, "plain");
+}
+
+TEST(RelayAnswer, AStringReplyIsItsText) {
+    RelayAnswer a = parse_relay_answer(R"({"reply": "pong \"x\""})");
+    ASSERT_TRUE(a.ok);
+    EXPECT_EQ(a.reply, "pong \"x\"");
+}
+
+TEST(RelayAnswer, OnePublishObjectAndEmptyList) {
+    RelayAnswer a = parse_relay_answer(R"({"publish": {"group": "g", "data": 1}})");
+    ASSERT_TRUE(a.ok) << a.error;
+    ASSERT_EQ(a.publish.items.size(), 1u);
+    RelayAnswer b = parse_relay_answer(R"({"publish": []})");
+    ASSERT_TRUE(b.ok);
+    EXPECT_TRUE(b.publish.items.empty());
+}
+
+TEST(RelayAnswer, RefusalsPublishNothing) {
+    for (const char* body : {"not json", "[1]", "42",
+                             R"({"publish": "g"})",
+                             R"({"publish": [{"group": "ok", "data": 1}, {"group": "bad name", "data": 2}]})",
+                             R"({"publish": [{"group": "g"}]})"}) {
+        RelayAnswer a = parse_relay_answer(body);
+        EXPECT_FALSE(a.ok) << body;
+        EXPECT_FALSE(a.error.empty()) << body;
+        EXPECT_TRUE(is_valid_utf8(a.error)) << body;
+    }
+}
+
 }  // namespace
 }  // namespace realtime
