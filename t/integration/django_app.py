@@ -167,14 +167,25 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
 
+class Raw:
+    """An answer of TrivialUpstream written verbatim (chunked bodies,
+    HTTP/1.0, garbage), after delay seconds; close: close the connection
+    afterwards (with no data: the app dies without answering)."""
+
+    def __init__(self, data=b"", close=False, delay=0):
+        self.data = data.encode() if isinstance(data, str) else data
+        self.close = close
+        self.delay = delay
+
+
 class TrivialUpstream:
     """A fast, programmable app: a ThreadingHTTPServer speaking HTTP/1.1 with
     keepalive, on 127.0.0.1:<free port> (or an explicit port, or the unix
     socket unix_path), in a thread.
 
-    answer(req) -> (status, body[, delay seconds]) decides each answer
-    (default: 200 with an empty body); req is a Request (method, path,
-    headers, body, peer, arrived). Requests are recorded in .requests in
+    answer(req) -> (status, body[, delay seconds]) or a Raw decides each
+    answer (default: 200 with an empty body); req is a Request (method,
+    path, headers, body, peer, arrived). Requests are recorded in .requests in
     arrival order. stop() ends it (again is harmless); start() again on the
     same port brings it back.
     """
@@ -220,6 +231,13 @@ class TrivialUpstream:
                 with upstream.lock:
                     upstream.requests.append(req)
                 result = upstream.answer(req)
+                if isinstance(result, Raw):
+                    if result.delay:
+                        time.sleep(result.delay)
+                    if result.data:
+                        self.wfile.write(result.data)
+                    self.close_connection = result.close
+                    return
                 status, body = result[0], result[1]
                 if len(result) > 2 and result[2]:
                     time.sleep(result[2])

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from django_app import DjangoApp, TrivialUpstream, closed_port
+from django_app import DjangoApp, Raw, TrivialUpstream, closed_port
 from groups_util import close_ws, expect_nothing_more, next_text, publish, wait_count
 from jwt_util import claims, make_token, new_secret_file
 from nginx_harness import wait_for
@@ -234,13 +234,14 @@ def requests_of(app, uid, state=None):
     return [r for r in state["requests"] if r["headers"]["X-Realtime-User"] == str(uid)]
 
 
-def wait_requests(app, uid, n, timeout=10):
-    """Waits until n requests of user uid reached the app; returns them."""
+def wait_requests(app, uid, n, timeout=10, answered=True):
+    """Waits until n requests of user uid reached the app (and were
+    answered); returns them."""
     got = [[]]
 
     def enough():
         got[0] = requests_of(app, uid)
-        return len(got[0]) >= n
+        return len(got[0]) >= n and (not answered or all("answered" in r for r in got[0][:n]))
     assert wait_for(enough, timeout, interval=0.05), \
         f"{len(got[0])} requests of user {uid} reached the app, expected {n}: " \
         f"{[r['body'] for r in got[0]]}"
@@ -446,6 +447,47 @@ def test_disconnect_event_on_reload_is_1001(ngx, jwt_secret, app):
     connect(ngx, jwt_secret, uid, hello=1)
 
 
+def test_disconnect_event_waits_for_the_request_in_flight(ngx, jwt_secret, app):
+    uid, _ = new_user(app)
+    ws = connect(ngx, jwt_secret, uid, hello=0)
+    send(ws, {"type": "slow", "seconds": 1})
+    wait_requests(app, uid, 2, answered=False)
+    ws.send_close(1000)
+    f = ws.recv_data(timeout=5)
+    assert f.opcode == OP_CLOSE and f.close_code == 1000, f
+    assert ws.wait_eof(5)
+    events = wait_events(app, uid, 2)
+    assert [(e["kind"], e["code"]) for e in events] == [("connect", None), ("disconnect", 1000)]
+    reqs = requests_of(app, uid)
+    assert [json.loads(r["body"])["type"] for r in reqs] == ["connect", "slow", "disconnect"]
+    assert reqs[2]["arrived"] >= reqs[1]["answered"], "two requests of a connection in flight"
+    # the slow answer found its connection gone: the worker is fine
+    uid2, _ = new_user(app)
+    connect(ngx, jwt_secret, uid2, hello=0)
+
+
+def test_reload_with_a_request_in_flight_still_sends_the_disconnect(ngx, jwt_secret, app):
+    """The old worker closes with 1001 at once, and relays the disconnect
+    event after the answer it was waiting for, before it exits."""
+    uid, _ = new_user(app)
+    ws = connect(ngx, jwt_secret, uid, hello=0)
+    old_worker = ngx.worker_of(ws.sock)
+    send(ws, {"type": "slow", "seconds": 1.5})
+    for i in range(3):
+        send(ws, {"type": "echo_order", "n": i})
+    wait_requests(app, uid, 2, answered=False)
+    ngx.reload()
+    f = ws.recv_data(timeout=1)
+    assert f.opcode == OP_CLOSE and f.close_code == 1001, f
+    ws.send_close(1001)
+    events = wait_events(app, uid, 2)
+    assert [(e["kind"], e["code"]) for e in events] == [("connect", None), ("disconnect", 1001)]
+    reqs = requests_of(app, uid)
+    assert [json.loads(r["body"])["type"] for r in reqs] == \
+        ["connect", "slow"] + ["echo_order"] * 3 + ["disconnect"]
+    assert wait_for(lambda: old_worker not in ngx.worker_pids(), 10), "the old worker stays"
+
+
 def test_server_close_code_reaches_the_app(ngx, jwt_secret, app):
     """A close the server starts (the publish API's disconnect action, 4001)."""
     uid, _ = new_user(app)
@@ -571,7 +613,7 @@ def test_app_slow_other_connections_unaffected(ngx, jwt_secret, app):
                                   [waiting])
     t0 = time.monotonic()
     send(waiting, {"type": "slow", "seconds": 2, "tag": "w"})
-    wait_requests(app, waiting_user, 1)
+    wait_requests(app, waiting_user, 1, answered=False)
     for i, ws in enumerate((same, elsewhere)):
         pong_within(ws, i, 0.5)
         raw_pong_within(ws, b"raw%d" % i, 0.5)
@@ -828,3 +870,65 @@ def test_unix_socket_upstream(nginx_factory, jwt_secret):
     finally:
         up.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_app_answer_framings(ngx, jwt_secret, trivial):
+    """What nginx's HTTP parsers take: chunked, HTTP/1.0 to EOF, Connection:
+    close; headers over the limit and garbage are failures (502)."""
+    answers = {
+        "chunked": Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                       b"Content-Type: application/json\r\n\r\n"
+                       b"7\r\n{\"reply\r\n9;ext=1\r\n\": \"chunk\r\n3\r\ned\"\r\n1\r\n}\r\n"
+                       b"0\r\nX-Trailer: t\r\n\r\n"),
+        "http10": Raw(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n'
+                      b'{"reply": "to eof"}', close=True),
+        "close": Raw(b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 19\r\n\r\n'
+                     b'{"reply": "closed"}', close=True),
+        "huge_headers": Raw(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"p" * 9000 +
+                            b"\r\nContent-Length: 0\r\n\r\n"),
+        "garbage": Raw(b"hello there\r\n\r\n", close=True),
+        "204": Raw(b"HTTP/1.1 204 No Content\r\n\r\n"),
+    }
+    trivial.answer = lambda req: answers.get(req.json().get("a"), (200, {"reply": "plain"}))
+    ws = connect(ngx, jwt_secret, 1, path="/trivial-quiet")
+    for name, expected in (("chunked", "chunked"), ("http10", "to eof"), ("close", "closed"),
+                           ("plain", "plain"), ("huge_headers", None), ("garbage", None),
+                           ("204", ""), ("plain", "plain")):
+        send(ws, {"a": name})
+        if expected is None:
+            assert recv_json(ws) == relay_failed(502), name
+        elif expected == "":
+            continue  # 2xx without a body: nothing
+        else:
+            assert next_text(ws) == expected, name
+    assert len(trivial.requests) == 8
+
+
+def test_app_closing_kept_connections_between_requests(ngx, jwt_secret, trivial):
+    """An app that closes each connection after answering, without saying
+    so (Connection: close): every message still gets through."""
+    trivial.answer = lambda req: Raw(b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n'
+                                     b'{"reply": "k"}', close=True)
+    ws = connect(ngx, jwt_secret, 1, path="/trivial-quiet")
+    for i in range(20):
+        send(ws, {"n": i})
+        assert next_text(ws) == "k", i
+        if i % 5 == 4:
+            time.sleep(0.05)  # let the close arrive first, sometimes
+    assert len(trivial.requests) == 20
+
+
+def test_app_dying_mid_request_is_not_retried(ngx, jwt_secret, trivial):
+    """The app got the message on a kept connection and closed it without
+    answering (a crash): the client gets 502 and the app saw the message
+    once (a POST that reached the app is not sent again: it may have been
+    handled, e.g. a chat message saved)."""
+    trivial.answer = lambda req: Raw(close=True) if req.json().get("crash") else (200, b"")
+    ws = connect(ngx, jwt_secret, 1, path="/trivial-quiet")
+    send(ws, {"n": 1})  # opens the kept connection
+    trivial.wait_requests(1)
+    time.sleep(0.1)
+    send(ws, {"crash": True})
+    assert recv_json(ws) == relay_failed(502)
+    crashes = [r for r in trivial.requests if r.json().get("crash")]
+    assert len(crashes) == 1, f"the app got the message {len(crashes)} times"
