@@ -861,8 +861,9 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
     st->sent = 0;
     st->got_bytes = false;
     st->reused = false;
+    c = NULL;
 
-    if (!ngx_queue_empty(&t->idle) && !st->retried) {
+    while (!ngx_queue_empty(&t->idle) && !st->retried) {
         q = ngx_queue_last(&t->idle);     /* the most recently used */
         ngx_queue_remove(q);
         t->nidle--;
@@ -871,6 +872,24 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
         c = idle->connection;
         ngx_free(idle);
 
+        /*
+         * An app may close a kept connection without saying so: its FIN
+         * can be here before the event loop told us. Such a connection is
+         * not used, so a request is never sent where nobody reads it (and
+         * never sent twice: see the read path).
+         */
+        u_char   byte;
+        ssize_t  n = recv(c->fd, &byte, 1, MSG_PEEK);
+
+        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+            break;
+        }
+
+        ngx_close_connection(c);
+        c = NULL;
+    }
+
+    if (c) {
         if (c->read->timer_set) {
             ngx_del_timer(c->read);
         }
