@@ -1,7 +1,7 @@
 // loadgen: WebSocket fan-out / publish load generator for bench/run.
 //
 // One process, one thread, one epoll loop, non-blocking sockets; no
-// interpreter anywhere in the measuring path. Four modes:
+// interpreter anywhere in the measuring path. Five modes:
 //
 //   loadgen fanout  --target T --port P --subs N --messages M [--rate R] ...
 //       opens N WebSocket subscribers to /sub/<channel> (spread over source
@@ -22,6 +22,19 @@
 //       first S also send: each sender sends M messages at R msg/s over its
 //       own WebSocket on a fixed schedule (open loop; senders staggered by
 //       1/(R*S) s), every member (senders too) should receive every message.
+//   loadgen rtt     --target T --port P --conns C --duration-s D [--path /relay]
+//       request/answer round trips, closed loop: C connections, each sends
+//       {"type":"m","seq":<n>,"t":<send_ns>} and waits for the answer that
+//       carries the same seq and t before it sends the next, for D seconds
+//       (after every connection has had one answer and --warmup-s). Targets:
+//         ours    WebSocket to <path>, text frames; the module relays each to
+//                 the app and sends back the app's "reply" (the message)
+//         django  WebSocket to <path>; the consumer answers {"reply":<message>}
+//         direct  HTTP/1.1 keep-alive POST <path> with the message as body,
+//                 straight to the app; it answers {"reply":<message>}
+//       Latency is receive time minus the "t" found in the answer. Server CPU
+//       is reported for --cpu-pids (the relaying server) and --app-pids (the
+//       app behind it) separately.
 //
 // Subscribers connect to <sub-prefix><channel>[?<query>]. The query is
 // --query Q, and/or "token=<T>" with T taken from --token-file (one token a
@@ -259,18 +272,23 @@ struct Opts {
     double hold_s = 120;   // connect mode
     int max_probes = 400;
     std::vector<int> cpu_pids;
+    std::vector<int> app_pids;        // rtt: the app behind the relaying server
+    std::string path = "/relay";      // rtt: WebSocket path / POST target
     std::string label;
 };
 
 void usage() {
     std::fprintf(stderr,
-        "usage: loadgen fanout|publish|connect|room --port P [--target ours|nchan|floor|django]\n"
+        "usage: loadgen fanout|publish|connect|room|rtt --port P\n"
+        "  [--target ours|nchan|floor|django|direct]\n"
         "  [--host 127.0.0.1] [--channel NAME] [--subs N] [--src-ips 16] [--concurrency 256]\n"
         "  [--messages M] [--rate R] [--pub-pool 4] [--size 100] [--conns C] [--duration-s D]\n"
         "  [--warmup-s 0.5] [--settle-ms 300] [--quiet-ms 2000] [--timeout-s 60] [--hold-s 120]\n"
         "  [--cpu-pids PID,PID,...] [--label TEXT] [--sub-prefix /sub/] [--query Q]\n"
         "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n"
-        "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n");
+        "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n"
+        "  rtt: --target ours|django|direct [--conns C] [--duration-s D] [--path /relay]\n"
+        "       [--app-pids PID,...] (closed loop: one message in flight per connection)\n");
     std::exit(2);
 }
 
@@ -278,7 +296,8 @@ Opts parse_opts(int argc, char **argv) {
     if (argc < 2) usage();
     Opts o;
     o.mode = argv[1];
-    if (o.mode != "fanout" && o.mode != "publish" && o.mode != "connect" && o.mode != "room")
+    if (o.mode != "fanout" && o.mode != "publish" && o.mode != "connect" && o.mode != "room" &&
+        o.mode != "rtt")
         usage();
     bool prefix_given = false;
     for (int i = 2; i < argc; i++) {
@@ -309,20 +328,32 @@ Opts parse_opts(int argc, char **argv) {
         else if (k == "--hold-s") o.hold_s = std::atof(v.c_str());
         else if (k == "--max-probes") o.max_probes = std::atoi(v.c_str());
         else if (k == "--label") o.label = v;
-        else if (k == "--cpu-pids") {
+        else if (k == "--path") o.path = v;
+        else if (k == "--cpu-pids" || k == "--app-pids") {
+            std::vector<int> &pids = k == "--cpu-pids" ? o.cpu_pids : o.app_pids;
             size_t p = 0;
             while (p < v.size()) {
                 size_t q = v.find(',', p);
                 if (q == std::string::npos) q = v.size();
-                if (q > p) o.cpu_pids.push_back(std::atoi(v.substr(p, q - p).c_str()));
+                if (q > p) pids.push_back(std::atoi(v.substr(p, q - p).c_str()));
                 p = q + 1;
             }
         } else usage();
     }
     if (o.port <= 0) usage();
-    if (o.target != "ours" && o.target != "nchan" && o.target != "floor" && o.target != "django")
+    if (o.target != "ours" && o.target != "nchan" && o.target != "floor" && o.target != "django" &&
+        o.target != "direct")
         usage();
-    if (o.mode == "room") {
+    if (o.mode == "rtt") {
+        if (o.target != "ours" && o.target != "django" && o.target != "direct")
+            die("rtt: --target must be ours, django or direct");
+        if (o.path.empty() || o.path[0] != '/') die("rtt: --path must start with /");
+        for (char c : o.path)
+            if ((unsigned char)c <= ' ' || (unsigned char)c >= 0x7f) die("rtt: --path has a space");
+        o.subs = o.target == "direct" ? 0 : o.conns;
+    } else if (o.target == "direct") {
+        die("--target direct is for rtt mode only");
+    } else if (o.mode == "room") {
         if (o.target == "floor") die("room: floor has no client publish");
         if (!prefix_given) o.sub_prefix = "/room/";
         if (o.senders < 1 || o.senders > o.subs) die("room: --senders must be 1..--subs");
@@ -330,7 +361,7 @@ Opts parse_opts(int argc, char **argv) {
         if (o.messages < 1) die("room: --messages must be > 0");
         if (o.size < 64) o.size = 64;
     } else if (o.target == "django") {
-        die("--target django is for room mode only");
+        die("--target django is for room and rtt modes only");
     }
     if (o.size < 48) o.size = 48;
     if (o.src_ips < 1) o.src_ips = 1;
@@ -382,6 +413,10 @@ struct Conn {
     // publisher
     bool busy = false;
     bool req_probe = false;
+    // rtt: one request in flight at a time
+    bool rtt_waiting = false;
+    int64_t rtt_seq = 0;       // seq of the message in flight (or next)
+    int64_t rtt_answers = 0;
     int64_t req_sent = 0;
 };
 
@@ -422,6 +457,7 @@ class Loadgen {
         if (o_.mode == "fanout") return run_fanout();
         if (o_.mode == "publish") return run_publish();
         if (o_.mode == "room") return run_room();
+        if (o_.mode == "rtt") return run_rtt();
         return run_connect();
     }
 
@@ -461,6 +497,23 @@ class Loadgen {
 
     // room mode
     bool room_ = false;
+
+    // rtt mode
+    bool rtt_ = false;
+    bool rtt_sending_ = false;            // closed loop running
+    bool rtt_measuring_ = false;          // inside the window
+    int64_t rtt_answers_ = 0;             // answers with seq and t, whole run
+    int64_t rtt_win_answers_ = 0;         // of those, received in the window
+    std::vector<uint32_t> rtt_lat_us_;    // round trips received in the window
+    int64_t rtt_error_replies_ = 0;       // {"type":"error",...} or other "error" answers
+    int64_t rtt_http_errors_ = 0;         // direct: non-2xx answers
+    std::map<int, int64_t> rtt_status_;   // direct: answers by HTTP status
+    int64_t rtt_seq_mismatch_ = 0;        // answer for another seq than the one in flight
+    int64_t rtt_unexpected_ = 0;          // answer while nothing was in flight
+    int64_t rtt_other_ = 0;               // frames without seq/t and without "error"
+    int64_t rtt_lost_ = 0;                // requests in flight on a connection that failed
+    int64_t rtt_win_errors_ = 0;          // errors of any kind inside the window
+    std::string rtt_first_error_;
     std::vector<Conn *> senders_;         // members 0..S-1
     std::vector<int32_t> room_last_;      // members x senders: last seq received
     int64_t room_sent_ = 0;               // messages sent in the window
@@ -664,7 +717,7 @@ class Loadgen {
             return;
         }
         c->st = St::Handshake;
-        std::string target = o_.sub_prefix + o_.channel;
+        std::string target = rtt_ ? o_.path : o_.sub_prefix + o_.channel;
         if (!o_.query.empty() || !o_.tokens.empty()) {
             target += '?';
             target += o_.query;
@@ -836,6 +889,10 @@ class Loadgen {
     void on_message(Conn *c, const uint8_t *pl, size_t len, int64_t now) {
         if (room_) {
             on_room_message(c, pl, len, now);
+            return;
+        }
+        if (rtt_) {
+            on_rtt_answer(c, reinterpret_cast<const char *>(pl), len, now);
             return;
         }
         if (len > 0 && pl[0] == 'p') {
@@ -1037,6 +1094,10 @@ class Loadgen {
         }
         bool was_busy = c->busy;
         c->busy = false;
+        if (rtt_ && c->rtt_waiting) {
+            rtt_failed(c, "connection to the app lost with a request in flight", 0);
+            rtt_lost_++;
+        }
         if (was_busy) {
             st_.pub_err++;
             st_.pub_status[0]++;
@@ -1146,6 +1207,17 @@ class Loadgen {
                 conn_close = true;
                 total = c->in.size();
             }
+            if (rtt_ && !(status >= 100 && status < 200)) {
+                // the answer's body (raw if chunked: the app sends Content-Length)
+                std::string body = c->in.substr(e + 4, total - (e + 4));
+                c->in.erase(0, total);
+                on_rtt_http(c, status, body, now, !conn_close);
+                if (conn_close) {
+                    pub_lost(c);
+                    return;
+                }
+                continue;
+            }
             c->in.erase(0, total);
             if (status >= 100 && status < 200) continue;
             on_pub_response(c, status, now);
@@ -1181,6 +1253,10 @@ class Loadgen {
     }
 
     void on_pub_idle(Conn *c, int64_t now) {
+        if (rtt_) {
+            rtt_send(c);
+            return;
+        }
         if (c->st != St::Open || c->busy) return;  // a reconnecting one resumes when connected
         if (drive_ == Drive::Burst) {
             if (next_seq_ < total_msgs_) pub_send(c, next_seq_++, false);
@@ -1194,6 +1270,126 @@ class Loadgen {
         for (Conn *c : pubs_)
             if (c->busy) return false;
         return true;
+    }
+
+    // ------------------------------------------------------------ rtt
+
+    // {"type":"m","seq":<n>,"t":<ns>}: the message of every target.
+    static std::string rtt_msg(int64_t seq, int64_t ts) {
+        char b[96];
+        int n = std::snprintf(b, sizeof b, "{\"type\":\"m\",\"seq\":%" PRId64 ",\"t\":%" PRId64 "}",
+                              seq, ts);
+        return std::string(b, size_t(n));
+    }
+
+    // Sends c's next message if the loop runs and nothing is in flight on c.
+    void rtt_send(Conn *c) {
+        if (!rtt_sending_ || c->rtt_waiting || c->st != St::Open) return;
+        if (c->is_pub && c->busy) return;
+        int64_t ts = now_ns();
+        std::string m = rtt_msg(c->rtt_seq, ts);
+        c->rtt_waiting = true;
+        if (c->is_pub) {
+            std::string req = "POST " + o_.path +
+                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(m.size()) + "\r\n\r\n" + m;
+            c->busy = true;
+            c->req_probe = false;
+            c->req_sent = ts;
+            send_data(c, req.data(), req.size());
+        } else {
+            send_text(c, m);
+        }
+    }
+
+    // The message in flight on c failed (error answer, lost connection):
+    // counted, and the loop goes on with the next one.
+    void rtt_failed(Conn *c, const std::string &why, int64_t now) {
+        if (rtt_first_error_.empty()) rtt_first_error_ = why.substr(0, 300);
+        if (rtt_measuring_) rtt_win_errors_++;
+        c->rtt_waiting = false;
+        c->rtt_seq++;
+        (void)now;
+    }
+
+    // The integer after "key": (spaces allowed after the colon), or -1.
+    static int64_t json_int(const char *p, size_t n, const char *key) {
+        size_t kl = std::strlen(key);
+        const char *q = static_cast<const char *>(memmem(p, n, key, kl));
+        if (!q) return -1;
+        const char *e = p + n;
+        q += kl;
+        while (q < e && *q == ' ') q++;
+        if (q >= e || *q < '0' || *q > '9') return -1;
+        int64_t v = 0;
+        while (q < e && *q >= '0' && *q <= '9') v = v * 10 + (*q++ - '0');
+        return v;
+    }
+
+    // An answer (a frame, or an HTTP body) on c.
+    void on_rtt_answer(Conn *c, const char *p, size_t n, int64_t now) {
+        int64_t seq = json_int(p, n, "\"seq\":");
+        int64_t ts = json_int(p, n, "\"t\":");
+        if (seq < 0 || ts <= 0) {
+            std::string t(p, std::min<size_t>(n, 300));
+            if (t.find("\"error\"") != std::string::npos) {
+                rtt_error_replies_++;
+                if (c->rtt_waiting) {
+                    rtt_failed(c, t, now);
+                    rtt_send(c);
+                } else {
+                    if (rtt_first_error_.empty()) rtt_first_error_ = t;
+                    if (rtt_measuring_) rtt_win_errors_++;
+                }
+            } else {
+                rtt_other_++;
+                if (rtt_first_error_.empty()) rtt_first_error_ = "unexpected answer: " + t;
+                if (rtt_measuring_) rtt_win_errors_++;
+            }
+            return;
+        }
+        if (!c->rtt_waiting) {
+            rtt_unexpected_++;
+            if (rtt_measuring_) rtt_win_errors_++;
+            return;
+        }
+        if (seq != c->rtt_seq) {
+            rtt_seq_mismatch_++;
+            if (rtt_measuring_) rtt_win_errors_++;
+            if (rtt_first_error_.empty())
+                rtt_first_error_ = "answer for seq " + std::to_string(seq) + " while " +
+                                   std::to_string(c->rtt_seq) + " was in flight";
+        }
+        c->rtt_waiting = false;
+        c->rtt_seq++;
+        c->rtt_answers++;
+        rtt_answers_++;
+        if (!c->probed) c->probed = true;
+        if (rtt_measuring_) {
+            rtt_win_answers_++;
+            if (rtt_lat_us_.size() < 50000000) rtt_lat_us_.push_back(sat_us(now - ts));
+        }
+        rtt_send(c);
+    }
+
+    // direct: an HTTP answer on c (send_next false: the app closes the
+    // connection; pub_lost() reconnects and the loop resumes when connected).
+    void on_rtt_http(Conn *c, int status, const std::string &body, int64_t now, bool send_next) {
+        c->busy = false;
+        rtt_status_[status]++;
+        bool was = rtt_sending_;
+        if (!send_next) rtt_sending_ = false;
+        if (status >= 200 && status < 300) {
+            st_.pub_ok++;
+            on_rtt_answer(c, body.data(), body.size(), now);
+        } else {
+            rtt_http_errors_++;
+            if (c->rtt_waiting) {
+                rtt_failed(c, "HTTP " + std::to_string(status) + ": " + body.substr(0, 200), now);
+                rtt_send(c);
+            }
+        }
+        rtt_sending_ = was;
     }
 
     // ------------------------------------------------------------ phases
@@ -1694,6 +1890,183 @@ class Loadgen {
         j.num("server_busy", span > 0 && !o_.cpu_pids.empty() ? (c1.sched_s - c0.sched_s) / span : -1);
         j.num("client_us_per_frame",
               st_.frames_unique > 0 ? (cl1 - cl0) * 1e6 / double(st_.frames_unique) : -1);
+        std::printf("%s\n", j.done().c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+
+    // Closed-loop round trips (see the top): connect, start the loop, wait
+    // until every connection has had an answer (gives up after 3 s without
+    // any), warm up, measure --duration-s, stop sending, collect what is in
+    // flight (5 s at most; what is still missing then is "unanswered").
+    int run_rtt() {
+        Json j;
+        rtt_ = true;
+        int n = o_.conns;
+        double conn_s = 0;
+        int64_t tc = now_ns();
+        if (o_.target == "direct") {
+            for (int i = 0; i < n; i++) new_pub();
+            run_until([&] {
+                for (Conn *c : pubs_)
+                    if (c->st != St::Open) return false;
+                return true;
+            }, deadline_in(o_.timeout_s));
+        } else {
+            connect_subs(n, deadline_in(o_.timeout_s));
+        }
+        conn_s = double(now_ns() - tc) / 1e9;
+        std::vector<Conn *> &conns = o_.target == "direct" ? pubs_ : subs_;
+        int64_t n_open = 0;
+        for (Conn *c : conns)
+            if (c->st == St::Open) n_open++;
+
+        // start: every open connection sends its first message
+        rtt_sending_ = true;
+        int64_t t_start = now_ns();
+        for (Conn *c : conns) rtt_send(c);
+        auto all_answered = [&] {
+            for (Conn *c : conns)
+                if (c->st == St::Open && !c->probed) return false;
+            return true;
+        };
+        int64_t give_up = t_start + 3000000000LL;
+        run_until([&] { return all_answered() || (rtt_answers_ == 0 && now_ns() > give_up); },
+                  deadline_in(o_.timeout_s));
+        double ready_s = double(now_ns() - t_start) / 1e9;
+        bool ready = n_open > 0 && all_answered();
+        auto emit_head = [&] {
+            j.str("mode", o_.mode).str("target", o_.target).str("path", o_.path);
+            if (!o_.label.empty()) j.str("label", o_.label);
+            j.num("conns", n).num("conns_open", double(n_open)).num("connect_s", conn_s);
+            if (o_.target != "direct") {
+                j.num("connect_failures", double(st_.hs_fail));
+                double hs_span = st_.hs_last > st_.hs_first ? double(st_.hs_last - st_.hs_first) / 1e9 : 0;
+                j.num("handshakes_per_s", hs_span > 0 ? double(st_.hs_ok) / hs_span : 0);
+            }
+            j.num("ready", ready ? 1 : 0).num("ready_s", ready_s);
+        };
+        if (rtt_answers_ == 0) {
+            rtt_sending_ = false;
+            emit_head();
+            j.num("error_replies", double(rtt_error_replies_)).num("other_frames", double(rtt_other_));
+            j.str("error", "no connection got an answer to its first message in " +
+                           std::to_string(ready_s).substr(0, 4) + " s; first other answer: " +
+                           (rtt_first_error_.empty() ? std::string("none") : rtt_first_error_));
+            std::printf("%s\n", j.done().c_str());
+            std::fflush(stdout);
+            return 0;
+        }
+
+        // warm-up, then the window
+        int64_t warm_end = now_ns() + int64_t(o_.warmup_s * 1e9);
+        run_until([] { return false; }, warm_end);
+        int64_t err0 = rtt_error_replies_ + rtt_http_errors_ + rtt_lost_ + rtt_seq_mismatch_ +
+                       rtt_unexpected_ + rtt_other_;
+        int64_t closed0 = st_.sub_closed + st_.pub_reconnects;
+        rtt_lat_us_.reserve(1 << 20);
+        CpuSample c0 = read_cpu(o_.cpu_pids), a0 = read_cpu(o_.app_pids);
+        double cl0 = self_cpu_s();
+        int64_t pre0 = self_preempted();
+        std::vector<int64_t> per0;
+        for (Conn *c : conns) per0.push_back(c->rtt_answers);
+        int64_t t0 = now_ns();
+        rtt_measuring_ = true;
+        int64_t t_win_end = t0 + int64_t(o_.duration_s * 1e9);
+        run_until([] { return false; }, t_win_end, nullptr, 20);
+        rtt_measuring_ = false;
+        int64_t t1 = now_ns();
+        CpuSample c1 = read_cpu(o_.cpu_pids), a1 = read_cpu(o_.app_pids);
+        double cl1 = self_cpu_s();
+        int64_t pre1 = self_preempted();
+        int64_t err1 = rtt_error_replies_ + rtt_http_errors_ + rtt_lost_ + rtt_seq_mismatch_ +
+                       rtt_unexpected_ + rtt_other_;
+        int64_t closed1 = st_.sub_closed + st_.pub_reconnects;
+        // answers per connection in the window: the least and the most
+        // served (a connection stuck behind a stall shows as a low minimum)
+        int64_t per_min = -1, per_max = 0;
+        for (size_t i = 0; i < conns.size(); i++) {
+            int64_t k = conns[i]->rtt_answers - per0[i];
+            if (per_min < 0 || k < per_min) per_min = k;
+            per_max = std::max(per_max, k);
+        }
+
+        // stop sending; collect what is in flight
+        rtt_sending_ = false;
+        auto in_flight = [&] {
+            int64_t k = 0;
+            for (Conn *c : conns)
+                if (c->st == St::Open && c->rtt_waiting) k++;
+            return k;
+        };
+        int64_t at_stop = in_flight();
+        run_until([&] { return in_flight() == 0; }, deadline_in(std::min(5.0, o_.timeout_s)));
+        int64_t unanswered = in_flight();
+        int64_t open_end = 0;
+        for (Conn *c : conns)
+            if (c->st == St::Open) open_end++;
+
+        double win = double(t1 - t0) / 1e9;
+        emit_head();
+        j.num("duration_s", o_.duration_s).num("warmup_s", o_.warmup_s).num("window_s", win);
+        j.num("message_bytes", double(rtt_msg(1000000, now_ns()).size()));
+        j.num("answers", double(rtt_win_answers_));
+        j.num("answers_total", double(rtt_answers_));
+        j.num("answers_per_s", win > 0 ? double(rtt_win_answers_) / win : 0);
+        j.num("rtt_p50_us", percentile(rtt_lat_us_, 50));
+        j.num("rtt_p90_us", percentile(rtt_lat_us_, 90));
+        j.num("rtt_p99_us", percentile(rtt_lat_us_, 99));
+        j.num("rtt_max_us", rtt_lat_us_.empty() ? -1
+                            : double(*std::max_element(rtt_lat_us_.begin(), rtt_lat_us_.end())));
+        j.num("answers_per_conn_min", double(per_min)).num("answers_per_conn_max", double(per_max));
+        j.num("errors_in_window", double(err1 - err0));
+        j.num("errors", double(err1 + unanswered));
+        j.num("error_replies", double(rtt_error_replies_));
+        j.num("http_errors", double(rtt_http_errors_));
+        if (o_.target == "direct") {
+            std::string codes = "{";
+            for (auto &kv : rtt_status_)
+                codes += (codes.size() > 1 ? "," : "") + std::string("\"") +
+                         std::to_string(kv.first) + "\":" + std::to_string(kv.second);
+            j.raw("http_status", codes + "}");
+        }
+        j.num("lost_in_flight", double(rtt_lost_));
+        j.num("seq_mismatch", double(rtt_seq_mismatch_));
+        j.num("unexpected_answers", double(rtt_unexpected_));
+        j.num("other_frames", double(rtt_other_));
+        j.num("in_flight_at_stop", double(at_stop));
+        j.num("unanswered", double(unanswered));
+        j.num("conns_closed_in_window", double(closed1 - closed0));
+        j.num("conns_open_at_end", double(open_end));
+        if (o_.target != "direct") {
+            std::string codes = "{";
+            for (auto &kv : st_.close_codes)
+                codes += (codes.size() > 1 ? "," : "") + std::string("\"") +
+                         std::to_string(kv.first) + "\":" + std::to_string(kv.second);
+            j.raw("close_codes", codes + "}");
+            j.num("pings", double(st_.pings));
+        }
+        if (!rtt_first_error_.empty()) j.str("first_error", rtt_first_error_);
+        double units = double(rtt_win_answers_);
+        double srv = c1.sched_s - c0.sched_s, app = a1.sched_s - a0.sched_s;
+        if (!o_.cpu_pids.empty()) {
+            j.num("server_cpu_s", srv).num("server_cpu_ticks_s", c1.ticks_s - c0.ticks_s);
+            j.num("server_cpu_us_per_msg", units > 0 ? srv * 1e6 / units : -1);
+            j.num("server_busy", win > 0 ? srv / win : -1);
+        }
+        if (!o_.app_pids.empty()) {
+            j.num("app_cpu_s", app).num("app_cpu_ticks_s", a1.ticks_s - a0.ticks_s);
+            j.num("app_cpu_us_per_msg", units > 0 ? app * 1e6 / units : -1);
+            j.num("app_busy", win > 0 ? app / win : -1);
+        }
+        j.num("cpu_pids_ok", (c0.ok && c1.ok && a0.ok && a1.ok) ? 1 : 0);
+        j.num("total_cpu_us_per_msg", units > 0 ? (srv + app) * 1e6 / units : -1);
+        j.num("total_busy", win > 0 ? (srv + app) / win : -1);
+        emit_client_cpu(j);
+        j.num("client_cpu_window_s", cl1 - cl0);
+        j.num("client_busy", win > 0 ? (cl1 - cl0) / win : -1);
+        j.num("client_us_per_msg", units > 0 ? (cl1 - cl0) * 1e6 / units : -1);
+        j.num("client_preempted", double(pre1 - pre0));
         std::printf("%s\n", j.done().c_str());
         std::fflush(stdout);
         return 0;

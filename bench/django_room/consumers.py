@@ -1,7 +1,13 @@
-"""The chat consumer as the Channels tutorial and the seeds write it: join the
-room's group on connect, group_send what a member sends, and send every group
-message to the member's socket. Anonymous members: "sender" is null, as the
-module stamps it for a connection without a user."""
+"""The consumers of bench/run's Django Channels reference.
+
+ChatConsumer (room_1k): the chat consumer as the Channels tutorial and the
+seeds write it: join the room's group on connect, group_send what a member
+sends, and send every group message to the member's socket. Anonymous members:
+"sender" is null, as the module stamps it for a connection without a user.
+
+RelayConsumer (relay_rtt): the request/answer that realtime_relay does with an
+HTTP app, done by the consumer itself: each message is answered on the same
+socket with {"reply": <the message>}, what bench/echo_app answers the module."""
 
 import json
 
@@ -25,3 +31,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_message(self, event):
         await self.send(text_data=json.dumps(
             {"message": event["message"], "sender": event["sender"]}, separators=(",", ":")))
+
+
+class RelayConsumer(AsyncWebsocketConsumer):
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.send(text_data=json.dumps({"reply": json.loads(text_data)}))

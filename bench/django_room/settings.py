@@ -1,4 +1,4 @@
-"""Settings of the Django Channels reference for bench/run's room scenario:
+"""Settings of the Django Channels reference for bench/run's room and relay scenarios:
 the stack our users migrate from (Daphne, Channels, channels_redis), as small
 as it goes. bench/run sets RTBENCH_REDIS_URL (a redis-server of its own)."""
 
