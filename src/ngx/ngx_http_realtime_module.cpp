@@ -256,7 +256,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       NULL },
 
     { ngx_string("realtime_relay"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_realtime_relay_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

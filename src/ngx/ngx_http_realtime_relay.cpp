@@ -38,7 +38,8 @@
 
 #define NGX_HTTP_REALTIME_RELAY_HEADER_BUF  8192     /* status + headers */
 #define NGX_HTTP_REALTIME_RELAY_MAX_BODY    (1024 * 1024)
-#define NGX_HTTP_REALTIME_RELAY_IDLE        32       /* kept per target */
+#define NGX_HTTP_REALTIME_RELAY_IDLE        256      /* kept per target and
+                                                        worker, by default */
 
 
 /* Where realtime_relay sends: resolved at postconfiguration. */
@@ -51,11 +52,14 @@ struct ngx_http_realtime_relay_target_t {
     bool            unix_socket;
     ngx_addr_t     *addrs;
     ngx_uint_t      naddrs;
+    ngx_uint_t      keepalive;    /* idle connections kept, at most */
 
     /* this worker's own (each process has its copy of the configuration) */
     ngx_uint_t      next;         /* round robin */
     ngx_queue_t     idle;         /* of ngx_http_realtime_relay_idle_t */
     ngx_uint_t      nidle;
+    time_t          failed_at;    /* the last connect failure logged */
+    ngx_uint_t      failed_quiet; /* failures not logged since */
 };
 
 
@@ -132,6 +136,8 @@ static void ngx_http_realtime_relay_connect(
     ngx_http_realtime_relay_stream_t *st);
 static void ngx_http_realtime_relay_connect_failed(
     ngx_http_realtime_relay_stream_t *st);
+static void ngx_http_realtime_relay_log_failure(
+    ngx_http_realtime_relay_stream_t *st, ngx_err_t err, ngx_str_t *addr);
 static void ngx_http_realtime_relay_write_handler(ngx_event_t *wev) noexcept;
 static void ngx_http_realtime_relay_read_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_relay_timeout(ngx_event_t *ev) noexcept;
@@ -153,7 +159,8 @@ static ngx_log_t *ngx_http_realtime_relay_log(
 /* ---------------------------------------------------------------- config */
 
 
-/* realtime_relay http://host[:port][/uri] | http://unix:/path:/uri; */
+/* realtime_relay http://host[:port][/uri] | http://unix:/path:/uri
+       [keepalive=N] | off; */
 
 char *
 ngx_http_realtime_relay_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -177,18 +184,39 @@ ngx_http_realtime_relay_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
+    t = (ngx_http_realtime_relay_target_t *)
+            ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_relay_target_t));
+    if (t == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    t->keepalive = NGX_HTTP_REALTIME_RELAY_IDLE;
+
+    for (ngx_uint_t i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
+            ngx_int_t  n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid keepalive \"%V\"", &value[i]);
+                return (char *) NGX_CONF_ERROR;
+            }
+
+            t->keepalive = (ngx_uint_t) n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                           &value[i]);
+        return (char *) NGX_CONF_ERROR;
+    }
+
     if (value[1].len <= 7 || ngx_strncasecmp(value[1].data,
                                              (u_char *) "http://", 7) != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid URL \"%V\": it must start with "
                            "\"http://\"", &value[1]);
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    t = (ngx_http_realtime_relay_target_t *)
-            ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_relay_target_t));
-    if (t == NULL) {
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -915,9 +943,7 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
         rc = ngx_event_connect_peer(&st->peer);
 
         if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), 0,
-                          "realtime: relay to \"%V\" (%V) could not connect",
-                          &t->url, &a->name);
+            ngx_http_realtime_relay_log_failure(st, 0, &a->name);
 
             if (st->peer.connection) {
                 ngx_close_connection(st->peer.connection);
@@ -964,6 +990,33 @@ ngx_http_realtime_relay_connect(ngx_http_realtime_relay_stream_t *st)
 
 
 /*
+ * The app down must not flood the log with a line per message: the first
+ * failure of each second is logged, with how many were not since.
+ */
+
+static void
+ngx_http_realtime_relay_log_failure(ngx_http_realtime_relay_stream_t *st,
+    ngx_err_t err, ngx_str_t *addr)
+{
+    ngx_http_realtime_relay_target_t  *t = st->target;
+
+    if (t->failed_at == ngx_time()) {
+        t->failed_quiet++;
+        return;
+    }
+
+    t->failed_at = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), err,
+                  "realtime: relay to \"%V\" (%V) could not connect "
+                  "(%ui more failures not logged since the last line)",
+                  &t->url, addr, t->failed_quiet);
+
+    t->failed_quiet = 0;
+}
+
+
+/*
  * No connection to that address: nothing was sent, so the next server of
  * the target is tried, each at most once per message, before giving up.
  */
@@ -1002,9 +1055,7 @@ ngx_http_realtime_relay_write_handler(ngx_event_t *wev) noexcept
         }
 
         if (err) {
-            ngx_log_error(NGX_LOG_ERR, ngx_http_realtime_relay_log(st), err,
-                          "realtime: relay to \"%V\" (%V) could not connect",
-                          &st->target->url, st->peer.name);
+            ngx_http_realtime_relay_log_failure(st, err, st->peer.name);
             ngx_close_connection(c);
             st->peer.connection = NULL;
             ngx_http_realtime_relay_connect_failed(st);
@@ -1477,7 +1528,7 @@ ngx_http_realtime_relay_release_connection(ngx_http_realtime_relay_stream_t *st,
 
     idle = NULL;
 
-    if (keep && !ngx_exiting && !ngx_terminate) {
+    if (keep && !ngx_exiting && !ngx_terminate && t->keepalive) {
         idle = (ngx_http_realtime_relay_idle_t *)
                    ngx_alloc(sizeof(ngx_http_realtime_relay_idle_t),
                              ngx_cycle->log);
@@ -1488,7 +1539,7 @@ ngx_http_realtime_relay_release_connection(ngx_http_realtime_relay_stream_t *st,
         return;
     }
 
-    if (t->nidle >= NGX_HTTP_REALTIME_RELAY_IDLE) {
+    if (t->nidle >= t->keepalive) {
         q = ngx_queue_head(&t->idle);     /* the least recently used */
         ngx_queue_remove(q);
         t->nidle--;
