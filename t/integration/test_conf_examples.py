@@ -12,8 +12,9 @@ import pytest
 
 from groups_util import (AuthUpstream, close_ws, count, expect_nothing_more, http as http_call,
                          next_text, publish, stats)
-from jwt_util import KeyPair, make_token, new_secret
-from nginx_harness import MODULE, REPO, example_locations, example_snippet
+from django_app import DjangoApp
+from jwt_util import KeyPair, make_token, new_secret, new_secret_file
+from nginx_harness import MODULE, REPO, example_locations, example_snippet, wait_for
 from wsclient import assert_json_error, handshake
 
 EXAMPLES = sorted((REPO / "conf-examples").glob("*.conf"))
@@ -40,6 +41,7 @@ def test_example_passes_nginx_t(example, jwt_public_key, tls_cert):
     # machine-specific files the examples name: stand-ins made for the test
     text = (example.read_text()
             .replace("/etc/nginx/realtime/jwt-public.pem", str(jwt_public_key))
+            .replace("/etc/nginx/realtime/jwt-secret.key", str(jwt_public_key))
             .replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", str(tls_cert[0]))
             .replace("/etc/ssl/private/ssl-cert-snakeoil.key", str(tls_cert[1])))
     if re.search(r"^load_module", text, re.M):
@@ -491,8 +493,62 @@ def test_project_tickets_example_end_to_end(jwt_example):
     ex.refused(path, "", 401)
 
 
+def test_notifications_relay_example_end_to_end(nginx_factory, tmp_path):
+    """The seeds' notifications app with mark-as-read over the socket: the
+    relay goes to the real Django app of t/integration/relay_app, which
+    checks the example's shared secret."""
+    secret, secret_path = new_secret_file(tmp_path)
+    app = DjangoApp("change-me-in-settings").start()
+    try:
+        snippet, _ = example_snippet("notifications-relay.conf", replace=[
+            ("/etc/nginx/realtime/jwt-secret.key", str(secret_path)),
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app.port};")])
+        ngx = nginx_factory(snippet)
+        ws_path, placeholder = one(example_locations(snippet, "realtime_websocket"),
+                                   "realtime_websocket")
+        port = ngx.ports[placeholder]
+        pub_port, pub_path = publish_api(ngx, snippet)
+
+        uid = 4242
+        first, second = app.seed(uid, "welcome", "level up")
+        tok = make_token("HS256", secret, {"user_id": uid, "exp": int(time.time()) + 600})
+        _, tab1 = subscriber(port, f"{ws_path}?token={tok}")
+        _, tab2 = subscriber(port, f"{ws_path}?token={tok}")
+        for ws in (tab1, tab2):
+            assert json.loads(next_text(ws)) == {"type": "connection_established", "user_id": uid}
+            # the connect event's answer: the unread count, from the app
+            assert json.loads(next_text(ws)) == {"type": "hello", "unread": 2}
+
+        # mark_read from one tab: the reply to it, the badge to both tabs
+        tab1.send_text(json.dumps({"type": "mark_read", "id": first}))
+        got = {next_text(tab1), next_text(tab1)}
+        assert {json.loads(t)["type"] for t in got} == {"unread", "badge"}, got
+        assert json.loads(next_text(tab2)) == {"type": "badge", "unread": 1}
+        state = app.state()
+        assert [n["read"] for n in state["notifications"] if n["user_id"] == uid] == [True, False]
+
+        # the app's own publishes still go through the loopback publish API
+        r = publish(pub_port, {"group": f"user_{uid}_notifications",
+                               "data": {"type": "notification", "title": "new"}},
+                    path=pub_path).json()
+        assert r == {"messages": 1, "subscribers": 2}
+        for ws in (tab1, tab2):
+            assert json.loads(next_text(ws)) == {"type": "notification", "title": "new"}
+
+        # the disconnect event reaches the app with the close code
+        close_ws(tab2)
+        def disconnects():
+            return [(e["user"], e["code"]) for e in app.state()["events"]
+                    if e["kind"] == "disconnect"]
+        assert wait_for(lambda: disconnects(), 10), app.state()["events"]
+        assert disconnects() == [(str(uid), 1000)], app.state()["events"]
+    finally:
+        app.cleanup()
+
+
 def test_every_example_runs_end_to_end():
     """A new file in conf-examples/ needs its own end-to-end test above."""
     covered = {"demo.conf", "notifications.conf", "django-session.conf", "jwt-notifications.conf",
-               "chat-room.conf", "online-status.conf", "project-tickets.conf"}
+               "chat-room.conf", "online-status.conf", "project-tickets.conf",
+               "notifications-relay.conf"}
     assert {e.name for e in EXAMPLES} == covered
