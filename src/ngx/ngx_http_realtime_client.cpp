@@ -826,7 +826,10 @@ ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
     bool       added;
     ngx_int_t  rc;
 
-    if (s->dynamic_groups >= NGX_HTTP_REALTIME_MAX_DYNAMIC
+    /* the bound is on what it is in now, so leaving a group it was given
+       at the handshake cannot make room for more than 100 of its own */
+    if (ngx_http_realtime_groups_count(s)
+            >= s->handshake_groups + NGX_HTTP_REALTIME_MAX_DYNAMIC
         && !ngx_http_realtime_groups_member(s, group))
     {
         return NGX_BUSY;
@@ -840,10 +843,6 @@ ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
 
     } catch (...) {
         rc = NGX_ERROR;
-    }
-
-    if (rc == NGX_OK && added) {
-        s->dynamic_groups++;
     }
 
     return rc;
@@ -895,11 +894,7 @@ ngx_http_realtime_client_unsubscribe(ngx_http_realtime_session_t *s,
         return;
     }
 
-    if (ngx_http_realtime_groups_remove(s, group) == NGX_OK
-        && s->dynamic_groups)
-    {
-        s->dynamic_groups--;
-    }
+    (void) ngx_http_realtime_groups_remove(s, group);
 
     ngx_http_realtime_client_confirm(s, "unsubscribed", group);
 }

@@ -272,6 +272,7 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
         }
 
         s->conn_id = s->shm_conn->id;
+        s->handshake_groups = n;
         z->root->slots[z->slot].connections++;
         z->root->stats.connections_opened++;
         s->counted = true;
@@ -383,6 +384,27 @@ ngx_http_realtime_groups_member(ngx_http_realtime_session_t *s,
     ngx_http_realtime_registry_t  reg(s->zone);
 
     return reg->is_member(s->shm_conn, name);
+}
+
+
+ngx_uint_t
+ngx_http_realtime_groups_count(ngx_http_realtime_session_t *s) noexcept
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_http_realtime_member_t  *member;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&s->members);
+         q != ngx_queue_sentinel(&s->members);
+         q = ngx_queue_next(q))
+    {
+        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
+        n += (member->group->name[0] != '~');
+    }
+
+    return n;
 }
 
 

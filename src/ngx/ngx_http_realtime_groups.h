@@ -49,3 +49,7 @@ void ngx_http_realtime_groups_drain(void) noexcept;
 /* The groups s is in, comma-separated (not the internal "~user:" one). */
 void ngx_http_realtime_groups_names(ngx_http_realtime_session_t *s,
     std::string *out);
+
+/* How many groups s is in (not counting the internal "~user:" one). */
+ngx_uint_t ngx_http_realtime_groups_count(ngx_http_realtime_session_t *s)
+    noexcept;

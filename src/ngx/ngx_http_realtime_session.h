@@ -122,7 +122,8 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     bool                           counted = false;  /* in the slot's count */
     realtime::ConnNode            *shm_conn = nullptr;  /* its zone record */
     uint64_t                       conn_id = 0;   /* shm_conn->id */
-    ngx_uint_t                     dynamic_groups = 0;  /* joined in-band */
+    ngx_uint_t                     handshake_groups = 0;  /* joined before
+                                                             the 101 */
     uint64_t                       delivered = 0; /* last message stamp */
     bool                           in_flush = false;
     ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */
