@@ -69,20 +69,43 @@ enum class MessageKind : uint8_t {
                    // format, e.g. JSON {"action":...}); never sent as is
 };
 
+// A message's place in one group's history: the group's epoch (which
+// changes only when the group's history is lost: a new zone, or the group
+// forgotten) and its sequence number there (monotonic, from 1).
+struct MessageId {
+    uint64_t epoch;
+    uint64_t seq;
+};
+
+// ShmMessage::flags
+constexpr uint8_t kPayloadIsString = 1;  // the payload is a JSON string's text
+
 // One published message, stored once whatever the number of its groups and
 // of the workers that deliver it.
 struct ShmMessage {
     uint64_t origin;  // ConnNode::id of the connection that sent it, 0: none
                       // (echo=off skips it at delivery)
-    uint32_t refs;    // queue nodes that still hold it
+    uint64_t number;  // RegistryRoot::published when it was published: a
+                      // connection that joined after it never gets it live
+    uint32_t refs;    // queue nodes and history entries that still hold it
     uint32_t frame_size;
     uint16_t ngroups;
     uint16_t names_size;
     MessageKind kind;
-    // followed by the frame bytes, then each group name as a length byte
-    // and the name's bytes
+    uint8_t flags;        // kPayloadIsString
+    uint8_t header_size;  // the frame's header: the payload follows it
+    // followed by ngroups MessageIds (one per group, in order; seq 0: the
+    // group had no node, so no id), the frame bytes, then each group name
+    // as a length byte and the name's bytes
 
-    const uint8_t* frame() const noexcept { return reinterpret_cast<const uint8_t*>(this + 1); }
+    const MessageId* ids() const noexcept { return reinterpret_cast<const MessageId*>(this + 1); }
+    const uint8_t* frame() const noexcept {
+        return reinterpret_cast<const uint8_t*>(ids() + ngroups);
+    }
+    std::string_view payload() const noexcept {
+        return std::string_view(reinterpret_cast<const char*>(frame()) + header_size,
+                                frame_size - header_size);
+    }
 
     std::string_view group(uint16_t index = 0) const noexcept {
         const uint8_t* p = frame() + frame_size;
@@ -129,6 +152,7 @@ struct SlotCount {
 
 struct MemberNode;
 struct PresenceNode;
+struct HistEntry;
 
 struct GroupNode {
     GroupNode* next;  // hash chain
@@ -143,6 +167,14 @@ struct GroupNode {
     PresenceNode* presence;
     PresenceNode* presence_tail;
     uint32_t present;      // nodes in that list: the exact member count
+    // History (realtime_history): the group's last messages, oldest first.
+    // A group stays while it has any, even with no subscriber, so a client
+    // that comes back finds what it missed.
+    uint64_t epoch;        // root->zone_id << 32 | ++root->group_epochs
+    uint64_t last_seq;     // the last sequence number given (0: none yet)
+    HistEntry* hist_head;
+    HistEntry* hist_tail;
+    uint32_t hist_count;
     uint16_t nslots;
     uint16_t capacity;
     uint16_t name_len;
@@ -208,6 +240,18 @@ struct PresenceNode {
     }
 };
 
+// One message kept in a group's history. Also on the root's list of all
+// entries, oldest first, so a full zone evicts the oldest anywhere.
+struct HistEntry {
+    HistEntry* next;       // the group's list
+    HistEntry* all_prev;   // root->hist_head/hist_tail
+    HistEntry* all_next;
+    GroupNode* group;
+    ShmMessage* message;   // one reference
+    uint64_t seq;
+    uint64_t expires;      // ms (the publish's now + ttl); 0: never
+};
+
 // What joining a group asks for: its name and, when the group tracks
 // presence, the user and that user's events there.
 struct PresenceSpec {
@@ -237,13 +281,14 @@ struct RegistryStats {
     uint64_t presence_joins;         // join events published
     uint64_t presence_leaves;        // leave events published
     uint64_t presence_events_lost;   // events not published: zone full
+    uint64_t history_evicted;        // entries dropped early: zone full
 };
 
 // The layout of everything in the zone. A zone survives `nginx -s reload`,
 // and a reload may bring a new build of the module: one with another layout
 // must not read the zone (the glue refuses the reload instead). Bump it on
 // any change to the structures above or below.
-constexpr uint32_t kRegistryLayout = 0x52540002;  // "RT", version 2
+constexpr uint32_t kRegistryLayout = 0x52540003;  // "RT", version 3
 
 struct RegistryRoot {
     uint32_t layout;  // kRegistryLayout; first, so any version can read it
@@ -352,9 +397,19 @@ public:
         uint32_t subscribers;
         SlotSet wake;
     };
+    // history_size > 0: each group keeps this message among its last
+    // history_size (creating the group if it has no node), for history_ttl
+    // ms after now (0: no limit). A full zone evicts the oldest history
+    // entries, anywhere, before a publish is refused. header_size: how much
+    // of the frame is the WebSocket header (the payload follows).
     struct PublishOptions {
         uint64_t origin = 0;
         MessageKind kind = MessageKind::kData;
+        uint8_t flags = 0;
+        uint8_t header_size = 0;
+        uint32_t history_size = 0;
+        uint32_t history_ttl = 0;
+        uint64_t now = 0;
     };
     Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
                       size_t size, const PublishOptions& options) noexcept;
@@ -365,6 +420,18 @@ public:
     Published publish(std::string_view group, const uint8_t* frame, size_t size) noexcept {
         return publish(&group, 1, frame, size, PublishOptions{});
     }
+
+    // History of a group for a client that was at id after (same epoch):
+    // the retained messages with seq > after.seq, oldest first, at most max
+    // of them in out (with their ids in ids). kOk: they are all it missed
+    // (none when it missed nothing); kLost: the history does not cover the
+    // gap (another epoch, entries evicted or expired, or no such group), out
+    // is empty. Expired entries (expires <= now) are dropped first. With
+    // after.epoch == 0 every retained message is given (kOk).
+    enum class HistoryStatus { kOk, kLost };
+    HistoryStatus history(std::string_view group, MessageId after, uint64_t now,
+                          const ShmMessage** out, MessageId* ids, size_t max,
+                          size_t* n) noexcept;
 
     // Moves a worker's queue (oldest first) to its draining list, clears its
     // wake-up flag and returns the list. The messages stay valid until
