@@ -30,6 +30,11 @@ uint32_t hash_presence(std::string_view group, std::string_view user) noexcept {
 
 namespace {
 
+// A message's ids follow it: it must end where a MessageId may start, and
+// so must the blocks the allocator gives (nginx's slab aligns to 8 or more).
+static_assert(sizeof(ShmMessage) % alignof(MessageId) == 0, "ids after ShmMessage misaligned");
+static_assert(alignof(ShmMessage) >= alignof(MessageId), "ShmMessage less aligned than its ids");
+
 // PresenceNode::leave_at of a node created by a join still in progress:
 // its join event is not published yet (see commit_membership). Never a real
 // deadline; every other node with connections holds 0.
@@ -53,6 +58,111 @@ PresenceNode* find_presence(const RegistryRoot* root, const GroupNode* g, std::s
         }
     }
     return nullptr;
+}
+
+// A group node stays while anything holds it: subscribers, presence
+// nodes (pending leaves included) or history entries.
+bool group_unused(const GroupNode* g) noexcept {
+    return g->subscribers == 0 && g->presence == nullptr && g->hist_head == nullptr;
+}
+
+GroupNode** group_link(RegistryRoot* root, const GroupNode* g) noexcept {
+    GroupNode** link = &root->buckets[g->hash & root->bucket_mask];
+    while (*link != g) {
+        link = &(*link)->next;
+    }
+    return link;
+}
+
+void free_group(RegistryRoot* root, Allocator& alloc, GroupNode* g, GroupNode** link) noexcept {
+    *link = g->next;
+    if (g->slots) {
+        alloc.deallocate(g->slots);
+    }
+    alloc.deallocate(g);
+    root->groups--;
+}
+
+// Forgets g if nothing holds it any more; true when it did.
+bool collect_group(RegistryRoot* root, Allocator& alloc, GroupNode* g) noexcept {
+    if (!group_unused(g)) {
+        return false;
+    }
+    free_group(root, alloc, g, group_link(root, g));
+    return true;
+}
+
+// The epoch of a group node being created (never 0: MessageId{0, ...}
+// means no id).
+uint64_t next_epoch(RegistryRoot* root) noexcept {
+    if (++root->group_epochs == 0) {
+        ++root->group_epochs;
+    }
+    return uint64_t{root->zone_id} << 32 | root->group_epochs;
+}
+
+void release_message(Allocator& alloc, ShmMessage* m) noexcept {
+    if (--m->refs == 0) {
+        alloc.deallocate(m);
+    }
+}
+
+bool expired(const HistEntry* e, uint64_t now) noexcept {
+    return e->expires != 0 && e->expires <= now;
+}
+
+// Unlists e (prev: its predecessor in its group's list, nullptr when it is
+// the head) from its group and from the zone-wide list, drops its message
+// reference and frees it. The group stays: the caller collects it.
+void drop_entry(RegistryRoot* root, Allocator& alloc, HistEntry* prev, HistEntry* e) noexcept {
+    GroupNode* g = e->group;
+    if (prev) {
+        prev->next = e->next;
+    } else {
+        g->hist_head = e->next;
+    }
+    if (g->hist_tail == e) {
+        g->hist_tail = prev;
+    }
+    g->hist_count--;
+    if (e->all_prev) {
+        e->all_prev->all_next = e->all_next;
+    } else {
+        root->hist_head = e->all_next;
+    }
+    if (e->all_next) {
+        e->all_next->all_prev = e->all_prev;
+    } else {
+        root->hist_tail = e->all_prev;
+    }
+    root->hist_entries--;
+    release_message(alloc, e->message);
+    alloc.deallocate(e);
+}
+
+// Drops g's oldest entries while it keeps more than size or the oldest has
+// expired at now. The group stays: the caller collects it.
+void trim_history(RegistryRoot* root, Allocator& alloc, GroupNode* g, uint64_t size,
+                  uint64_t now) noexcept {
+    while (g->hist_head && (g->hist_count > size || expired(g->hist_head, now))) {
+        drop_entry(root, alloc, nullptr, g->hist_head);
+    }
+}
+
+// Drops every expired entry of g, wherever it is in the list (entries kept
+// with different TTLs do not expire in order). The group stays.
+void drop_expired(RegistryRoot* root, Allocator& alloc, GroupNode* g, uint64_t now) noexcept {
+    HistEntry* prev = nullptr;
+    HistEntry* e = g->hist_head;
+    while (e) {
+        HistEntry* next = e->next;
+        if (expired(e, now)) {
+            drop_entry(root, alloc, prev, e);
+        } else {
+            prev = e;
+        }
+        e = next;
+    }
 }
 
 bool valid_spec(const PresenceSpec& s) noexcept {
@@ -376,7 +486,8 @@ void Registry::release_slot(uint32_t slot, uint64_t now, SlotSet& wake) noexcept
 
     // Remove the slot's share from every group; the walk is over groups,
     // which is rare work (a worker exits or died). A group that keeps
-    // presence nodes (pending leaves) stays, even with no subscriber.
+    // presence nodes (pending leaves) or history stays, even with no
+    // subscriber.
     for (uint32_t b = 0; b <= root_->bucket_mask; ++b) {
         GroupNode** link = &root_->buckets[b];
         while (*link) {
@@ -479,6 +590,7 @@ Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noex
     sc->count++;
     g->subscribers++;
     if (created) {
+        g->epoch = next_epoch(root_);
         *link = g;
         root_->groups++;
     }
@@ -486,12 +598,7 @@ Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noex
 }
 
 void Registry::remove_group(GroupNode* g, GroupNode** link) noexcept {
-    *link = g->next;
-    if (g->slots) {
-        alloc_.deallocate(g->slots);
-    }
-    alloc_.deallocate(g);
-    root_->groups--;
+    free_group(root_, alloc_, g, link);
 }
 
 void Registry::drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot,
@@ -511,8 +618,9 @@ void Registry::drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot,
         }
         break;
     }
-    if (g->subscribers == 0 && g->presence == nullptr) {
-        remove_group(g, link);  // pending leaves keep it for their event
+    if (group_unused(g)) {
+        remove_group(g, link);  // pending leaves keep it for their event,
+                                // history for the clients that come back
     }
 }
 
@@ -556,6 +664,7 @@ void Registry::leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexce
         GroupNode** link;
         lookup(g->name(), g->hash, &link);
         drop_slot_count(g, link, conn->slot, 1);  // frees g only if p is null
+                                                  // (and g keeps no history)
         if (p == nullptr || --p->connections > 0) {
             continue;
         }
@@ -568,10 +677,7 @@ void Registry::leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexce
         // group's other connections are.
         publish_event(*this, root_, g, p->leave_frame(), wake, root_->stats.presence_leaves);
         delete_presence(root_, alloc_, p);
-        if (g->subscribers == 0 && g->presence == nullptr) {
-            lookup(g->name(), g->hash, &link);
-            remove_group(g, link);
-        }
+        collect_group(root_, alloc_, g);
     }
 }
 
@@ -659,11 +765,7 @@ uint64_t Registry::sweep_presence(uint64_t now, SlotSet& wake) noexcept {
         remove_pending(root_, p);
         publish_event(*this, root_, g, p->leave_frame(), wake, root_->stats.presence_leaves);
         delete_presence(root_, alloc_, p);
-        if (g->subscribers == 0 && g->presence == nullptr) {
-            GroupNode** link;
-            lookup(g->name(), g->hash, &link);
-            remove_group(g, link);
-        }
+        collect_group(root_, alloc_, g);
         p = older;
     }
     return earliest;
@@ -725,57 +827,221 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
     Published res{Status::kOk, 0, {}};
 
     constexpr size_t kMaxGroups = kMaxGroupsPerMessage;  // checked by the API
-    GroupNode* found[kMaxGroups];
-    SlotSet slots;  // workers that get the message, each once
-    size_t names_size = 0;
-    size_t nodes_needed = 0;
     if (ngroups > kMaxGroups) {
         res.status = Status::kNoMemory;
         return res;
     }
-    GroupNode* listened[kMaxGroups];  // found, without repeats
+    const bool keep = options.history_size > 0 && ngroups > 0;  // no group: nothing to keep
+
+    // Each name counts once: first[i] is the index of the first occurrence
+    // of groups[i], and only that one is looked up, numbered and kept.
+    uint32_t hashes[kMaxGroups];
+    size_t first[kMaxGroups];
+    size_t names_size = 0;
+    size_t ndistinct = 0;
+    for (size_t i = 0; i < ngroups; ++i) {
+        hashes[i] = hash_group_name(groups[i]);
+        names_size += 1 + groups[i].size();
+        first[i] = i;
+        for (size_t j = 0; j < i; ++j) {
+            if (first[j] == j && hashes[j] == hashes[i] && groups[j] == groups[i]) {
+                first[i] = j;
+                break;
+            }
+        }
+        if (first[i] == i) {
+            ndistinct++;
+        }
+    }
+    const size_t message_size =
+        sizeof(ShmMessage) + sizeof(MessageId) * ngroups + size + names_size;
+
+    // Allocate everything first, linking nothing, so a full zone leaves no
+    // trace: the message, one queue node per worker, and with history one
+    // entry per group and the nodes of the groups that have none. When an
+    // allocation fails, free the attempt, evict the oldest history entry of
+    // the zone and try again, until it fits or no history is left. No seq,
+    // epoch or number is taken before the attempt succeeds.
+    GroupNode* node[kMaxGroups];  // per first occurrence: its node, or nullptr
+    bool created[kMaxGroups];     // allocated by this attempt, not linked yet
+    SlotSet slots;                // workers that get the message, each once
+    size_t nodes_needed;
+    ShmMessage* m;
+    QueueNode* nodes;
+    HistEntry* entries;
+    for (;;) {
+        slots = SlotSet{};
+        nodes_needed = 0;
+        m = nullptr;
+        nodes = nullptr;
+        entries = nullptr;
+        bool ok = true;
+        for (size_t i = 0; i < ngroups; ++i) {
+            node[i] = nullptr;
+            created[i] = false;
+            if (first[i] != i) {
+                continue;
+            }
+            // Looked up again on every attempt: an eviction may have
+            // forgotten a group.
+            GroupNode* g = lookup(groups[i], hashes[i], nullptr);
+            if (g) {
+                node[i] = g;
+                for (uint16_t j = 0; j < g->nslots; ++j) {
+                    uint32_t slot = g->slots[j].slot;
+                    if (!slots.test(slot)) {
+                        slots.set(slot);
+                        nodes_needed++;
+                    }
+                }
+                continue;
+            }
+            if (!keep || !ok) {
+                continue;
+            }
+            g = static_cast<GroupNode*>(alloc_.allocate(sizeof(GroupNode) + groups[i].size()));
+            if (g == nullptr) {
+                ok = false;
+                continue;
+            }
+            std::memset(g, 0, sizeof(GroupNode));
+            g->hash = hashes[i];
+            g->name_len = static_cast<uint16_t>(groups[i].size());
+            std::memcpy(g + 1, groups[i].data(), groups[i].size());
+            node[i] = g;
+            created[i] = true;
+        }
+        if (!keep && nodes_needed == 0) {
+            // Nobody listens and nothing is kept: nothing to store. A group
+            // that has a node still numbers it, so a client of that group
+            // that comes back learns that it missed a message.
+            for (size_t i = 0; i < ngroups; ++i) {
+                if (node[i]) {
+                    ++node[i]->last_seq;
+                }
+            }
+            root_->stats.messages_published++;
+            return res;
+        }
+        if (ok) {
+            m = static_cast<ShmMessage*>(alloc_.allocate(message_size));
+            ok = m != nullptr;
+        }
+        for (size_t k = 0; ok && k < nodes_needed; ++k) {
+            auto* q = static_cast<QueueNode*>(alloc_.allocate(sizeof(QueueNode)));
+            if (q == nullptr) {
+                ok = false;
+                break;
+            }
+            q->next = nodes;
+            nodes = q;
+        }
+        for (size_t k = 0; ok && keep && k < ndistinct; ++k) {
+            auto* e = static_cast<HistEntry*>(alloc_.allocate(sizeof(HistEntry)));
+            if (e == nullptr) {
+                ok = false;
+                break;
+            }
+            e->next = entries;
+            entries = e;
+        }
+        if (ok) {
+            break;
+        }
+
+        while (nodes) {
+            QueueNode* next = nodes->next;
+            alloc_.deallocate(nodes);
+            nodes = next;
+        }
+        while (entries) {
+            HistEntry* next = entries->next;
+            alloc_.deallocate(entries);
+            entries = next;
+        }
+        if (m) {
+            alloc_.deallocate(m);
+        }
+        for (size_t i = 0; i < ngroups; ++i) {
+            if (created[i]) {
+                alloc_.deallocate(node[i]);
+            }
+        }
+
+        HistEntry* oldest = root_->hist_head;
+        if (oldest == nullptr) {
+            // Nothing left to evict. Groups of this message that evictions
+            // emptied were kept for it: forget them now.
+            for (size_t i = 0; i < ngroups; ++i) {
+                if (first[i] == i) {
+                    if (GroupNode* g = lookup(groups[i], hashes[i], nullptr)) {
+                        collect_group(root_, alloc_, g);
+                    }
+                }
+            }
+            root_->stats.publish_rejected_full++;
+            res.status = Status::kNoMemory;
+            return res;
+        }
+        GroupNode* g = oldest->group;  // oldest is its group's oldest too
+        drop_entry(root_, alloc_, nullptr, oldest);
+        root_->stats.history_evicted++;
+        if (group_unused(g)) {
+            // Kept while this publish may still number it (its epoch and
+            // seqs go on); forgotten at the end if it is still unused.
+            bool named = false;
+            for (size_t i = 0; i < ngroups && !named; ++i) {
+                named = groups[i] == g->name();
+            }
+            if (!named) {
+                collect_group(root_, alloc_, g);
+            }
+        }
+    }
+
+    // Everything is there: link the new groups, number and store.
+    GroupNode* listened[kMaxGroups];  // the groups that had a node
     size_t nlistened = 0;
     for (size_t i = 0; i < ngroups; ++i) {
-        found[i] = lookup(groups[i], hash_group_name(groups[i]), nullptr);
-        names_size += 1 + groups[i].size();
-        for (size_t j = 0; j < i && found[i]; ++j) {
-            if (found[j] == found[i]) {
-                found[i] = nullptr;  // named twice: counted once
-            }
-        }
-        if (found[i] == nullptr) {
-            continue;
-        }
-        listened[nlistened++] = found[i];
-        for (uint16_t j = 0; j < found[i]->nslots; ++j) {
-            uint32_t slot = found[i]->slots[j].slot;
-            if (!slots.test(slot)) {
-                slots.set(slot);
-                nodes_needed++;
-            }
+        if (created[i]) {
+            GroupNode** link;
+            lookup(groups[i], hashes[i], &link);
+            node[i]->epoch = next_epoch(root_);
+            *link = node[i];
+            root_->groups++;
+        } else if (node[i]) {
+            listened[nlistened++] = node[i];
         }
     }
-    if (nodes_needed == 0) {
-        root_->stats.messages_published++;
-        return res;  // nobody listens: nothing to store
+    if (nodes_needed) {
+        res.subscribers =
+            nlistened == 1 ? listened[0]->subscribers : distinct(listened, nlistened);
     }
-    res.subscribers = nlistened == 1 ? listened[0]->subscribers : distinct(listened, nlistened);
 
-    auto* m = static_cast<ShmMessage*>(alloc_.allocate(sizeof(ShmMessage) + size + names_size));
-    if (m == nullptr) {
-        root_->stats.publish_rejected_full++;
-        res.status = Status::kNoMemory;
-        res.subscribers = 0;
-        return res;
-    }
     m->origin = options.origin;
+    m->number = ++root_->published;
     m->refs = 0;
-    m->kind = options.kind;
     m->frame_size = static_cast<uint32_t>(size);
     m->ngroups = static_cast<uint16_t>(ngroups);
     m->names_size = static_cast<uint16_t>(names_size);
-    uint8_t* p = reinterpret_cast<uint8_t*>(m + 1);
-    std::memcpy(p, frame, size);
+    m->kind = options.kind;
+    m->flags = options.flags;
+    m->header_size = options.header_size <= size ? options.header_size : static_cast<uint8_t>(size);
+    auto* ids = reinterpret_cast<MessageId*>(m + 1);
+    for (size_t i = 0; i < ngroups; ++i) {
+        GroupNode* g = node[first[i]];
+        if (g == nullptr) {
+            ids[i] = MessageId{0, 0};
+        } else if (first[i] == i) {
+            ids[i] = MessageId{g->epoch, ++g->last_seq};
+        } else {
+            ids[i] = ids[first[i]];  // named twice: one id
+        }
+    }
+    uint8_t* p = reinterpret_cast<uint8_t*>(ids + ngroups);
+    if (size) {
+        std::memcpy(p, frame, size);
+    }
     p += size;
     for (size_t i = 0; i < ngroups; ++i) {
         *p++ = static_cast<uint8_t>(groups[i].size());
@@ -783,47 +1049,116 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         p += groups[i].size();
     }
 
-    // Allocate every node first, chained, so a full zone leaves nothing.
-    QueueNode* nodes = nullptr;
-    for (size_t n = 0; n < nodes_needed; ++n) {
-        auto* node = static_cast<QueueNode*>(alloc_.allocate(sizeof(QueueNode)));
-        if (node == nullptr) {
-            while (nodes) {
-                QueueNode* next = nodes->next;
-                alloc_.deallocate(nodes);
-                nodes = next;
-            }
-            alloc_.deallocate(m);
-            root_->stats.publish_rejected_full++;
-            res.status = Status::kNoMemory;
-            res.subscribers = 0;
-            return res;
-        }
-        node->next = nodes;
-        nodes = node;
-    }
-
     slots.for_each([&](uint32_t slot) {
         WorkerSlot& w = root_->slots[slot];
-        QueueNode* node = nodes;
+        QueueNode* q = nodes;
         nodes = nodes->next;
-        node->next = nullptr;
-        node->message = m;
+        q->next = nullptr;
+        q->message = m;
         m->refs++;
         if (w.tail) {
-            w.tail->next = node;
+            w.tail->next = q;
         } else {
-            w.head = node;
+            w.head = q;
         }
-        w.tail = node;
+        w.tail = q;
         w.queued++;
         if (!w.notified) {
             w.notified = 1;
             res.wake.set(slot);
         }
     });
+
+    if (keep) {
+        const uint64_t ttl = options.history_ttl;
+        const uint64_t expires =
+            ttl == 0 ? 0 : (options.now > UINT64_MAX - ttl ? UINT64_MAX : options.now + ttl);
+        for (size_t i = 0; i < ngroups; ++i) {
+            if (first[i] != i) {
+                continue;
+            }
+            GroupNode* g = node[i];
+            HistEntry* e = entries;
+            entries = entries->next;
+            e->next = nullptr;
+            e->group = g;
+            e->message = m;
+            m->refs++;
+            e->seq = ids[i].seq;
+            e->expires = expires;
+            e->all_next = nullptr;
+            e->all_prev = root_->hist_tail;
+            if (root_->hist_tail) {
+                root_->hist_tail->all_next = e;
+            } else {
+                root_->hist_head = e;
+            }
+            root_->hist_tail = e;
+            root_->hist_entries++;
+            if (g->hist_tail) {
+                g->hist_tail->next = e;
+            } else {
+                g->hist_head = e;
+            }
+            g->hist_tail = e;
+            g->hist_count++;
+            // The new entry stays: history_size >= 1, and it has not expired.
+            trim_history(root_, alloc_, g, options.history_size, options.now);
+        }
+    } else {
+        // Groups whose history this publish evicted and that nothing else
+        // holds (their ids are in the message all the same).
+        for (size_t i = 0; i < ngroups; ++i) {
+            if (node[i]) {
+                collect_group(root_, alloc_, node[i]);
+            }
+        }
+    }
     root_->stats.messages_published++;
     return res;
+}
+
+Registry::HistoryStatus Registry::history(std::string_view group, MessageId after, uint64_t now,
+                                          const ShmMessage** out, MessageId* ids, size_t max,
+                                          size_t* n) noexcept {
+    *n = 0;
+    GroupNode* g = lookup(group, hash_group_name(group), nullptr);
+    if (g == nullptr) {
+        return after.epoch == 0 ? HistoryStatus::kOk : HistoryStatus::kLost;
+    }
+    drop_expired(root_, alloc_, g, now);
+
+    HistoryStatus status = HistoryStatus::kOk;
+    const HistEntry* from = g->hist_head;
+    if (after.epoch != 0) {
+        if (after.epoch != g->epoch || after.seq > g->last_seq) {
+            status = HistoryStatus::kLost;
+        } else {
+            while (from && from->seq <= after.seq) {
+                from = from->next;  // it has those
+            }
+            // It missed after.seq + 1 .. last_seq: all of them must be here.
+            uint64_t want = after.seq + 1;
+            for (const HistEntry* e = from; e; e = e->next, ++want) {
+                if (e->seq != want) {
+                    status = HistoryStatus::kLost;
+                    break;
+                }
+            }
+            if (want != g->last_seq + 1) {
+                status = HistoryStatus::kLost;
+            }
+        }
+    }
+    if (status == HistoryStatus::kOk) {
+        for (const HistEntry* e = from; e && *n < max; e = e->next) {
+            out[*n] = e->message;
+            ids[*n] = MessageId{g->epoch, e->seq};
+            ++*n;
+        }
+    }
+    collect_group(root_, alloc_, g);  // only when nothing is left: n is 0
+    return status;
 }
 
 QueueNode* Registry::take_queue(uint32_t slot) noexcept {

@@ -301,6 +301,17 @@ struct RegistryRoot {
     uint64_t conn_ids;    // ConnNode ids so far
     PresenceNode** presence_buckets;  // bucket_mask + 1 of them
     PresenceNode* leaving;            // users whose leave event is pending
+    // Message ids and history. zone_id is the high half of every group
+    // epoch: create() leaves it 0 and the zone's creator sets it at once to
+    // a value another zone (a restart's) is unlikely to have had, e.g. from
+    // the clock. group_epochs counts the group nodes created (the low half;
+    // it skips 0 when it wraps).
+    uint32_t zone_id;
+    uint32_t group_epochs;
+    uint64_t published;     // messages stored so far (ShmMessage::number)
+    HistEntry* hist_head;   // every group's history entries, oldest first
+    HistEntry* hist_tail;
+    uint64_t hist_entries;  // entries on that list
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
 };
@@ -389,9 +400,11 @@ public:
     // when it joined them with join(): counting it walks the members of all
     // but the largest group); wake holds each slot that must be woken (it
     // had no wake-up pending). All or nothing: on kNoMemory nothing is
-    // stored or queued. options.origin names the sending connection (its
-    // ConnNode::id) so delivery can skip it; options.kind says whether the
-    // bytes are a frame or a control instruction.
+    // stored or queued, and no seq, number or group is taken (history
+    // entries may have been evicted trying). options.origin names the
+    // sending connection (its ConnNode::id) so delivery can skip it;
+    // options.kind says whether the bytes are a frame or a control
+    // instruction.
     struct Published {
         Status status;
         uint32_t subscribers;
@@ -427,7 +440,12 @@ public:
     // (none when it missed nothing); kLost: the history does not cover the
     // gap (another epoch, entries evicted or expired, or no such group), out
     // is empty. Expired entries (expires <= now) are dropped first. With
-    // after.epoch == 0 every retained message is given (kOk).
+    // after.epoch == 0 every retained message is given (kOk). When more
+    // than max are due, the first max are given (kOk): ask again from the
+    // last id given. The kept seqs must run without a gap from after.seq + 1
+    // to the group's last_seq (a publish made without history consumed a
+    // seq too: the client missed it, kLost). The messages stay valid while
+    // the caller holds the lock; a group left with nothing is forgotten.
     enum class HistoryStatus { kOk, kLost };
     HistoryStatus history(std::string_view group, MessageId after, uint64_t now,
                           const ShmMessage** out, MessageId* ids, size_t max,

@@ -21,10 +21,15 @@ namespace {
 using test::CountingAllocator;
 using Status = Registry::Status;
 
-// A root, its registry and the allocator under it. The destructor releases
-// every slot (which must take every group and message with it) and checks
-// that nothing else is left, so every test also proves the registry can be
-// torn down completely.
+void ExpectHistoryConsistent(const RegistryRoot* root);
+
+// A root, its registry and the allocator under it. The destructor checks
+// the history's links and every message's references, releases every slot
+// (which must take every subscriber, connection and queued message with
+// it), then has a publish that can allocate nothing evict whatever history
+// is left (which must take the groups and messages only it held), and
+// checks that nothing else is left, so every test also proves the registry
+// can be torn down completely.
 class Env {
 public:
     explicit Env(size_t buckets = 64)
@@ -36,10 +41,24 @@ public:
             return;
         }
         alloc.stop_failing();
+        ExpectHistoryConsistent(root);
         for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
             reg.release_slot(s);
         }
-        EXPECT_EQ(root->groups, 0u) << "groups left after releasing every slot";
+        ExpectHistoryConsistent(root);
+        const uint64_t entries = root->hist_entries;
+        const uint64_t evicted = root->stats.history_evicted;
+        alloc.fail_after(0);
+        const std::string_view teardown = "env-teardown";
+        Registry::PublishOptions keep;
+        keep.history_size = 1;
+        EXPECT_EQ(reg.publish(&teardown, 1, nullptr, 0, keep).status, Registry::Status::kNoMemory);
+        alloc.stop_failing();
+        EXPECT_EQ(root->stats.history_evicted, evicted + entries);
+        EXPECT_EQ(root->hist_entries, 0u);
+        EXPECT_EQ(root->hist_head, nullptr);
+        EXPECT_EQ(root->hist_tail, nullptr);
+        EXPECT_EQ(root->groups, 0u) << "groups left after releasing every slot and history";
         EXPECT_EQ(alloc.live(), baseline) << "blocks left after releasing every slot";
         EXPECT_EQ(alloc.live_bytes(), baseline_bytes);
         alloc.deallocate(root->presence_buckets);
@@ -1588,7 +1607,7 @@ void ExpectPresenceConsistent(const Env& e) {
     for (uint32_t b = 0; b <= e.root->bucket_mask; ++b) {
         for (const GroupNode* g = e.root->buckets[b]; g; g = g->next) {
             present += g->present;
-            EXPECT_TRUE(g->subscribers > 0 || g->presence != nullptr)
+            EXPECT_TRUE(g->subscribers > 0 || g->presence != nullptr || g->hist_head != nullptr)
                 << g->name() << " kept with nothing in it";
         }
     }
@@ -2370,6 +2389,1070 @@ TEST(RegistryPresence, AnInvalidSpecFailsTheJoinAndChangesNothing) {
               kMaxPresenceInfo);
     Leave(e, ok);
     e.reg.leave(w);
+}
+
+// ---------------------------------------------------------------------------
+// message ids and history
+
+using Id = std::pair<uint64_t, uint64_t>;  // epoch, seq
+
+Id IdOf(const MessageId& id) {
+    return {id.epoch, id.seq};
+}
+
+std::string FrameOf(const ShmMessage* m) {
+    return std::string(reinterpret_cast<const char*>(m->frame()), m->frame_size);
+}
+
+Registry::PublishOptions Keep(uint32_t size, uint32_t ttl = 0, uint64_t now = 0) {
+    Registry::PublishOptions o;
+    o.history_size = size;
+    o.history_ttl = ttl;
+    o.now = now;
+    return o;
+}
+
+Registry::Published PublishTo(Env& e, std::vector<std::string_view> groups,
+                              std::string_view frame,
+                              const Registry::PublishOptions& o = Registry::PublishOptions{}) {
+    return e.reg.publish(groups.data(), groups.size(),
+                         reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), o);
+}
+
+uint64_t EpochOf(const Env& e, std::string_view group) {
+    const GroupNode* g = e.reg.find(group);
+    EXPECT_NE(g, nullptr) << group;
+    return g ? g->epoch : 0;
+}
+
+// The seqs group keeps, oldest first.
+std::vector<uint64_t> Retained(const Env& e, std::string_view group) {
+    std::vector<uint64_t> out;
+    if (const GroupNode* g = e.reg.find(group)) {
+        for (const HistEntry* h = g->hist_head; h; h = h->next) {
+            out.push_back(h->seq);
+        }
+    }
+    return out;
+}
+
+struct Hist {
+    Registry::HistoryStatus status;
+    Strings frames;
+    std::vector<Id> ids;
+};
+
+constexpr auto kOk = Registry::HistoryStatus::kOk;
+constexpr auto kLost = Registry::HistoryStatus::kLost;
+
+// history(), checking that it wrote no more than it said and no more than
+// max, that a kLost gives nothing, and that the zone stays consistent.
+Hist History(Env& e, std::string_view group, Id after, uint64_t now = 0, size_t max = 1000) {
+    std::vector<const ShmMessage*> out(max + 1, nullptr);
+    std::vector<MessageId> ids(max + 1, MessageId{0, 0});
+    size_t n = 12345;
+    Hist h;
+    h.status = e.reg.history(group, MessageId{after.first, after.second}, now, out.data(),
+                             ids.data(), max, &n);
+    EXPECT_LE(n, max);
+    if (n > max) {
+        return h;
+    }
+    if (h.status == kLost) {
+        EXPECT_EQ(n, 0u) << "a lost history gives nothing";
+    }
+    for (size_t i = 0; i < n; ++i) {
+        EXPECT_TRUE(e.alloc.is_live(out[i]));
+        h.frames.push_back(FrameOf(out[i]));
+        h.ids.push_back(IdOf(ids[i]));
+    }
+    EXPECT_EQ(out[n], nullptr) << "written past n";
+    ExpectHistoryConsistent(e.root);
+    return h;
+}
+
+// Every history entry is on both lists, in the same order, counted; every
+// group's seqs grow and none is past last_seq; every group has an epoch and
+// is held by something; every message's refs are exactly the queue nodes
+// (queued or draining) and history entries that point to it.
+void ExpectHistoryConsistent(const RegistryRoot* root) {
+    std::map<const HistEntry*, size_t> position;
+    const HistEntry* prev = nullptr;
+    for (const HistEntry* h = root->hist_head; h; h = h->all_next) {
+        EXPECT_EQ(h->all_prev, prev);
+        ASSERT_TRUE(position.emplace(h, position.size()).second) << "a loop in the zone's list";
+        prev = h;
+    }
+    EXPECT_EQ(root->hist_tail, prev);
+    EXPECT_EQ(position.size(), root->hist_entries);
+
+    std::map<const ShmMessage*, uint32_t> refs;
+    size_t in_groups = 0;
+    for (uint32_t b = 0; b <= root->bucket_mask; ++b) {
+        for (const GroupNode* g = root->buckets[b]; g; g = g->next) {
+            EXPECT_NE(g->epoch, 0u) << g->name();
+            EXPECT_EQ(g->epoch >> 32, root->zone_id) << g->name();
+            EXPECT_TRUE(g->subscribers > 0 || g->presence != nullptr || g->hist_head != nullptr)
+                << g->name() << " kept with nothing in it";
+            uint32_t count = 0;
+            const HistEntry* last = nullptr;
+            for (const HistEntry* h = g->hist_head; h; h = h->next) {
+                EXPECT_EQ(h->group, g);
+                EXPECT_GT(h->seq, 0u);
+                EXPECT_LE(h->seq, g->last_seq) << g->name();
+                auto at = position.find(h);
+                EXPECT_NE(at, position.end()) << g->name() << ": an entry not on the zone's list";
+                if (last) {
+                    EXPECT_GT(h->seq, last->seq) << g->name();
+                    if (at != position.end() && position.count(last)) {
+                        EXPECT_GT(at->second, position[last]) << "the lists disagree on age";
+                    }
+                }
+                refs[h->message]++;
+                last = h;
+                ++count;
+            }
+            EXPECT_EQ(g->hist_tail, last) << g->name();
+            EXPECT_EQ(g->hist_count, count) << g->name();
+            in_groups += count;
+        }
+    }
+    EXPECT_EQ(in_groups, root->hist_entries) << "an entry on the zone's list but no group's";
+
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        for (const QueueNode* q : {root->slots[s].head, root->slots[s].draining}) {
+            for (; q; q = q->next) {
+                refs[q->message]++;
+            }
+        }
+    }
+    for (const auto& [m, n] : refs) {
+        EXPECT_EQ(m->refs, n) << "message " << m->number << " counts the wrong references";
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(m->ids()) % alignof(MessageId), 0u);
+    }
+}
+
+TEST(RegistryIds, MonotonicPerGroupAndNumberedAcrossTheZone) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("h", 1), Status::kOk);
+    const uint64_t eg = EpochOf(e, "g");
+    const uint64_t eh = EpochOf(e, "h");
+    EXPECT_NE(eg, 0u);
+    EXPECT_NE(eh, 0u);
+    EXPECT_NE(eg, eh);
+    EXPECT_EQ(e.reg.find("g")->last_seq, 0u);
+
+    const std::vector<std::pair<std::string, std::string>> publishes = {
+        {"g", "g1"}, {"h", "h1"}, {"g", "g2"}, {"g", "g3"}, {"h", "h2"}};
+    for (const auto& [group, frame] : publishes) {
+        ASSERT_EQ(Publish(e, group, frame).status, Status::kOk);
+    }
+    EXPECT_EQ(e.reg.find("g")->last_seq, 3u);
+    EXPECT_EQ(e.reg.find("h")->last_seq, 2u);
+    EXPECT_EQ(e.root->published, 5u);
+    ExpectHistoryConsistent(e.root);
+
+    std::vector<Id> ids;
+    std::vector<uint64_t> numbers;
+    for (const QueueNode* q = e.reg.take_queue(0); q; q = q->next) {
+        ASSERT_EQ(q->message->ngroups, 1u);
+        ids.push_back(IdOf(q->message->ids()[0]));
+        numbers.push_back(q->message->number);
+    }
+    EXPECT_EQ(ids, (std::vector<Id>{{eg, 1}, {eg, 2}, {eg, 3}}));
+    EXPECT_EQ(numbers, (std::vector<uint64_t>{1, 3, 4}));
+    ids.clear();
+    numbers.clear();
+    for (const QueueNode* q = e.reg.take_queue(1); q; q = q->next) {
+        ids.push_back(IdOf(q->message->ids()[0]));
+        numbers.push_back(q->message->number);
+    }
+    EXPECT_EQ(ids, (std::vector<Id>{{eh, 1}, {eh, 2}}));
+    EXPECT_EQ(numbers, (std::vector<uint64_t>{2, 5}));
+    e.reg.finish_drain(0);
+    e.reg.finish_drain(1);
+}
+
+TEST(RegistryIds, AMultiGroupMessageHasOneIdPerGroupAndKeepsItsLayout) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 1), Status::kOk);
+    ASSERT_EQ(Publish(e, "a", "first").status, Status::kOk);
+    Drain(e, 0);
+    const uint64_t ea = EpochOf(e, "a");
+    const uint64_t eb = EpochOf(e, "b");
+
+    Registry::PublishOptions o;
+    o.origin = 9;
+    o.kind = MessageKind::kControl;
+    o.flags = kPayloadIsString;
+    o.header_size = 2;
+    const std::string name(kMaxGroupName, 'n');
+    ASSERT_EQ(PublishTo(e, {"a", "nobody", "b", "a", name}, "frame", o).status, Status::kOk);
+    const ShmMessage* m = e.root->slots[0].head->message;
+    EXPECT_EQ(e.root->slots[1].head->message, m);
+    EXPECT_EQ(m->refs, 2u);
+    ASSERT_EQ(m->ngroups, 5u);
+    EXPECT_EQ(IdOf(m->ids()[0]), Id(ea, 2));
+    EXPECT_EQ(IdOf(m->ids()[1]), Id(0, 0)) << "a group with no node has no id";
+    EXPECT_EQ(IdOf(m->ids()[2]), Id(eb, 1));
+    EXPECT_EQ(IdOf(m->ids()[3]), Id(ea, 2)) << "named twice: one id";
+    EXPECT_EQ(IdOf(m->ids()[4]), Id(0, 0));
+    EXPECT_EQ(e.reg.find("a")->last_seq, 2u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(m->ids()) % 8, 0u);
+    EXPECT_EQ(reinterpret_cast<const uint8_t*>(m->ids()), reinterpret_cast<const uint8_t*>(m + 1));
+    EXPECT_EQ(m->frame(), reinterpret_cast<const uint8_t*>(m->ids() + 5));
+    EXPECT_EQ(FrameOf(m), "frame");
+    EXPECT_EQ(m->payload(), "ame");
+    EXPECT_EQ(m->group(0), "a");
+    EXPECT_EQ(m->group(1), "nobody");
+    EXPECT_EQ(m->group(2), "b");
+    EXPECT_EQ(m->group(3), "a");
+    EXPECT_EQ(m->group(4), name);
+    EXPECT_EQ(m->names_size, 2 + 7 + 2 + 2 + 1 + kMaxGroupName);
+    EXPECT_EQ(m->origin, 9u);
+    EXPECT_EQ(m->kind, MessageKind::kControl);
+    EXPECT_EQ(m->flags, kPayloadIsString);
+    EXPECT_EQ(m->header_size, 2u);
+    EXPECT_EQ(m->number, 2u);
+    EXPECT_EQ(e.reg.find("nobody"), nullptr) << "no history: no group created";
+    EXPECT_EQ(e.alloc.requested().back(),
+              sizeof(QueueNode));  // the last of message + 2 nodes
+    ExpectHistoryConsistent(e.root);
+
+    // A header longer than the frame is clamped: the payload is empty.
+    o.header_size = 10;
+    ASSERT_EQ(PublishTo(e, {"a"}, "ab", o).status, Status::kOk);
+    const ShmMessage* short_one = e.root->slots[0].tail->message;
+    EXPECT_EQ(short_one->header_size, 2u);
+    EXPECT_EQ(short_one->payload(), "");
+    Drain(e, 0);
+    Drain(e, 1);
+}
+
+TEST(RegistryIds, TheMessageSizeCountsItsIds) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    const size_t before = e.alloc.requested().size();
+    ASSERT_EQ(PublishTo(e, {"a", "bb"}, "xyz").status, Status::kOk);
+    ASSERT_EQ(e.alloc.requested().size(), before + 2);
+    EXPECT_EQ(e.alloc.requested()[before],
+              sizeof(ShmMessage) + 2 * sizeof(MessageId) + 3 + (1 + 1) + (1 + 2));
+    EXPECT_EQ(sizeof(ShmMessage) % 8, 0u);
+    Drain(e, 0);
+}
+
+TEST(RegistryIds, EpochsDifferPerGroupAndChangeWhenAGroupIsForgotten) {
+    Env e;
+    e.root->zone_id = 0xABCD1234u;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("b", 0), Status::kOk);
+    const uint64_t a1 = EpochOf(e, "a");
+    EXPECT_EQ(a1 >> 32, 0xABCD1234u);
+    EXPECT_EQ(EpochOf(e, "b") >> 32, 0xABCD1234u);
+    EXPECT_NE(a1, EpochOf(e, "b"));
+    EXPECT_EQ(e.root->group_epochs, 2u);
+    ASSERT_EQ(Publish(e, "a", "1").status, Status::kOk);
+    ASSERT_EQ(Publish(e, "a", "2").status, Status::kOk);
+    EXPECT_EQ(e.reg.find("a")->last_seq, 2u);
+
+    e.reg.unsubscribe("a", 0);
+    ASSERT_EQ(e.reg.find("a"), nullptr);
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    EXPECT_NE(EpochOf(e, "a"), a1) << "a forgotten group comes back in a new epoch";
+    EXPECT_EQ(e.reg.find("a")->last_seq, 0u);
+    ASSERT_EQ(Publish(e, "a", "3").status, Status::kOk);
+    EXPECT_EQ(e.reg.find("a")->last_seq, 1u);
+    // a failed subscribe creates nothing and takes no epoch
+    e.alloc.fail_after(0);
+    EXPECT_EQ(e.reg.subscribe("c", 0), Status::kNoMemory);
+    e.alloc.stop_failing();
+    EXPECT_EQ(e.root->group_epochs, 3u);
+    Drain(e, 0);
+}
+
+TEST(RegistryIds, TheEpochCounterSkipsZeroWhenItWraps) {
+    Env e;
+    e.root->group_epochs = UINT32_MAX - 1;
+    ASSERT_EQ(e.reg.subscribe("a", 0), Status::kOk);
+    EXPECT_EQ(EpochOf(e, "a"), UINT32_MAX);
+    ASSERT_EQ(e.reg.subscribe("b", 0), Status::kOk);
+    EXPECT_EQ(EpochOf(e, "b"), 1u) << "epoch 0 means no id";
+    EXPECT_EQ(e.root->group_epochs, 1u);
+}
+
+TEST(RegistryIds, APublishNobodyGetsTakesASeqButStoresNothing) {
+    Env e;
+    ASSERT_EQ(PublishTo(e, {"g"}, "kept", Keep(5)).status, Status::kOk);
+    const uint64_t ep = EpochOf(e, "g");
+    const size_t live = e.alloc.live();
+    const size_t allocations = e.alloc.allocations();
+    const uint64_t published = e.root->stats.messages_published;
+
+    // Without history and with nobody listening: nothing is stored, but the
+    // group numbers it, so a client that was at seq 1 learns it missed one.
+    Registry::Published r = Publish(e, "g", "gone");
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 0u);
+    EXPECT_EQ(e.alloc.live(), live);
+    EXPECT_EQ(e.alloc.allocations(), allocations);
+    EXPECT_EQ(e.reg.find("g")->last_seq, 2u);
+    EXPECT_EQ(e.root->published, 1u) << "only stored messages are numbered";
+    EXPECT_EQ(e.root->stats.messages_published, published + 1);
+
+    EXPECT_EQ(History(e, "g", {ep, 1}).status, kLost);
+    EXPECT_EQ(History(e, "g", {ep, 0}).status, kLost);
+    Hist all = History(e, "g", {0, 0});
+    EXPECT_EQ(all.status, kOk);
+    EXPECT_EQ(all.frames, Strings{"kept"});
+    EXPECT_EQ(History(e, "g", {ep, 2}).status, kOk);
+
+    // The next kept one: a client at 2 gets it, one at 1 still lost 2.
+    ASSERT_EQ(PublishTo(e, {"g"}, "third", Keep(5)).status, Status::kOk);
+    Hist h = History(e, "g", {ep, 2});
+    EXPECT_EQ(h.status, kOk);
+    EXPECT_EQ(h.frames, Strings{"third"});
+    EXPECT_EQ(h.ids, (std::vector<Id>{{ep, 3}}));
+    EXPECT_EQ(History(e, "g", {ep, 1}).status, kLost) << "seq 2 is missing in the middle";
+}
+
+TEST(RegistryIds, PresenceEventsAreNumberedButNeverKept) {
+    Env e;
+    Users u;
+    ConnNode* watcher = Join(e, {"room"}, 2);
+    ASSERT_NE(watcher, nullptr);
+    ConnNode* ann = JoinP(e, {{"room", u("ann")}}, 0);
+    ASSERT_NE(ann, nullptr);
+    const QueueNode* q = e.reg.take_queue(2);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(FrameOf(q->message), "+ann");
+    EXPECT_EQ(IdOf(q->message->ids()[0]), Id(EpochOf(e, "room"), 1));
+    EXPECT_EQ(q->message->number, 1u);
+    e.reg.finish_drain(2);
+    EXPECT_EQ(e.root->hist_entries, 0u);
+    EXPECT_EQ(e.reg.find("room")->hist_head, nullptr);
+    Leave(e, ann);
+    EXPECT_EQ(Frames(e, 2), Strings{"-ann"});
+    EXPECT_EQ(e.reg.find("room")->last_seq, 2u);
+    EXPECT_EQ(e.root->hist_entries, 0u);
+    Drain(e, 0);
+    e.reg.leave(watcher);
+    EXPECT_EQ(e.root->groups, 0u);
+}
+
+TEST(RegistryHistory, KeepsTheLastSizeMessagesOfEachGroup) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    for (int i = 1; i <= 5; ++i) {
+        ASSERT_EQ(PublishTo(e, {"g"}, "g" + std::to_string(i), Keep(3)).status, Status::kOk);
+        ASSERT_EQ(PublishTo(e, {"h"}, "h" + std::to_string(i), Keep(1)).status, Status::kOk);
+        ExpectHistoryConsistent(e.root);
+    }
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{3, 4, 5}));
+    EXPECT_EQ(Retained(e, "h"), (std::vector<uint64_t>{5}));
+    EXPECT_EQ(e.root->hist_entries, 4u);
+    EXPECT_EQ(e.root->stats.history_evicted, 0u) << "trimming is no eviction";
+
+    std::vector<const ShmMessage*> queued;
+    for (const QueueNode* q = e.root->slots[0].head; q; q = q->next) {
+        queued.push_back(q->message);
+    }
+    ASSERT_EQ(queued.size(), 5u);
+    EXPECT_EQ(queued[0]->refs, 1u);
+    EXPECT_EQ(queued[1]->refs, 1u);
+    EXPECT_EQ(queued[2]->refs, 2u);
+    Drain(e, 0);
+    EXPECT_FALSE(e.alloc.is_live(queued[0]));
+    EXPECT_FALSE(e.alloc.is_live(queued[1]));
+    for (size_t i = 2; i < 5; ++i) {
+        EXPECT_TRUE(e.alloc.is_live(queued[i]));
+        EXPECT_EQ(queued[i]->refs, 1u);
+    }
+    const uint64_t ep = EpochOf(e, "g");
+    Hist h = History(e, "g", {0, 0});
+    EXPECT_EQ(h.status, kOk);
+    EXPECT_EQ(h.frames, (Strings{"g3", "g4", "g5"}));
+    EXPECT_EQ(h.ids, (std::vector<Id>{{ep, 3}, {ep, 4}, {ep, 5}}));
+
+    // A smaller size from another configuration trims to it.
+    ASSERT_EQ(PublishTo(e, {"g"}, "g6", Keep(1)).status, Status::kOk);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{6}));
+    Drain(e, 0);
+}
+
+TEST(RegistryHistory, AMessageIsFreedWhenItsLastQueueNodeOrEntryLetsGo) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    const size_t before = e.alloc.live();
+
+    ASSERT_EQ(PublishTo(e, {"g"}, "a", Keep(1)).status, Status::kOk);
+    EXPECT_EQ(e.alloc.live(), before + 3) << "message, queue node, history entry";
+    const ShmMessage* a = e.root->slots[0].head->message;
+    EXPECT_EQ(a->refs, 2u);
+    Drain(e, 0);  // the queue lets go first
+    EXPECT_TRUE(e.alloc.is_live(a));
+    EXPECT_EQ(a->refs, 1u);
+    EXPECT_EQ(e.alloc.live(), before + 2);
+
+    ASSERT_EQ(PublishTo(e, {"g"}, "b", Keep(1)).status, Status::kOk);
+    EXPECT_FALSE(e.alloc.is_live(a)) << "its entry was its last reference";
+    EXPECT_EQ(e.alloc.live(), before + 3);
+    const ShmMessage* b = e.root->slots[0].head->message;
+
+    ASSERT_EQ(PublishTo(e, {"g"}, "c", Keep(1)).status, Status::kOk);  // history first
+    EXPECT_TRUE(e.alloc.is_live(b)) << "still queued";
+    EXPECT_EQ(b->refs, 1u);
+    ExpectHistoryConsistent(e.root);
+    EXPECT_EQ(Drain(e, 0).size(), 2u);
+    EXPECT_FALSE(e.alloc.is_live(b));
+    EXPECT_EQ(e.alloc.live(), before + 2);  // c and its entry
+}
+
+TEST(RegistryHistory, ExpiresAfterItsTtlAtPublish) {
+    Env e;
+    ASSERT_EQ(PublishTo(e, {"g"}, "a", Keep(10, 100, 1000)).status, Status::kOk);  // until 1100
+    ASSERT_EQ(PublishTo(e, {"g"}, "b", Keep(10, 100, 1050)).status, Status::kOk);  // 1150
+    EXPECT_EQ(e.reg.find("g")->hist_head->expires, 1100u);
+    ASSERT_EQ(PublishTo(e, {"g"}, "c", Keep(10, 100, 1099)).status, Status::kOk);  // 1199
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1, 2, 3}));
+    ASSERT_EQ(PublishTo(e, {"g"}, "d", Keep(10, 100, 1100)).status, Status::kOk);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{2, 3, 4})) << "expires <= now is gone";
+    ASSERT_EQ(PublishTo(e, {"g"}, "e", Keep(10, 0, 5000)).status, Status::kOk);  // no limit
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{5}));
+    EXPECT_EQ(e.reg.find("g")->hist_head->expires, 0u);
+    ASSERT_EQ(PublishTo(e, {"g"}, "f", Keep(10, 100, UINT64_MAX - 10)).status, Status::kOk);
+    EXPECT_EQ(e.reg.find("g")->hist_tail->expires, UINT64_MAX) << "saturates";
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{5, 6}));
+    EXPECT_EQ(e.root->stats.history_evicted, 0u);
+}
+
+TEST(RegistryHistory, ExpiresAtHistoryWhereverTheEntryIs) {
+    Env e;
+    ASSERT_EQ(PublishTo(e, {"g"}, "a", Keep(10, 100, 0)).status, Status::kOk);  // until 100
+    ASSERT_EQ(PublishTo(e, {"g"}, "b", Keep(10, 0, 0)).status, Status::kOk);    // never
+    ASSERT_EQ(PublishTo(e, {"g"}, "c", Keep(10, 50, 10)).status, Status::kOk);  // until 60
+    const uint64_t ep = EpochOf(e, "g");
+    EXPECT_EQ(History(e, "g", {0, 0}, 59).frames, (Strings{"a", "b", "c"}));
+
+    // c expires first, behind entries that have not.
+    Hist h = History(e, "g", {ep, 1}, 60);
+    EXPECT_EQ(h.status, kLost) << "c is lost";
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1, 2}));
+    EXPECT_EQ(History(e, "g", {ep, 3}, 60).status, kOk) << "caught up: nothing missed";
+    EXPECT_EQ(History(e, "g", {0, 0}, 60).frames, (Strings{"a", "b"}));
+    EXPECT_EQ(History(e, "g", {ep, 0}, 100).status, kLost);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{2}));
+    EXPECT_EQ(History(e, "g", {0, 0}, UINT64_MAX).frames, Strings{"b"});
+
+    // A group left with nothing once its entries expire is forgotten, after
+    // the answer (a caught-up client still gets kOk).
+    ASSERT_EQ(PublishTo(e, {"short"}, "x", Keep(10, 10, 0)).status, Status::kOk);
+    const uint64_t es = EpochOf(e, "short");
+    const uint32_t groups = e.root->groups;
+    const ShmMessage* x = e.root->hist_tail->message;
+    Hist caught_up = History(e, "short", {es, 1}, 10);
+    EXPECT_EQ(caught_up.status, kOk);
+    EXPECT_TRUE(caught_up.frames.empty());
+    EXPECT_EQ(e.reg.find("short"), nullptr);
+    EXPECT_EQ(e.root->groups, groups - 1);
+    EXPECT_FALSE(e.alloc.is_live(x));
+    EXPECT_EQ(History(e, "short", {es, 1}, 10).status, kLost) << "no such group";
+
+    ASSERT_EQ(PublishTo(e, {"short"}, "y", Keep(10, 10, 0)).status, Status::kOk);
+    EXPECT_NE(EpochOf(e, "short"), es);
+    EXPECT_EQ(History(e, "short", {es, 1}, 0).status, kLost) << "another epoch";
+    Hist fresh = History(e, "short", {0, 0}, 20);
+    EXPECT_EQ(fresh.status, kOk);
+    EXPECT_TRUE(fresh.frames.empty());
+    EXPECT_EQ(e.reg.find("short"), nullptr);
+}
+
+TEST(RegistryHistory, APublishNobodyListensToIsKeptWithItsGroup) {
+    Env e;
+    const size_t before = e.alloc.live();
+    const uint64_t published = e.root->stats.messages_published;
+    Registry::Published r = PublishTo(e, {"lonely"}, "hello", Keep(5));
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 0u);
+    EXPECT_EQ(Wake64(r.wake), 0u);
+    EXPECT_EQ(e.alloc.live(), before + 3) << "group, message, entry";
+    EXPECT_EQ(e.root->stats.messages_published, published + 1);
+    EXPECT_EQ(e.root->published, 1u);
+    EXPECT_EQ(e.root->groups, 1u);
+    const GroupNode* g = e.reg.find("lonely");
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g->subscribers, 0u);
+    EXPECT_EQ(g->hist_count, 1u);
+    EXPECT_EQ(g->last_seq, 1u);
+    const uint64_t ep = g->epoch;
+    EXPECT_EQ(g->hist_head->message->refs, 1u);
+    for (uint32_t s = 0; s < kMaxWorkerSlots; ++s) {
+        EXPECT_EQ(e.root->slots[s].head, nullptr);
+    }
+    Hist h = History(e, "lonely", {0, 0});
+    EXPECT_EQ(h.frames, Strings{"hello"});
+    EXPECT_EQ(h.ids, (std::vector<Id>{{ep, 1}}));
+
+    // The same node serves its subscribers later, in the same epoch.
+    ASSERT_EQ(e.reg.subscribe("lonely", 4), Status::kOk);
+    EXPECT_EQ(e.reg.find("lonely"), g);
+    ASSERT_EQ(PublishTo(e, {"lonely"}, "again", Keep(5)).status, Status::kOk);
+    EXPECT_EQ(Drain(e, 4), (std::vector<Delivered>{{"lonely", "again"}}));
+    EXPECT_EQ(History(e, "lonely", {ep, 1}).frames, Strings{"again"});
+}
+
+TEST(RegistryHistory, APublishToNoGroupKeepsNothing) {
+    Env e;
+    const size_t allocations = e.alloc.allocations();
+    const uint8_t byte = 'x';
+    Registry::Published r = e.reg.publish(nullptr, 0, &byte, 1, Keep(5));
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(e.alloc.allocations(), allocations);
+    EXPECT_EQ(e.root->published, 0u);
+}
+
+TEST(RegistryHistory, HistoryOkOrLostInEveryCase) {
+    Env e;
+    for (int i = 1; i <= 5; ++i) {
+        ASSERT_EQ(PublishTo(e, {"g"}, "m" + std::to_string(i), Keep(3)).status, Status::kOk);
+    }
+    const uint64_t ep = EpochOf(e, "g");
+    ASSERT_EQ(Retained(e, "g"), (std::vector<uint64_t>{3, 4, 5}));
+
+    struct Case {
+        Id after;
+        Registry::HistoryStatus status;
+        Strings frames;
+    };
+    const Case cases[] = {
+        {{0, 0}, kOk, {"m3", "m4", "m5"}},  // no id: all that is kept
+        {{0, 7}, kOk, {"m3", "m4", "m5"}},  // no epoch: the seq means nothing
+        {{ep, 5}, kOk, {}},                 // caught up
+        {{ep, 4}, kOk, {"m5"}},
+        {{ep, 3}, kOk, {"m4", "m5"}},
+        {{ep, 2}, kOk, {"m3", "m4", "m5"}},  // the oldest kept is the next one
+        {{ep, 1}, kLost, {}},                // 2 was trimmed
+        {{ep, 0}, kLost, {}},
+        {{ep, 6}, kLost, {}},  // ahead of the group: not this group's history
+        {{ep + 1, 4}, kLost, {}},
+        {{ep ^ (uint64_t{1} << 40), 5}, kLost, {}},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(std::to_string(c.after.first) + ":" + std::to_string(c.after.second));
+        Hist h = History(e, "g", c.after);
+        EXPECT_EQ(h.status, c.status);
+        EXPECT_EQ(h.frames, c.frames);
+        for (size_t i = 0; i < h.ids.size(); ++i) {
+            EXPECT_EQ(h.ids[i], Id(ep, 6 - c.frames.size() + i));
+        }
+    }
+    EXPECT_EQ(History(e, "none", {0, 0}).status, kOk);
+    EXPECT_EQ(History(e, "none", {ep, 1}).status, kLost) << "no such group";
+    EXPECT_EQ(e.reg.find("none"), nullptr) << "history() creates nothing";
+
+    // max: the first max, then from the last one given.
+    Hist first = History(e, "g", {ep, 2}, 0, 2);
+    EXPECT_EQ(first.status, kOk);
+    EXPECT_EQ(first.frames, (Strings{"m3", "m4"}));
+    Hist rest = History(e, "g", first.ids.back(), 0, 2);
+    EXPECT_EQ(rest.status, kOk);
+    EXPECT_EQ(rest.frames, Strings{"m5"});
+    Hist none = History(e, "g", {ep, 2}, 0, 0);
+    EXPECT_EQ(none.status, kOk);
+    EXPECT_TRUE(none.frames.empty());
+    EXPECT_EQ(History(e, "g", {ep, 1}, 0, 1).status, kLost) << "max does not hide a gap";
+    EXPECT_EQ(History(e, "g", {0, 0}, 0, 1).frames, Strings{"m3"});
+    EXPECT_EQ(e.root->hist_entries, 3u) << "history() takes nothing away";
+
+    // Nothing kept while the client is behind: lost.
+    ASSERT_EQ(PublishTo(e, {"t"}, "x", Keep(3, 5, 0)).status, Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("t", 0), Status::kOk);  // keeps the group
+    const uint64_t et = EpochOf(e, "t");
+    EXPECT_EQ(History(e, "t", {et, 0}, 5).status, kLost);
+    EXPECT_EQ(Retained(e, "t"), std::vector<uint64_t>{});
+    EXPECT_EQ(History(e, "t", {et, 1}, 5).status, kOk);
+    ASSERT_NE(e.reg.find("t"), nullptr);
+}
+
+TEST(RegistryHistory, AGroupNamedTwiceKeepsOneEntry) {
+    Env e;
+    ASSERT_EQ(PublishTo(e, {"g", "h", "g"}, "both", Keep(5)).status, Status::kOk);
+    EXPECT_EQ(e.root->groups, 2u);
+    EXPECT_EQ(e.root->hist_entries, 2u);
+    EXPECT_EQ(Retained(e, "g"), std::vector<uint64_t>{1});
+    EXPECT_EQ(Retained(e, "h"), std::vector<uint64_t>{1});
+    const ShmMessage* m = e.root->hist_head->message;
+    EXPECT_EQ(m->refs, 2u);
+    EXPECT_EQ(IdOf(m->ids()[0]), IdOf(m->ids()[2]));
+    EXPECT_EQ(IdOf(m->ids()[0]), Id(EpochOf(e, "g"), 1));
+    EXPECT_EQ(IdOf(m->ids()[1]), Id(EpochOf(e, "h"), 1));
+    EXPECT_NE(EpochOf(e, "g"), EpochOf(e, "h"));
+}
+
+TEST(RegistryHistory, AGroupWithHistoryOutlivesItsSubscribersAndGoesWithIt) {
+    Env e;
+    Users u;
+    ConnNode* c = Join(e, {"g"}, 0);
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(PublishTo(e, {"g"}, "a", Keep(2, 1000, 0)).status, Status::kOk);  // until 1000
+    const GroupNode* g = e.reg.find("g");
+    const uint64_t ep = g->epoch;
+
+    e.reg.leave(c);  // its last member
+    EXPECT_EQ(e.reg.find("g"), g);
+    EXPECT_EQ(g->subscribers, 0u);
+    ASSERT_EQ(e.reg.subscribe("g", 1), Status::kOk);
+    e.reg.unsubscribe("g", 1);
+    EXPECT_EQ(e.reg.find("g"), g);
+    ASSERT_EQ(e.reg.subscribe("g", 2), Status::kOk);
+    e.reg.release_slot(2);
+    EXPECT_EQ(e.reg.find("g"), g);
+    ConnNode* p = JoinP(e, {{"g", u("ann", 50)}}, 3);  // a pending leave, then none
+    ASSERT_NE(p, nullptr);
+    Leave(e, p, 10);
+    EXPECT_EQ(Sweep(e, 100), 0u);
+    EXPECT_EQ(e.reg.find("g"), g);
+    ConnNode* q = JoinP(e, {{"g", u("bob")}}, 3);  // leaves at once
+    ASSERT_NE(q, nullptr);
+    Leave(e, q);
+    ExpectPresenceConsistent(e);
+    ASSERT_EQ(e.reg.find("g"), g);
+    EXPECT_EQ(g->epoch, ep);
+    EXPECT_EQ(g->last_seq, 5u) << "a, then ann's and bob's joins and leaves";
+    EXPECT_EQ(Retained(e, "g"), std::vector<uint64_t>{1});
+    Hist h = History(e, "g", {0, 0}, 999);
+    EXPECT_EQ(h.frames, Strings{"a"});
+    EXPECT_NE(e.reg.find("g"), nullptr);
+    Drain(e, 0);
+    Drain(e, 3);
+
+    EXPECT_EQ(History(e, "g", {0, 0}, 1000).status, kOk);
+    EXPECT_EQ(e.reg.find("g"), nullptr) << "forgotten with its last entry";
+    EXPECT_EQ(e.root->groups, 0u);
+}
+
+TEST(RegistryHistory, AReleasedSlotsQueueLeavesTheHistoryIntact) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("g", 3), Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"g"}, "a", Keep(5)).status, Status::kOk);
+    const ShmMessage* a = e.root->hist_head->message;
+    EXPECT_EQ(a->refs, 2u);
+    ASSERT_NE(e.reg.take_queue(3), nullptr);  // killed mid-delivery
+    e.reg.release_slot(3);
+    EXPECT_TRUE(e.alloc.is_live(a));
+    EXPECT_EQ(a->refs, 1u);
+    EXPECT_EQ(e.reg.subscribers("g"), 0u);
+    EXPECT_EQ(History(e, "g", {0, 0}).frames, Strings{"a"});
+}
+
+TEST(RegistryHistory, AFullZoneEvictsTheOldestEntriesAnywhere) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("live", 0), Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"a"}, "a1", Keep(10)).status, Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"b"}, "b1", Keep(10)).status, Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"a"}, "a2", Keep(10)).status, Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"live"}, "x", Keep(10)).status, Status::kOk);
+    Drain(e, 0);
+    const ShmMessage* a1 = e.root->hist_head->message;
+    const ShmMessage* b1 = e.root->hist_head->all_next->message;
+    const uint64_t rejected = e.root->stats.publish_rejected_full;
+
+    e.alloc.fail_after(0, true);  // the message's allocation, once
+    Registry::Published r = PublishTo(e, {"live"}, "y", Keep(10));
+    e.alloc.stop_failing();
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 1u);
+    EXPECT_EQ(e.root->stats.history_evicted, 1u);
+    EXPECT_FALSE(e.alloc.is_live(a1));
+    EXPECT_EQ(Retained(e, "a"), std::vector<uint64_t>{2});
+    EXPECT_EQ(Retained(e, "live"), (std::vector<uint64_t>{1, 2}));
+
+    e.alloc.fail_after(1, true);  // the queue node, once
+    r = PublishTo(e, {"live"}, "z", Keep(10));
+    e.alloc.stop_failing();
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(e.root->stats.history_evicted, 2u);
+    EXPECT_FALSE(e.alloc.is_live(b1));
+    EXPECT_EQ(e.reg.find("b"), nullptr) << "b had nothing else";
+    EXPECT_EQ(Retained(e, "live"), (std::vector<uint64_t>{1, 2, 3}));
+
+    e.alloc.fail_after(3, true);  // new's node, the message, the queue node, then
+    r = PublishTo(e, {"live", "new"}, "w", Keep(10));  // the first history entry
+    e.alloc.stop_failing();
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(e.root->stats.history_evicted, 3u);
+    EXPECT_EQ(e.reg.find("a"), nullptr);
+    EXPECT_EQ(Retained(e, "new"), std::vector<uint64_t>{1});
+    EXPECT_EQ(Retained(e, "live"), (std::vector<uint64_t>{1, 2, 3, 4}));
+    EXPECT_EQ(e.root->stats.publish_rejected_full, rejected);
+    EXPECT_EQ(Drain(e, 0), (std::vector<Delivered>{{"live", "y"}, {"live", "z"}, {"live", "w"}}));
+}
+
+TEST(RegistryHistory, EvictionKeepsTheGroupsOfThePublishThatEvicts) {
+    Env e;
+    ASSERT_EQ(PublishTo(e, {"solo"}, "s1", Keep(5)).status, Status::kOk);
+    const uint64_t ep = EpochOf(e, "solo");
+    e.alloc.fail_after(0, true);
+    ASSERT_EQ(PublishTo(e, {"solo"}, "s2", Keep(5)).status, Status::kOk);
+    e.alloc.stop_failing();
+    EXPECT_EQ(e.root->stats.history_evicted, 1u);
+    EXPECT_EQ(EpochOf(e, "solo"), ep) << "its only entry was evicted, yet it goes on";
+    EXPECT_EQ(Retained(e, "solo"), std::vector<uint64_t>{2});
+    Hist h = History(e, "solo", {ep, 1});
+    EXPECT_EQ(h.status, kOk);
+    EXPECT_EQ(h.frames, Strings{"s2"});
+
+    // Without history the group is still numbered, then forgotten when
+    // nothing holds it.
+    ASSERT_EQ(e.reg.subscribe("live", 0), Status::kOk);
+    e.alloc.fail_after(0, true);
+    ASSERT_EQ(PublishTo(e, {"solo", "live"}, "both").status, Status::kOk);
+    e.alloc.stop_failing();
+    EXPECT_EQ(e.root->stats.history_evicted, 2u);
+    EXPECT_EQ(e.reg.find("solo"), nullptr);
+    const ShmMessage* m = e.root->slots[0].head->message;
+    EXPECT_EQ(IdOf(m->ids()[0]), Id(ep, 3));
+    EXPECT_EQ(IdOf(m->ids()[1]), Id(EpochOf(e, "live"), 1));
+    Drain(e, 0);
+}
+
+// The counts of a publish that failed: nothing of it may be anywhere.
+struct PublishTrace {
+    std::map<std::string, Id> groups;  // epoch, last_seq of those that exist
+    uint64_t published;
+    uint64_t messages_published;
+    std::vector<std::vector<Delivered>> queues;
+};
+
+PublishTrace TraceOf(const Env& e, const std::vector<std::string>& names) {
+    PublishTrace t;
+    for (const std::string& n : names) {
+        if (const GroupNode* g = e.reg.find(n)) {
+            t.groups[n] = {g->epoch, g->last_seq};
+        }
+    }
+    t.published = e.root->published;
+    t.messages_published = e.root->stats.messages_published;
+    for (uint32_t s = 0; s < 8; ++s) {
+        t.queues.push_back(Peek(e, s));
+    }
+    return t;
+}
+
+void ExpectNoTrace(const PublishTrace& before, const PublishTrace& after) {
+    EXPECT_EQ(before.groups, after.groups) << "a group created, or a seq or epoch taken";
+    EXPECT_EQ(before.published, after.published);
+    EXPECT_EQ(before.messages_published, after.messages_published);
+    EXPECT_EQ(before.queues, after.queues);
+}
+
+TEST(RegistryHistory, AllOrNothingAtEveryAllocationWhenNothingCanBeEvicted) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("sub", 0), Status::kOk);
+    ASSERT_EQ(e.reg.subscribe("sub", 3), Status::kOk);
+    ASSERT_EQ(Publish(e, "sub", "earlier").status, Status::kOk);
+    const std::vector<std::string> names = {"sub", "new1", "new2"};
+    for (bool once : {false, true}) {
+        const uint64_t evicted = e.root->stats.history_evicted;
+        SCOPED_TRACE(once ? "one refusal" : "zone stays full");
+        size_t n = 0;
+        for (;; ++n) {
+            ASSERT_LE(n, 8u);
+            Snapshot before = Take(e, names);
+            PublishTrace trace = TraceOf(e, names);
+            const uint64_t rejected = e.root->stats.publish_rejected_full;
+            e.alloc.fail_after(n, once);
+            Registry::Published r = PublishTo(e, {"sub", "new1", "new2", "new1"},
+                                              "frame-" + std::to_string(n), Keep(4));
+            e.alloc.stop_failing();
+            if (r.status == Status::kOk) {
+                break;
+            }
+            SCOPED_TRACE("failing allocation #" + std::to_string(n + 1));
+            EXPECT_EQ(r.status, Status::kNoMemory);
+            EXPECT_EQ(r.subscribers, 0u);
+            EXPECT_EQ(Wake64(r.wake), 0u);
+            ExpectUnchanged(before, Take(e, names));
+            ExpectNoTrace(trace, TraceOf(e, names));
+            EXPECT_EQ(e.root->stats.publish_rejected_full, rejected + 1);
+            EXPECT_EQ(e.root->hist_entries, 0u);
+            EXPECT_EQ(e.root->stats.history_evicted, evicted);
+        }
+        EXPECT_EQ(n, 8u) << "2 groups, the message, 2 queue nodes, 3 entries";
+        // Clear what the success kept, for the next round.
+        EXPECT_EQ(Drain(e, 0).size(), once ? 1u : 2u);
+        Drain(e, 3);
+        EXPECT_EQ(History(e, "sub", {0, 0}).status, kOk);
+        e.alloc.fail_after(0);
+        EXPECT_EQ(PublishTo(e, {"x"}, "", Keep(1)).status, Status::kNoMemory);  // evicts all
+        e.alloc.stop_failing();
+        EXPECT_EQ(e.root->hist_entries, 0u);
+        EXPECT_EQ(e.reg.find("new1"), nullptr);
+        EXPECT_EQ(e.reg.find("new2"), nullptr);
+    }
+}
+
+TEST(RegistryHistory, AZoneThatStaysFullEvictsEverythingThenRefuses) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("live", 0), Status::kOk);
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(PublishTo(e, {"a"}, "a", Keep(5)).status, Status::kOk);
+    }
+    ASSERT_EQ(PublishTo(e, {"b"}, "b", Keep(5)).status, Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"live"}, "l1", Keep(5)).status, Status::kOk);
+    Drain(e, 0);
+    const uint64_t el = EpochOf(e, "live");
+    const uint64_t published = e.root->published;
+    const uint64_t rejected = e.root->stats.publish_rejected_full;
+
+    e.alloc.fail_after(0);
+    Registry::Published r = PublishTo(e, {"live", "a", "new"}, "x", Keep(5));
+    e.alloc.stop_failing();
+    EXPECT_EQ(r.status, Status::kNoMemory);
+    EXPECT_EQ(r.subscribers, 0u);
+    EXPECT_EQ(Wake64(r.wake), 0u);
+    EXPECT_EQ(e.root->stats.history_evicted, 5u);
+    EXPECT_EQ(e.root->stats.publish_rejected_full, rejected + 1);
+    EXPECT_EQ(e.root->hist_entries, 0u);
+    EXPECT_EQ(e.reg.find("a"), nullptr) << "kept while the publish tried, then forgotten";
+    EXPECT_EQ(e.reg.find("b"), nullptr);
+    EXPECT_EQ(e.reg.find("new"), nullptr);
+    ASSERT_NE(e.reg.find("live"), nullptr);
+    EXPECT_EQ(EpochOf(e, "live"), el);
+    EXPECT_EQ(e.reg.find("live")->last_seq, 1u) << "no seq taken";
+    EXPECT_EQ(e.root->published, published);
+    EXPECT_EQ(e.root->slots[0].head, nullptr);
+    EXPECT_EQ(e.root->groups, 1u);
+    EXPECT_EQ(e.alloc.live(), 3u + 2u) << "the root, its buckets and live's node and slots";
+}
+
+// Refuses what would take its parent's live bytes past a limit, as a full
+// nginx zone does: freeing makes room again.
+class BudgetAllocator final : public Allocator {
+public:
+    BudgetAllocator(CountingAllocator& a, size_t limit) : a_(a), limit_(limit) {}
+    void* allocate(size_t size) noexcept override {
+        if (a_.live_bytes() + size > limit_) {
+            ++refused_;
+            return nullptr;
+        }
+        return a_.allocate(size);
+    }
+    void deallocate(void* p) noexcept override { a_.deallocate(p); }
+    size_t refused() const noexcept { return refused_; }
+
+private:
+    CountingAllocator& a_;
+    size_t limit_;
+    size_t refused_ = 0;
+};
+
+TEST(RegistryHistory, APublishNeverFailsBecauseHistoryIsFull) {
+    Env e;
+    ASSERT_EQ(e.reg.subscribe("live", 0), Status::kOk);
+    const size_t limit = e.alloc.live_bytes() + 16384;
+    BudgetAllocator budget(e.alloc, limit);
+    Registry reg(e.root, budget);  // another process's handle on the zone
+
+    uint64_t entries_made = 0;
+    std::map<std::string, uint64_t> seqs;
+    for (int i = 0; i < 2000; ++i) {
+        std::string group = "g" + std::to_string(i % 7);
+        std::vector<std::string_view> groups = {group};
+        if (i % 10 == 0) {
+            groups.push_back("live");
+        }
+        std::string frame(50 + i % 300, static_cast<char>('a' + i % 26));
+        Registry::PublishOptions o = Keep(100);
+        Registry::Published r = reg.publish(groups.data(), groups.size(),
+                                            reinterpret_cast<const uint8_t*>(frame.data()),
+                                            frame.size(), o);
+        ASSERT_EQ(r.status, Status::kOk) << "publish " << i;
+        entries_made += groups.size();
+        for (std::string_view g : groups) {
+            const GroupNode* node = e.reg.find(g);
+            ASSERT_NE(node, nullptr);
+            EXPECT_EQ(node->hist_tail->message->number, e.root->published);
+        }
+        if (i % 10 == 0) {
+            Drain(e, 0);
+        }
+        ASSERT_LE(e.alloc.live_bytes(), limit);
+    }
+    ExpectHistoryConsistent(e.root);
+    EXPECT_GT(budget.refused(), 0u);
+    EXPECT_GT(e.root->stats.history_evicted, 0u);
+    EXPECT_EQ(e.root->hist_entries + e.root->stats.history_evicted, entries_made)
+        << "every entry is kept or counted as evicted (none trimmed: size 100 never reached)";
+    EXPECT_EQ(e.root->stats.publish_rejected_full, 0u);
+
+    // What is kept is the newest: the message numbers on the zone's list
+    // never go down and end with the last one.
+    uint64_t last = 0;
+    for (const HistEntry* h = e.root->hist_head; h; h = h->all_next) {
+        EXPECT_GE(h->message->number, last);
+        last = h->message->number;
+    }
+    EXPECT_EQ(last, e.root->published);
+    // Each group's history is a run up to its last seq: a client that was
+    // just before the oldest kept one recovers, one before that is lost.
+    for (int k = 0; k < 7; ++k) {
+        std::string group = "g" + std::to_string(k);
+        const GroupNode* g = e.reg.find(group);
+        if (g == nullptr) {
+            continue;
+        }
+        ASSERT_NE(g->hist_head, nullptr);
+        EXPECT_EQ(g->hist_tail->seq, g->last_seq);
+        EXPECT_EQ(g->hist_tail->seq - g->hist_head->seq + 1, g->hist_count);
+        EXPECT_EQ(History(e, group, {g->epoch, g->hist_head->seq - 1}).status, kOk);
+        if (g->hist_head->seq > 1) {
+            EXPECT_EQ(History(e, group, {g->epoch, g->hist_head->seq - 2}).status, kLost);
+        }
+    }
+
+    // A message larger than the zone evicts everything, then is refused.
+    std::string huge(20000, 'h');
+    const std::string_view live = "live";
+    const uint64_t live_seq = e.reg.find("live")->last_seq;
+    Registry::Published r = reg.publish(&live, 1, reinterpret_cast<const uint8_t*>(huge.data()),
+                                        huge.size(), Keep(100));
+    EXPECT_EQ(r.status, Status::kNoMemory);
+    EXPECT_EQ(e.root->stats.publish_rejected_full, 1u);
+    EXPECT_EQ(e.root->hist_entries, 0u);
+    EXPECT_EQ(e.root->stats.history_evicted, entries_made);
+    EXPECT_EQ(e.root->groups, 1u) << "only live, which has a subscriber";
+    EXPECT_EQ(e.reg.find("live")->last_seq, live_seq);
+    EXPECT_EQ(e.root->slots[0].head, nullptr);
+}
+
+// Random publishes (with and without history, sizes, TTLs, several
+// groups), subscriptions, drains and history queries against a model of
+// what each group keeps.
+TEST(RegistryHistory, MatchesAModelUnderRandomOperations) {
+    Env e;
+    struct Kept {
+        uint64_t seq;
+        std::string frame;
+        uint64_t expires;
+    };
+    struct Model {
+        uint64_t last_seq = 0;
+        std::deque<Kept> kept;
+        int subscribers = 0;
+    };
+    std::map<std::string, Model> model;
+    const std::vector<std::string> names = {"a", "b", "c", "d"};
+    uint64_t rng = 12345;
+    auto next = [&rng](uint64_t n) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        return (rng >> 33) % n;
+    };
+    auto forget_if_unused = [&](const std::string& name) {
+        Model& m = model[name];
+        if (m.subscribers == 0 && m.kept.empty()) {
+            m.last_seq = 0;
+        }
+    };
+    uint64_t now = 1000;
+    for (int step = 0; step < 3000; ++step) {
+        SCOPED_TRACE("step " + std::to_string(step));
+        now += next(20);
+        const std::string& name = names[next(names.size())];
+        switch (next(6)) {
+            case 0:
+            case 1:
+            case 2: {
+                std::vector<std::string_view> groups = {name};
+                if (next(3) == 0) {
+                    groups.push_back(names[next(names.size())]);
+                }
+                const uint32_t size = static_cast<uint32_t>(next(4));  // 0: no history
+                const uint32_t ttl = static_cast<uint32_t>(next(3) * 30);
+                const std::string frame = "f" + std::to_string(step);
+                ASSERT_EQ(PublishTo(e, groups, frame, Keep(size, ttl, now)).status, Status::kOk);
+                for (size_t i = 0; i < groups.size(); ++i) {
+                    std::string g(groups[i]);
+                    if (i == 1 && groups[1] == groups[0]) {
+                        continue;
+                    }
+                    Model& m = model[g];
+                    const bool has_node = e.reg.find(g) != nullptr;
+                    if (!has_node) {
+                        EXPECT_EQ(size, 0u);
+                        continue;
+                    }
+                    ++m.last_seq;
+                    if (size == 0) {
+                        continue;
+                    }
+                    m.kept.push_back({m.last_seq, frame, ttl ? now + ttl : 0});
+                    while (m.kept.size() > size ||
+                           (m.kept.front().expires && m.kept.front().expires <= now)) {
+                        m.kept.pop_front();
+                    }
+                }
+                break;
+            }
+            case 3:
+                if (model[name].subscribers < 3 && next(2)) {
+                    ASSERT_EQ(e.reg.subscribe(name, 1), Status::kOk);
+                    model[name].subscribers++;
+                } else if (model[name].subscribers > 0) {
+                    e.reg.unsubscribe(name, 1);
+                    model[name].subscribers--;
+                    forget_if_unused(name);
+                }
+                break;
+            case 4:
+                Drain(e, 1);
+                break;
+            case 5: {
+                Model& m = model[name];
+                const GroupNode* g = e.reg.find(name);
+                const uint64_t epoch = g ? g->epoch : 0;
+                const uint64_t from = m.last_seq ? next(m.last_seq + 2) : 0;
+                Hist h = History(e, name, {epoch ? epoch : 1, from}, now);
+                for (auto it = m.kept.begin(); it != m.kept.end();) {
+                    it = (it->expires && it->expires <= now) ? m.kept.erase(it) : it + 1;
+                }
+                Strings want;
+                bool lost = epoch == 0 || from > m.last_seq;
+                uint64_t expect = from + 1;
+                for (const Kept& k : m.kept) {
+                    if (k.seq <= from) {
+                        continue;
+                    }
+                    lost = lost || k.seq != expect;
+                    ++expect;
+                    want.push_back(k.frame);
+                }
+                lost = lost || expect != m.last_seq + 1;
+                EXPECT_EQ(h.status, lost ? kLost : kOk) << name << " from " << from;
+                if (!lost) {
+                    EXPECT_EQ(h.frames, want);
+                }
+                forget_if_unused(name);
+                break;
+            }
+        }
+        for (const std::string& n : names) {
+            const Model& m = model[n];
+            const GroupNode* g = e.reg.find(n);
+            ASSERT_EQ(g != nullptr, m.subscribers > 0 || !m.kept.empty()) << n;
+            if (g) {
+                EXPECT_EQ(g->last_seq, m.last_seq) << n;
+                EXPECT_EQ(g->subscribers, static_cast<uint32_t>(m.subscribers)) << n;
+                std::vector<uint64_t> want;
+                for (const Kept& k : m.kept) {
+                    want.push_back(k.seq);
+                }
+                EXPECT_EQ(Retained(e, n), want) << n;
+            }
+        }
+        ExpectHistoryConsistent(e.root);
+    }
 }
 
 }  // namespace
