@@ -97,6 +97,7 @@ bool parse_item(const json_t* obj, PublishItem& item, std::string& error, const 
     }
     if (json_is_string(data)) {
         item.payload.assign(json_string_value(data), json_string_length(data));
+        item.is_string = true;
     } else {
         // reals in their shortest form: the app's 0.1 stays 0.1
         item.payload = json_compact(data);

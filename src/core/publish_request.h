@@ -17,7 +17,8 @@ namespace realtime {
 
 struct PublishItem {
     std::vector<std::string> groups;
-    std::string payload;  // the text frame's payload (valid UTF-8)
+    std::string payload;     // the text frame's payload (valid UTF-8)
+    bool is_string = false;  // data was a JSON string: payload is its text
 };
 
 struct PublishRequest {

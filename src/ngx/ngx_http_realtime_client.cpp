@@ -21,6 +21,7 @@
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
 #include "ngx_http_realtime_groups.h"
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_template.h"
 #include "ngx_http_realtime_worker.h"
@@ -983,9 +984,9 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     }
 
     try {
+        std::string  text = realtime::json_compact(message);
         std::string  frame = realtime::ws::encode_frame(
-                                 realtime::ws::Opcode::kText,
-                                 realtime::json_compact(message));
+                                 realtime::ws::Opcode::kText, text);
 
         std::vector<std::string_view>  names(s->client_groups.begin(),
                                              s->client_groups.end());
@@ -993,6 +994,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         realtime::Registry::PublishOptions  options;
 
         options.origin = s->conf->client_echo ? 0 : s->conn_id;
+        ngx_http_realtime_history_options(s->conf, &options);
+        options.header_size = (uint8_t) (frame.size() - text.size());
 
         {
             ngx_http_realtime_registry_t  reg(s->zone);

@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_worker.h"
 
 
@@ -51,6 +52,8 @@ typedef struct {
 
 
 static void ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z);
+static realtime::SharedFrame *ngx_http_realtime_envelope_frame(
+    const realtime::ShmMessage *m, uint16_t k);
 static void ngx_http_realtime_flush_slice(void);
 
 
@@ -273,6 +276,25 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
 
         s->conn_id = s->shm_conn->id;
         s->handshake_groups = n;
+
+        /*
+         * Messages published before this moment are not its live ones
+         * (some may still wait in this worker's queue): a resume gets
+         * them from the history, under this same lock, so none is missed
+         * or given twice.
+         */
+        s->joined_at = z->root->published;
+
+        std::string_view  *names = (std::string_view *)
+            ngx_palloc(s->request->pool, (n + 1) * sizeof(std::string_view));
+
+        if (names) {
+            for (i = 0; i < n; i++) {
+                new (&names[i]) std::string_view(join[i].name);
+            }
+
+            ngx_http_realtime_history_replay(reg.get(), s, names, n);
+        }
         z->root->slots[z->slot].connections++;
         z->root->stats.connections_opened++;
         s->counted = true;
@@ -553,6 +575,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 {
     bool                               control;
     uint16_t                           k;
+    realtime::SharedFrame             *fe;
     uint64_t                           delivered, stamp;
     ngx_queue_t                       *q;
     realtime::QueueNode               *list, *node;
@@ -606,6 +629,8 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                 ngx_memcpy(f->data(), m->frame(), m->frame_size);
             }
 
+            fe = NULL;
+
             for (q = ngx_queue_head(&g->members);
                  q != ngx_queue_sentinel(&g->members);
                  q = ngx_queue_next(q))
@@ -624,6 +649,10 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                     continue;   /* its sender, which asked for no echo */
                 }
 
+                if (m->number <= s->joined_at) {
+                    continue;   /* published before it joined */
+                }
+
                 if (control) {
                     /* before the next member: the action may close s or
                        change its groups, never the list walked here */
@@ -631,6 +660,18 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                         ngx_http_realtime_worker.control(s,
                             std::string_view((const char *) m->frame(),
                                              m->frame_size));
+                    }
+
+                } else if (s->conf->envelope && m->ids()[k].seq) {
+                    /* {"group","id","data"}: one frame per message and
+                       group, shared by its subscribers here */
+                    if (fe == NULL) {
+                        fe = ngx_http_realtime_envelope_frame(m, k);
+                    }
+
+                    if (fe) {
+                        delivered++;
+                        ngx_http_realtime_session_send(s, fe);
                     }
 
                 } else {
@@ -644,6 +685,10 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                                           &s->flush_link.queue);
                 }
             }
+
+            if (fe) {
+                realtime::release(fe);
+            }
         }
 
         if (f) {
@@ -656,5 +701,23 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 
         reg->finish_drain((uint32_t) z->slot);
         z->root->stats.frames_delivered += delivered;
+    }
+}
+
+
+/* The envelope of m for its k-th group, framed; NULL when out of memory. */
+
+static realtime::SharedFrame *
+ngx_http_realtime_envelope_frame(const realtime::ShmMessage *m, uint16_t k)
+{
+    try {
+        return ngx_http_realtime_frame(realtime::ws::Opcode::kText,
+                   ngx_http_realtime_history_envelope(m->group(k), m->ids()[k],
+                       m->payload(), m->flags & realtime::kPayloadIsString));
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "realtime: out of memory framing an envelope");
+        return NULL;
     }
 }

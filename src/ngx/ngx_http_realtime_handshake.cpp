@@ -12,6 +12,7 @@
 #include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_heartbeat.h"
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_messages.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_redact.h"
@@ -170,6 +171,18 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        if (ngx_http_realtime_history_prepare(r, s) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /*
+         * The greeting is the first frame after the 101: queued before the
+         * join, which queues what a resume missed.
+         */
+        if (ngx_http_realtime_client_welcome(s) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         rc = ngx_http_realtime_relay_prepare(r, s);
         if (rc != NGX_OK) {
             return (rc == NGX_HTTP_FORBIDDEN || rc == NGX_HTTP_BAD_REQUEST)
@@ -242,11 +255,7 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_ERROR;
     }
 
-    /* the greeting is the first frame after the 101, then the app hears */
-    if (ngx_http_realtime_client_welcome(s) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
+    /* after the greeting (queued before the join): the app hears */
     ngx_http_realtime_relay_open(s);
 
     ngx_http_realtime_heartbeat_start(s);

@@ -10,6 +10,7 @@
 #include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_handshake.h"
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_publish.h"
 #include "ngx_http_realtime_redact.h"
@@ -255,6 +256,27 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_history"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_history_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_envelope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, envelope),
+      NULL },
+
+    { ngx_string("realtime_resume_from"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, last_id),
+      NULL },
+
     { ngx_string("realtime_relay"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_realtime_relay_directive,
@@ -445,6 +467,10 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->presence = NGX_CONF_UNSET;
     conf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
     conf->presence_max_list = NGX_CONF_UNSET_UINT;
+    conf->history_size = NGX_CONF_UNSET_UINT;
+    conf->history_ttl = NGX_CONF_UNSET_MSEC;
+    conf->envelope = NGX_CONF_UNSET;
+    conf->last_id = (ngx_http_complex_value_t *) NGX_CONF_UNSET_PTR;
     conf->relay = (ngx_http_realtime_relay_target_t *) NGX_CONF_UNSET_PTR;
     conf->relay_headers = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->relay_events = NGX_CONF_UNSET_UINT;
@@ -516,7 +542,8 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (ngx_http_realtime_merge_auth(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_realtime_merge_client(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_realtime_merge_presence(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_realtime_merge_relay(cf, prev, conf) != NGX_CONF_OK)
+        || ngx_http_realtime_merge_relay(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_realtime_merge_history(cf, prev, conf) != NGX_CONF_OK)
     {
         return (char *) NGX_CONF_ERROR;
     }

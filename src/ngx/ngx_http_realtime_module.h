@@ -138,6 +138,13 @@ typedef struct {
     realtime::JsonTemplate     *presence_leave;
     ngx_uint_t                  presence_max_list;
 
+    /* history and resume (ngx_http_realtime_history.cpp) */
+    ngx_uint_t                  history_size;      /* 0: none */
+    ngx_msec_t                  history_ttl;       /* 0: no limit */
+    ngx_flag_t                  envelope;
+    ngx_http_complex_value_t   *last_id;           /* where a resume says
+                                                      where it was */
+
     /* relay to the app (ngx_http_realtime_relay.cpp) */
     ngx_http_realtime_relay_target_t  *relay;
     ngx_array_t                *relay_headers;

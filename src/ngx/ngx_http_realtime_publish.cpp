@@ -18,6 +18,7 @@
 #include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -32,6 +33,8 @@ static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_realtime_publish_action(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act);
 static ngx_int_t ngx_http_realtime_publish_presence(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *arg);
+static ngx_int_t ngx_http_realtime_publish_history(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *arg);
 
 
@@ -203,7 +206,7 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
 
     std::vector<uint64_t>  counts(req.items.size(), 0);
 
-    full = ngx_http_realtime_publish_items(z, req, &published, &total,
+    full = ngx_http_realtime_publish_items(z, rlcf, req, &published, &total,
                                            counts.data()) != NGX_OK;
 
     if (full) {
@@ -250,6 +253,10 @@ ngx_http_realtime_publish_info(ngx_http_request_t *r,
 
     if (ngx_http_arg(r, (u_char *) "presence", 8, &arg) == NGX_OK) {
         return ngx_http_realtime_publish_presence(r, rlcf, &arg);
+    }
+
+    if (ngx_http_arg(r, (u_char *) "history", 7, &arg) == NGX_OK) {
+        return ngx_http_realtime_publish_history(r, rlcf, &arg);
     }
 
     if (ngx_http_arg(r, (u_char *) "group", 5, &arg) != NGX_OK) {
@@ -389,6 +396,7 @@ ngx_http_realtime_publish_presence(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
+    const ngx_http_realtime_loc_conf_t *conf,
     const realtime::PublishRequest &req, size_t *published, uint64_t *total,
     uint64_t *counts)
 {
@@ -415,9 +423,17 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
             std::vector<std::string_view>    names(req.items[m].groups.begin(),
                                                    req.items[m].groups.end());
 
+            realtime::Registry::PublishOptions  options;
+
+            ngx_http_realtime_history_options(conf, &options);
+            options.header_size = (uint8_t) (f.size()
+                                             - req.items[m].payload.size());
+            options.flags = req.items[m].is_string ? realtime::kPayloadIsString
+                                                   : 0;
+
             realtime::Registry::Published res =
                 reg->publish(names.data(), names.size(),
-                             (const uint8_t *) f.data(), f.size());
+                             (const uint8_t *) f.data(), f.size(), options);
 
             if (res.status != realtime::Registry::Status::kOk) {
                 full = true;
@@ -443,4 +459,66 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
     }
 
     return full ? NGX_DECLINED : NGX_OK;
+}
+
+
+/* An argument, URL-unescaped into r's pool. */
+
+static ngx_int_t
+ngx_http_realtime_unescaped_arg(ngx_http_request_t *r, ngx_str_t *arg,
+    ngx_str_t *out)
+{
+    u_char  *dst, *src;
+
+    out->data = (u_char *) ngx_pnalloc(r->pool, arg->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = out->data;
+    src = arg->data;
+    ngx_unescape_uri(&dst, &src, arg->len, NGX_UNESCAPE_URI);
+    out->len = dst - out->data;
+
+    return NGX_OK;
+}
+
+
+/* GET ?history=NAME[&since=ID]: the group's retained messages. */
+
+static ngx_int_t
+ngx_http_realtime_publish_history(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *arg)
+{
+    ngx_str_t  name, since = ngx_null_string, raw;
+
+    if (ngx_http_realtime_unescaped_arg(r, arg, &name) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!realtime::is_valid_group_name(ngx_http_realtime_sv(name))) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "since", 5, &raw) == NGX_OK) {
+        realtime::MessageId  id;
+
+        if (ngx_http_realtime_unescaped_arg(r, &raw, &since) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (!ngx_http_realtime_history_parse_id(ngx_http_realtime_sv(since),
+                                                &id))
+        {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "\"since\" must be a message id (EPOCH:SEQ)");
+        }
+    }
+
+    std::string  out = ngx_http_realtime_history_list(rlcf->zone,
+                           ngx_http_realtime_sv(name),
+                           ngx_http_realtime_sv(since));
+
+    return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
 }

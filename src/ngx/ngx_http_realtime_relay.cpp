@@ -96,6 +96,8 @@ struct ngx_http_realtime_relay_stream_t {
     ngx_http_realtime_session_t         *session = nullptr;  /* NULL: gone */
     ngx_http_realtime_relay_target_t    *target = nullptr;
     ngx_http_realtime_zone_t            *zone = nullptr;
+    ngx_http_realtime_loc_conf_t        *conf = nullptr;  /* publishes go
+                                                             through it */
     ngx_msec_t                           timeout = 0;
     size_t                               limit = 0;
     ngx_uint_t                           events = 0;
@@ -587,6 +589,7 @@ ngx_http_realtime_relay_prepare(ngx_http_request_t *r,
     st->session = s;
     st->target = conf->relay;
     st->zone = conf->zone;
+    st->conf = conf;
     st->timeout = conf->relay_timeout;
     st->limit = conf->relay_queue;
     st->events = conf->relay_events;
@@ -1630,7 +1633,7 @@ ngx_http_realtime_relay_answer(ngx_http_realtime_relay_stream_t *st,
                                       "but the location has no zone");
 
                     } else if (ngx_http_realtime_publish_items(st->zone,
-                                   ans.publish, &published, &total)
+                                   st->conf, ans.publish, &published, &total)
                                != NGX_OK)
                     {
                         ngx_log_error(NGX_LOG_ERR,

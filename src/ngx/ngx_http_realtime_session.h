@@ -122,6 +122,9 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     bool                           counted = false;  /* in the slot's count */
     realtime::ConnNode            *shm_conn = nullptr;  /* its zone record */
     uint64_t                       conn_id = 0;   /* shm_conn->id */
+    uint64_t                       joined_at = 0; /* root->published when it
+                                                     joined: older messages
+                                                     come by replay, if at all */
     ngx_uint_t                     handshake_groups = 0;  /* joined before
                                                              the 101 */
     uint64_t                       delivered = 0; /* last message stamp */
@@ -142,6 +145,7 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::jwt::JsonPtr         stamps;
     realtime::RateLimiter          rate;
     std::string                    presence_info; /* JSON, "" none */
+    std::string                    resume_from;   /* realtime_resume_from */
     ngx_http_realtime_relay_stream_t  *relay = nullptr;  /* relay.cpp */
     bool                           presence = false;  /* tracked (has user) */
 

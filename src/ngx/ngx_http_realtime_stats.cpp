@@ -77,6 +77,8 @@ ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
               + std::to_string(snap.stats.presence_leaves)
               + ",\"presence_events_lost\":"
               + std::to_string(snap.stats.presence_events_lost)
+              + ",\"history_evicted\":"
+              + std::to_string(snap.stats.history_evicted)
               + ",\"workers\":[" + per_worker + "]}";
 
         return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);

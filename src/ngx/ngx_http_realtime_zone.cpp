@@ -5,6 +5,8 @@
 
 #include "ngx_http_realtime_module.h"
 
+#include <sys/random.h>
+
 
 #define NGX_HTTP_REALTIME_BYTES_PER_BUCKET  2048
 
@@ -172,6 +174,18 @@ ngx_http_realtime_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
     }
 
     shpool->data = z->root;
+
+    /* epochs of this zone's groups differ from any earlier zone's: a
+       client resuming from an id of a lost history is told so */
+    uint32_t  zone_id;
+
+    if (getrandom(&zone_id, sizeof(zone_id), GRND_NONBLOCK)
+        != (ssize_t) sizeof(zone_id))
+    {
+        zone_id = (uint32_t) ngx_time() ^ (uint32_t) ngx_random();
+    }
+
+    z->root->zone_id = zone_id | 1;    /* never 0: epoch 0 means "none" */
 
     return NGX_OK;
 }
