@@ -267,6 +267,15 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
             return NGX_BUSY;
         }
 
+        /*
+         * Messages published before this moment are not its live ones
+         * (some may still wait in this worker's queue): a resume gets them
+         * from the history, under this same lock, so none is missed or
+         * given twice. What the join itself publishes (the user's presence
+         * join event) comes after, and reaches it.
+         */
+        s->joined_at = z->root->published;
+
         s->shm_conn = reg->join(join, groups->nelts, (uint32_t) z->slot, wake);
 
         if (s->shm_conn == NULL) {
@@ -277,14 +286,6 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
         s->conn_id = s->shm_conn->id;
         s->handshake_groups = n;
 
-        /*
-         * Messages published before this moment are not its live ones
-         * (some may still wait in this worker's queue): a resume gets
-         * them from the history, under this same lock, so none is missed
-         * or given twice.
-         */
-        s->joined_at = z->root->published;
-
         std::string_view  *names = (std::string_view *)
             ngx_palloc(s->request->pool, (n + 1) * sizeof(std::string_view));
 
@@ -293,6 +294,7 @@ ngx_http_realtime_groups_join(ngx_http_realtime_session_t *s,
                 new (&names[i]) std::string_view(join[i].name);
             }
 
+            /* under the same lock as the join: no gap, no duplicate */
             ngx_http_realtime_history_replay(reg.get(), s, names, n);
         }
         z->root->slots[z->slot].connections++;
