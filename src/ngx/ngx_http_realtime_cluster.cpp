@@ -326,6 +326,10 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
         cl->groups->swap(want);
         cl->seen_changes = changes;
 
+        if (!add.empty() || !remove.empty()) {
+            ngx_http_realtime_cluster_save(cl);     /* the channel count */
+        }
+
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, cl->sub.log, 0,
                       "realtime: out of memory updating the redis "
