@@ -311,6 +311,12 @@ struct ClusterState {
     uint64_t received;   // messages from other nodes, published here
     uint64_t dropped;    // messages from Redis that could not be used
     uint64_t local_only; // client messages that stayed here: link down
+    // Per worker slot: the last fence of that slot's claim (owner) that
+    // the subscriber saw come back from Redis. A publish waits for its
+    // fence before it is delivered here, so everything Redis ordered
+    // before it (other nodes' messages) is delivered here first.
+    uint64_t fence_owner[kMaxWorkerSlots];
+    uint64_t fence[kMaxWorkerSlots];
 };
 
 struct RegistryRoot {

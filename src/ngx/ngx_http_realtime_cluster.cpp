@@ -23,6 +23,14 @@
  * reaches a callback), hence this. Other workers PING their idle
  * command link once a second.
  *
+ * Order. A publish through the API is delivered here only once Redis took
+ * it, and after everything Redis ordered before it: other nodes' messages
+ * reach this node through the subscriber (another process), so the
+ * publishing worker also sends a fence, "f <slot> <claim> <n>", on its
+ * node's channel right after its messages, and waits (polling the zone
+ * every millisecond, at most the timeout) until the subscriber saw it
+ * come back. Without a subscriber up there is nothing to wait for.
+ *
  * Not shared in this slice: control messages (actions by user), presence
  * events, and the history of remote messages (they are published here
  * without history: the next slice carries ids across nodes).
@@ -30,6 +38,7 @@
 
 #include "ngx_http_realtime_cluster.h"
 
+#include <deque>
 #include <set>
 #include <string>
 #include <vector>
@@ -45,6 +54,10 @@
 #define NGX_HTTP_REALTIME_CLUSTER_CHECK   100   /* ms between looks at the
                                                    group counter */
 #define NGX_HTTP_REALTIME_CLUSTER_BATCH   256   /* channels per SUBSCRIBE */
+#define NGX_HTTP_REALTIME_CLUSTER_FENCE   1     /* ms between looks */
+
+
+struct ngx_http_realtime_cluster_batch_t;
 
 
 struct ngx_http_realtime_cluster_t {
@@ -59,6 +72,12 @@ struct ngx_http_realtime_cluster_t {
     ngx_msec_t                         hb_sent;    /* 0: none on its way */
     uint64_t                           hb_sent_us;
 
+    /* publishes waiting for their fence, oldest (lowest fence) first */
+    uint64_t                           fences;
+    std::deque<ngx_http_realtime_cluster_batch_t *>  *waiting;
+    ngx_event_t                        fence_ev;
+    bool                               flushing;   /* exiting: no waiting */
+
     /* counted here, added to the zone's once a second */
     uint64_t                           published;
     uint64_t                           received;
@@ -72,6 +91,7 @@ struct ngx_http_realtime_cluster_t {
 static void ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl,
     bool all);
 static void ngx_http_realtime_cluster_save(ngx_http_realtime_cluster_t *cl);
+static void ngx_http_realtime_cluster_fence_handler(ngx_event_t *ev) noexcept;
 
 
 static uint64_t
@@ -96,6 +116,67 @@ ngx_http_realtime_cluster_zones(void)
 
 /* ------------------------------------------------------ subscriber link */
 
+/* "h <us>": our heartbeat; "f <slot> <claim> <n>": a publisher's fence. */
+
+static void
+ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
+    std::string_view text)
+{
+    uint64_t  v[3];
+    size_t    i, n;
+
+    if (text.size() < 3 || text[1] != ' ') {
+        cl->dropped++;
+        return;
+    }
+
+    n = 0;
+    v[0] = v[1] = v[2] = 0;
+
+    for (i = 2; i < text.size() && n < 3; i++) {
+        if (text[i] == ' ') {
+            n++;
+            continue;
+        }
+
+        if (text[i] < '0' || text[i] > '9') {
+            cl->dropped++;
+            return;
+        }
+
+        v[n] = v[n] * 10 + (uint64_t) (text[i] - '0');
+    }
+
+    if (text[0] == 'h') {
+        if (cl->hb_sent) {
+            uint64_t  now = ngx_http_realtime_now_us();
+
+            cl->latency_us = now > v[0] ? now - v[0] : 1;
+            cl->hb_sent = 0;
+        }
+
+        return;
+    }
+
+    if (text[0] != 'f' || n != 2 || v[0] >= realtime::kMaxWorkerSlots) {
+        cl->dropped++;
+        return;
+    }
+
+    ngx_http_realtime_registry_t  reg(cl->zone);
+
+    realtime::ClusterState  *cs = &cl->zone->root->cluster;
+
+    /* the claim's own counter: a slot's next worker starts anew */
+    if (cs->fence_owner[v[0]] != v[1]) {
+        cs->fence_owner[v[0]] = v[1];
+        __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
+
+    } else if (v[2] > cs->fence[v[0]]) {
+        __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
+    }
+}
+
 static void
 ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
     std::string_view channel, std::string_view text)
@@ -105,12 +186,7 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
     ngx_http_realtime_zone_t *z = cl->zone;
 
     if (channel == *cl->node_channel) {
-        if (cl->hb_sent) {
-            uint64_t  now = ngx_http_realtime_now_us();
-
-            cl->latency_us = now > cl->hb_sent_us ? now - cl->hb_sent_us : 1;
-            cl->hb_sent = 0;
-        }
+        ngx_http_realtime_cluster_node_message(cl, text);
         return;
     }
 
@@ -477,13 +553,13 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
         } else if (cl->hb_sent == 0
                    && cl->cmd.state == NGX_HTTP_REALTIME_REDIS_UP)
         {
-            char         stamp[NGX_INT64_LEN];
+            char         stamp[NGX_INT64_LEN + 2];
             const char  *argv[3] = { "PUBLISH", cl->node_channel->c_str(),
                                      stamp };
             size_t       lens[3] = { 7, cl->node_channel->size(), 0 };
 
             cl->hb_sent_us = ngx_http_realtime_now_us();
-            lens[2] = ngx_sprintf((u_char *) stamp, "%uL", cl->hb_sent_us)
+            lens[2] = ngx_sprintf((u_char *) stamp, "h %uL", cl->hb_sent_us)
                       - (u_char *) stamp;
 
             if (ngx_http_realtime_redis_command(&cl->cmd,
@@ -600,6 +676,8 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
             ngx_sprintf((u_char *) node, "%08xD%Z", z[i]->root->zone_id);
 
             cl->groups = new std::set<std::string>();
+            cl->waiting =
+                new std::deque<ngx_http_realtime_cluster_batch_t *>();
             cl->node_channel = new std::string(
                 std::string(ngx_http_realtime_sv(z[i]->redis->prefix))
                 + ":n:" + node);
@@ -627,6 +705,11 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
         cl->check.data = cl;
         cl->check.log = cycle->log;
         cl->check.cancelable = 1;
+
+        /* not cancelable: a shutdown waits for the publishes (timeout) */
+        cl->fence_ev.handler = ngx_http_realtime_cluster_fence_handler;
+        cl->fence_ev.data = cl;
+        cl->fence_ev.log = cycle->log;
 
         z[i]->cluster = cl;
 
@@ -679,6 +762,14 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
             ngx_del_timer(&cl->check);
         }
 
+        if (cl->fence_ev.timer_set) {
+            ngx_del_timer(&cl->fence_ev);
+        }
+
+        /* in Redis already: delivered here without waiting any more */
+        cl->flushing = true;
+        ngx_http_realtime_cluster_fence_handler(&cl->fence_ev);
+
         /* before nginx looks for sockets left open */
         ngx_http_realtime_redis_close(&cl->sub);
         ngx_http_realtime_redis_close(&cl->cmd);
@@ -686,10 +777,12 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
         ngx_http_realtime_cluster_save(cl);
 
         delete cl->groups;
+        delete cl->waiting;
         delete cl->node_channel;
         delete cl->cmd.sent;
         delete cl->sub.sent;
         cl->groups = NULL;
+        cl->waiting = NULL;
         cl->node_channel = NULL;
         cl->cmd.sent = cl->sub.sent = NULL;
 
@@ -707,7 +800,84 @@ struct ngx_http_realtime_cluster_batch_t {
     ngx_uint_t                          pending;
     int64_t                             nodes;
     bool                                failed;
+    uint64_t                            fence;      /* 0: none sent */
+    bool                                heard;      /* a subscriber got it */
+    ngx_msec_t                          since;
 };
+
+
+static bool
+ngx_http_realtime_cluster_fence_seen(ngx_http_realtime_cluster_t *cl,
+    uint64_t fence)
+{
+    realtime::ClusterState  *cs = &cl->zone->root->cluster;
+    ngx_int_t                slot = cl->zone->slot;
+
+    return slot < 0
+           || (__atomic_load_n(&cs->fence_owner[slot], __ATOMIC_ACQUIRE)
+                   == cl->zone->owner
+               && __atomic_load_n(&cs->fence[slot], __ATOMIC_ACQUIRE)
+                  >= fence);
+}
+
+
+static void
+ngx_http_realtime_cluster_fence_handler(ngx_event_t *ev) noexcept
+{
+    auto  *cl = (ngx_http_realtime_cluster_t *) ev->data;
+
+    while (!cl->waiting->empty()) {
+        ngx_http_realtime_cluster_batch_t  *b = cl->waiting->front();
+
+        /* no fence past the timeout: the subscriber is slow or gone,
+           deliver anyway (Redis has the message: it is not lost) */
+        if (!ngx_http_realtime_cluster_fence_seen(cl, b->fence)
+            && ngx_current_msec - b->since < cl->zone->redis->timeout
+            && !cl->flushing)
+        {
+            ngx_add_timer(&cl->fence_ev, NGX_HTTP_REALTIME_CLUSTER_FENCE);
+            return;
+        }
+
+        cl->waiting->pop_front();
+
+        b->done(b->data, b->nodes);
+
+        delete b;
+    }
+}
+
+
+/* Every reply is in: answer now, or once the fence came back. */
+
+static void
+ngx_http_realtime_cluster_finish(ngx_http_realtime_cluster_batch_t *b)
+{
+    ngx_http_realtime_cluster_t  *cl = b->cl;
+
+    if (!b->failed && b->fence && b->heard
+        && (!cl->waiting->empty()
+            || !ngx_http_realtime_cluster_fence_seen(cl, b->fence)))
+    {
+        try {
+            cl->waiting->push_back(b);
+            b->since = ngx_current_msec;
+
+            if (!cl->fence_ev.timer_set) {
+                ngx_add_timer(&cl->fence_ev, NGX_HTTP_REALTIME_CLUSTER_FENCE);
+            }
+
+            return;
+
+        } catch (...) {
+            /* answered at once: order is best effort without memory */
+        }
+    }
+
+    b->done(b->data, b->failed ? -1 : b->nodes);
+
+    delete b;
+}
 
 
 static void
@@ -724,13 +894,57 @@ ngx_http_realtime_cluster_published(ngx_http_realtime_redis_link_t *link,
         b->nodes = ngx_max(b->nodes, (int64_t) reply->integer);
     }
 
-    if (--b->pending) {
+    if (--b->pending == 0) {
+        ngx_http_realtime_cluster_finish(b);
+    }
+}
+
+
+static void
+ngx_http_realtime_cluster_fenced(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, void *data)
+{
+    auto  *b = (ngx_http_realtime_cluster_batch_t *) data;
+
+    /* 0: no subscriber of ours listens, nothing to wait for */
+    b->heard = reply && reply->type == REDIS_REPLY_INTEGER
+               && reply->integer > 0;
+
+    if (--b->pending == 0) {
+        ngx_http_realtime_cluster_finish(b);
+    }
+}
+
+
+/* The fence after a batch, when this node has a subscriber to see it. */
+
+static void
+ngx_http_realtime_cluster_send_fence(ngx_http_realtime_cluster_t *cl,
+    ngx_http_realtime_cluster_batch_t *b)
+{
+    char                      text[3 * NGX_INT64_LEN + 8];
+    ngx_http_realtime_zone_t *z = cl->zone;
+
+    if (z->slot < 0 || __atomic_load_n(&z->root->cluster.state,
+                                       __ATOMIC_RELAXED) != 2)
+    {
         return;
     }
 
-    b->done(b->data, b->failed ? -1 : b->nodes);
+    const char  *argv[3] = { "PUBLISH", cl->node_channel->c_str(), text };
+    size_t       lens[3] = { 7, cl->node_channel->size(), 0 };
 
-    delete b;
+    lens[2] = ngx_sprintf((u_char *) text, "f %i %uL %uL", z->slot, z->owner,
+                          cl->fences + 1)
+              - (u_char *) text;
+
+    if (ngx_http_realtime_redis_command(&cl->cmd,
+            ngx_http_realtime_cluster_fenced, b, 3, argv, lens)
+        == NGX_OK)
+    {
+        b->fence = ++cl->fences;
+        b->pending++;
+    }
 }
 
 
@@ -771,7 +985,7 @@ ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
     }
 
     auto  *b = new (std::nothrow) ngx_http_realtime_cluster_batch_t{
-                   cl, done, data, 0, 0, false };
+                   cl, done, data, 0, 0, false, 0, false, 0 };
     if (b == NULL) {
         return NGX_DECLINED;
     }
@@ -808,6 +1022,10 @@ ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
     if (b->pending == 1) {
         delete b;
         return NGX_DECLINED;    /* nothing went out */
+    }
+
+    if (!b->failed) {
+        ngx_http_realtime_cluster_send_fence(cl, b);
     }
 
     b->pending--;   /* the replies will finish it */
