@@ -184,6 +184,12 @@ server {
         realtime_subscribe room_$arg_room;
         realtime_client_publish room_$arg_room;
     }
+    location = /env {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+        realtime_envelope on;
+        realtime_user $arg_u;
+    }
     location = /publish {
         realtime_publish;
     }
@@ -303,6 +309,9 @@ def test_cross_node_delivery(redis, nginx_factory):
     assert_nothing_pending(wa)
     assert_nothing_pending(wb)
 
+    # the heartbeat measures the round trip through Redis
+    assert wait_for(lambda: redis_stats(a)["latency_us"] > 0, 5), redis_stats(a)
+
     sa, sb = redis_stats(a), redis_stats(b)
     assert wait_for(lambda: redis_stats(b)["received"] >= 1 and redis_stats(a)["received"] >= 1,
                     3), (sa, sb)
@@ -371,6 +380,64 @@ def test_only_groups_with_subscribers_are_subscribed(redis, nginx_factory):
     wait_numsub(redis, "other", 0)
     assert wait_for(lambda: redis.channels() == [], TIMEOUT), redis.channels()
     assert wait_for(lambda: redis_stats(a)["channels"] == 0, 3), redis_stats(a)
+
+
+def test_envelopes_and_string_payloads_across_nodes(redis, nginx_factory):
+    a, b = start_nodes(nginx_factory, redis.url)
+    wb = subscribe(b.port, "/env?g=ev&u=alice")
+    wa = subscribe(a.port, "/env?g=ev&u=alice")
+    wait_numsub(redis, "ev", 2)
+
+    publish(a.port, {"group": "ev", "data": "plain \"text\""})
+    publish(a.port, {"group": "ev", "data": {"k": [1, 2]}})
+    for ws in (wb, wa):
+        first, second = json.loads(next_text(ws)), json.loads(next_text(ws))
+        assert first["group"] == "ev" and first["data"] == 'plain "text"', first
+        assert second["data"] == {"k": [1, 2]}, second
+        assert ":" in first["id"], first
+
+    # the users' internal groups ("~user:...") are never shared
+    everything = redis.cmd("PUBSUB", "CHANNELS", "*")
+    assert not [c for c in everything if "~" in c], everything
+    assert "realtime:g:ev" in everything
+
+
+def test_malformed_messages_are_counted_and_dropped(redis, nginx_factory):
+    a, b = start_nodes(nginx_factory, redis.url)
+    wa = subscribe(a.port, "/ws?g=raw")
+    wb = subscribe(b.port, "/ws?g=raw")
+    wait_numsub(redis, "raw", 2)
+
+    for bad in ("garbage", "1 nothex -\nx", "9 00000001 -\nx", "1 00000001 q\nx", ""):
+        assert redis.cmd("PUBLISH", "realtime:g:raw", bad) == 2
+    assert wait_for(lambda: redis_stats(a)["dropped"] >= 5 and redis_stats(b)["dropped"] >= 5,
+                    5), (redis_stats(a), redis_stats(b))
+
+    # a well-formed message from some other node is delivered everywhere
+    assert redis.cmd("PUBLISH", "realtime:g:raw", '1 0badf00d -\n{"from":"elsewhere"}') == 2
+    assert next_text(wa) == next_text(wb) == '{"from":"elsewhere"}'
+    assert_nothing_pending(wa)
+
+
+def test_a_silent_server_times_out(nginx_factory):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)           # connections complete in the backlog, nothing answers
+    try:
+        port = silent.getsockname()[1]
+        a = nginx_factory(conf(f"redis://127.0.0.1:{port}", "timeout=300ms"), workers=1)
+        started = time.monotonic()
+        resp = publish(a.port, {"group": "g", "data": 1}, expect=None)
+        assert resp.status == 503, resp
+        assert time.monotonic() - started < 3
+        line = a.wait_log(lambda l: "no reply within the timeout" in l or "timed out" in l,
+                          TIMEOUT)
+        assert line and "[warn]" in line, a.error_log()[-2000:]
+        # the link comes back to the same silence: refused again
+        resp = publish(a.port, {"group": "g", "data": 2}, expect=None)
+        assert resp.status == 503, resp
+    finally:
+        silent.close()
 
 
 # --------------------------------------------------------------------------
