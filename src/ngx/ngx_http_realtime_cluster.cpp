@@ -571,8 +571,10 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
         }
 
     } else if (cl->cmd.state == NGX_HTTP_REALTIME_REDIS_UP
-               && cl->cmd.sent->empty() && !ngx_exiting)
+               && cl->cmd.sent->empty() && !ngx_exiting
+               && ngx_current_msec - cl->cmd.used_at >= 1000)
     {
+        /* idle for a second: a dead server shows as a PING without reply */
         const char  *argv[1] = { "PING" };
         size_t       lens[1] = { 4 };
 

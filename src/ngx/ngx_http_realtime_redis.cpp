@@ -795,6 +795,8 @@ ngx_http_realtime_redis_command(ngx_http_realtime_redis_link_t *link,
         return NGX_DECLINED;
     }
 
+    link->used_at = ngx_current_msec;
+
     if (link->sent->size() == 1) {
         ngx_http_realtime_redis_arm(link);
     }

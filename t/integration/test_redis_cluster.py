@@ -19,6 +19,7 @@ import pytest
 import wsclient
 from groups_util import (close_ws, http, kill_worker, nginx_expecting, next_text,  # noqa: F401
                          nginx_test_config, publish, spread_subscribers, stats, subscribe)
+from django_app import TrivialUpstream
 from nginx_harness import pick_port, pid_alive, wait_for
 from wsclient import OP_PONG
 
@@ -190,6 +191,11 @@ server {
         realtime_envelope on;
         realtime_user $arg_u;
     }
+    location = /relay {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+        realtime_relay @APP@;
+    }
     location = /publish {
         realtime_publish;
     }
@@ -200,8 +206,8 @@ server {
 """
 
 
-def conf(url, extra=""):
-    return CONF.replace("@URL@", url).replace("@EXTRA@", extra)
+def conf(url, extra="", app="http://127.0.0.1:9/"):
+    return CONF.replace("@URL@", url).replace("@EXTRA@", extra).replace("@APP@", app)
 
 
 def redis_stats(node):
@@ -226,8 +232,8 @@ def wait_numsub(r, group, want, timeout=TIMEOUT):
     assert wait_for(ok, timeout), f"{channel}: {last[0]} subscribers in redis, want {want}"
 
 
-def start_nodes(nginx_factory, url, n=2, workers=2, extra=""):
-    nodes = [nginx_factory(conf(url, extra), workers=workers) for _ in range(n)]
+def start_nodes(nginx_factory, url, n=2, workers=2, extra="", app="http://127.0.0.1:9/"):
+    nodes = [nginx_factory(conf(url, extra, app), workers=workers) for _ in range(n)]
     wait_up(*nodes)
     return nodes
 
@@ -440,6 +446,23 @@ def test_a_silent_server_times_out(nginx_factory):
         silent.close()
 
 
+def test_relay_answers_reach_the_other_node(redis, nginx_factory):
+    app = TrivialUpstream(lambda req: (200, {"reply": "noted", "publish": [
+        {"group": "rel", "data": {"app": req.json().get("n")}}]}))
+    try:
+        a, b = start_nodes(nginx_factory, redis.url, app=app.url("/relay"))
+        sender = subscribe(a.port, "/relay?g=rel")
+        wb = subscribe(b.port, "/ws?g=rel")
+        wait_numsub(redis, "rel", 2)
+        sender.send_text(json.dumps({"type": "note", "n": 7}))
+        got = {next_text(sender), next_text(sender)}
+        assert got == {"noted", '{"app":7}'}, got
+        assert next_text(wb) == '{"app":7}'
+        assert_nothing_pending(wb)
+    finally:
+        app.stop()
+
+
 # --------------------------------------------------------------------------
 # Redis going away
 
@@ -537,9 +560,18 @@ def test_wrong_password_is_a_clear_error_and_the_right_one_works(redis_factory, 
     assert next_text(w) == 'ok'
 
 
-def test_unix_socket_url(redis_factory, nginx_factory):
-    r = redis_factory(unix=True)
-    a, b = start_nodes(nginx_factory, "unix:" + r.sock_path)
+def test_a_database_redis_refuses_is_a_clear_error(redis, nginx_factory):
+    a = nginx_factory(conf(redis.url + "/4000"), workers=1)
+    line = a.wait_log(lambda l: "SELECT failed" in l, TIMEOUT)
+    assert line and "redis://127.0.0.1" in line, a.error_log()[-2000:]
+    assert publish(a.port, {"group": "g", "data": 1}, expect=None).status == 503
+
+
+def test_unix_socket_url_with_password_and_db(redis_factory, nginx_factory):
+    secret = "unix-pw-91c"
+    r = redis_factory(unix=True, password=secret)
+    a, b = start_nodes(nginx_factory, "unix:" + r.sock_path, extra=f"password={secret} db=2")
+    assert secret not in a.error_log()
     wa = subscribe(a.port, "/ws?g=sock")
     wb = subscribe(b.port, "/ws?g=sock")
     wait_numsub(r, "sock", 2)
