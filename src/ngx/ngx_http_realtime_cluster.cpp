@@ -23,13 +23,8 @@
  * reaches a callback), hence this. Other workers PING their idle
  * command link once a second.
  *
- * Order. A publish through the API is delivered here only once Redis took
- * it, and after everything Redis ordered before it: other nodes' messages
- * reach this node through the subscriber (another process), so the
- * publishing worker also sends a fence, "f <slot> <claim> <n>", on its
- * node's channel right after its messages, and waits (polling the zone
- * every millisecond, at most the timeout) until the subscriber saw it
- * come back. Without a subscriber up there is nothing to wait for.
+ * Publishing (and the fences that keep the API's order across nodes) is
+ * in ngx_http_realtime_cluster_publish.cpp.
  *
  * Not shared in this slice: control messages (actions by user), presence
  * events, and the history of remote messages (they are published here
@@ -38,15 +33,13 @@
 
 #include "ngx_http_realtime_cluster.h"
 
-#include <deque>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "core/cluster_message.h"
 #include "core/group_name.h"
 #include "core/ws_frame.h"
-#include "ngx_http_realtime_redis.h"
+#include "ngx_http_realtime_cluster_state.h"
 #include "ngx_http_realtime_worker.h"
 
 
@@ -54,55 +47,11 @@
 #define NGX_HTTP_REALTIME_CLUSTER_CHECK   100   /* ms between looks at the
                                                    group counter */
 #define NGX_HTTP_REALTIME_CLUSTER_BATCH   256   /* channels per SUBSCRIBE */
-#define NGX_HTTP_REALTIME_CLUSTER_FENCE   1     /* ms between looks */
-
-
-struct ngx_http_realtime_cluster_batch_t;
-
-
-struct ngx_http_realtime_cluster_t {
-    ngx_http_realtime_zone_t          *zone;
-    ngx_http_realtime_redis_link_t     cmd;
-    ngx_http_realtime_redis_link_t     sub;
-    bool                               subscriber;
-    uint64_t                           seen_changes;
-    std::set<std::string>             *groups;     /* subscribed to */
-    std::string                       *node_channel;
-    ngx_event_t                        check;
-    ngx_msec_t                         hb_sent;    /* 0: none on its way */
-    uint64_t                           hb_sent_us;
-
-    /* publishes waiting for their fence, oldest (lowest fence) first */
-    uint64_t                           fences;
-    std::deque<ngx_http_realtime_cluster_batch_t *>  *waiting;
-    ngx_event_t                        fence_ev;
-    bool                               flushing;   /* exiting: no waiting */
-
-    /* counted here, added to the zone's once a second */
-    uint64_t                           published;
-    uint64_t                           received;
-    uint64_t                           dropped;
-    uint64_t                           local_only;
-    uint64_t                           latency_us; /* 0: nothing new */
-    bool                               local_logged;
-};
 
 
 static void ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl,
     bool all);
 static void ngx_http_realtime_cluster_save(ngx_http_realtime_cluster_t *cl);
-static void ngx_http_realtime_cluster_fence_handler(ngx_event_t *ev) noexcept;
-
-
-static uint64_t
-ngx_http_realtime_now_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
 
 
 static ngx_array_t *
@@ -678,8 +627,6 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
             ngx_sprintf((u_char *) node, "%08xD%Z", z[i]->root->zone_id);
 
             cl->groups = new std::set<std::string>();
-            cl->waiting =
-                new std::deque<ngx_http_realtime_cluster_batch_t *>();
             cl->node_channel = new std::string(
                 std::string(ngx_http_realtime_sv(z[i]->redis->prefix))
                 + ":n:" + node);
@@ -708,10 +655,9 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
         cl->check.log = cycle->log;
         cl->check.cancelable = 1;
 
-        /* not cancelable: a shutdown waits for the publishes (timeout) */
-        cl->fence_ev.handler = ngx_http_realtime_cluster_fence_handler;
-        cl->fence_ev.data = cl;
-        cl->fence_ev.log = cycle->log;
+        if (ngx_http_realtime_cluster_publish_init(cl, cycle->log) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         z[i]->cluster = cl;
 
@@ -764,13 +710,7 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
             ngx_del_timer(&cl->check);
         }
 
-        if (cl->fence_ev.timer_set) {
-            ngx_del_timer(&cl->fence_ev);
-        }
-
-        /* in Redis already: delivered here without waiting any more */
-        cl->flushing = true;
-        ngx_http_realtime_cluster_fence_handler(&cl->fence_ev);
+        ngx_http_realtime_cluster_publish_exit(cl);
 
         /* before nginx looks for sockets left open */
         ngx_http_realtime_redis_close(&cl->sub);
@@ -779,326 +719,14 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
         ngx_http_realtime_cluster_save(cl);
 
         delete cl->groups;
-        delete cl->waiting;
         delete cl->node_channel;
         delete cl->cmd.sent;
         delete cl->sub.sent;
         cl->groups = NULL;
-        cl->waiting = NULL;
         cl->node_channel = NULL;
         cl->cmd.sent = cl->sub.sent = NULL;
 
         z[i]->cluster = NULL;
-    }
-}
-
-
-/* -------------------------------------------------------------- publish */
-
-struct ngx_http_realtime_cluster_batch_t {
-    ngx_http_realtime_cluster_t        *cl;
-    ngx_http_realtime_cluster_done_pt   done;
-    void                               *data;
-    ngx_uint_t                          pending;
-    int64_t                             nodes;
-    bool                                failed;
-    uint64_t                            fence;      /* 0: none sent */
-    bool                                heard;      /* a subscriber got it */
-    ngx_msec_t                          since;
-};
-
-
-static bool
-ngx_http_realtime_cluster_fence_seen(ngx_http_realtime_cluster_t *cl,
-    uint64_t fence)
-{
-    realtime::ClusterState  *cs = &cl->zone->root->cluster;
-    ngx_int_t                slot = cl->zone->slot;
-
-    return slot < 0
-           || (__atomic_load_n(&cs->fence_owner[slot], __ATOMIC_ACQUIRE)
-                   == cl->zone->owner
-               && __atomic_load_n(&cs->fence[slot], __ATOMIC_ACQUIRE)
-                  >= fence);
-}
-
-
-static void
-ngx_http_realtime_cluster_fence_handler(ngx_event_t *ev) noexcept
-{
-    auto  *cl = (ngx_http_realtime_cluster_t *) ev->data;
-
-    while (!cl->waiting->empty()) {
-        ngx_http_realtime_cluster_batch_t  *b = cl->waiting->front();
-
-        /* no fence past the timeout: the subscriber is slow or gone,
-           deliver anyway (Redis has the message: it is not lost) */
-        if (!ngx_http_realtime_cluster_fence_seen(cl, b->fence)
-            && ngx_current_msec - b->since < cl->zone->redis->timeout
-            && !cl->flushing)
-        {
-            ngx_add_timer(&cl->fence_ev, NGX_HTTP_REALTIME_CLUSTER_FENCE);
-            return;
-        }
-
-        cl->waiting->pop_front();
-
-        b->done(b->data, b->nodes);
-
-        delete b;
-    }
-}
-
-
-/* Every reply is in: answer now, or once the fence came back. */
-
-static void
-ngx_http_realtime_cluster_finish(ngx_http_realtime_cluster_batch_t *b)
-{
-    ngx_http_realtime_cluster_t  *cl = b->cl;
-
-    if (!b->failed && b->fence && b->heard
-        && (!cl->waiting->empty()
-            || !ngx_http_realtime_cluster_fence_seen(cl, b->fence)))
-    {
-        try {
-            cl->waiting->push_back(b);
-            b->since = ngx_current_msec;
-
-            if (!cl->fence_ev.timer_set) {
-                ngx_add_timer(&cl->fence_ev, NGX_HTTP_REALTIME_CLUSTER_FENCE);
-            }
-
-            return;
-
-        } catch (...) {
-            /* answered at once: order is best effort without memory */
-        }
-    }
-
-    b->done(b->data, b->failed ? -1 : b->nodes);
-
-    delete b;
-}
-
-
-static void
-ngx_http_realtime_cluster_published(ngx_http_realtime_redis_link_t *link,
-    redisReply *reply, void *data)
-{
-    auto  *b = (ngx_http_realtime_cluster_batch_t *) data;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        b->failed = true;
-
-    } else {
-        b->cl->published++;
-        b->nodes = ngx_max(b->nodes, (int64_t) reply->integer);
-    }
-
-    if (--b->pending == 0) {
-        ngx_http_realtime_cluster_finish(b);
-    }
-}
-
-
-static void
-ngx_http_realtime_cluster_fenced(ngx_http_realtime_redis_link_t *link,
-    redisReply *reply, void *data)
-{
-    auto  *b = (ngx_http_realtime_cluster_batch_t *) data;
-
-    /* 0: no subscriber of ours listens, nothing to wait for */
-    b->heard = reply && reply->type == REDIS_REPLY_INTEGER
-               && reply->integer > 0;
-
-    if (--b->pending == 0) {
-        ngx_http_realtime_cluster_finish(b);
-    }
-}
-
-
-/* The fence after a batch, when this node has a subscriber to see it. */
-
-static void
-ngx_http_realtime_cluster_send_fence(ngx_http_realtime_cluster_t *cl,
-    ngx_http_realtime_cluster_batch_t *b)
-{
-    char                      text[3 * NGX_INT64_LEN + 8];
-    ngx_http_realtime_zone_t *z = cl->zone;
-
-    if (z->slot < 0 || __atomic_load_n(&z->root->cluster.state,
-                                       __ATOMIC_RELAXED) != 2)
-    {
-        return;
-    }
-
-    const char  *argv[3] = { "PUBLISH", cl->node_channel->c_str(), text };
-    size_t       lens[3] = { 7, cl->node_channel->size(), 0 };
-
-    lens[2] = ngx_sprintf((u_char *) text, "f %i %uL %uL", z->slot, z->owner,
-                          cl->fences + 1)
-              - (u_char *) text;
-
-    if (ngx_http_realtime_redis_command(&cl->cmd,
-            ngx_http_realtime_cluster_fenced, b, 3, argv, lens)
-        == NGX_OK)
-    {
-        b->fence = ++cl->fences;
-        b->pending++;
-    }
-}
-
-
-/* One PUBLISH; false when it could not be sent. */
-
-static bool
-ngx_http_realtime_cluster_send_one(ngx_http_realtime_cluster_t *cl,
-    std::string_view group, const std::string &wire,
-    ngx_http_realtime_redis_reply_pt fn, void *data)
-{
-    std::string  channel = realtime::cluster_channel(
-                               ngx_http_realtime_sv(cl->zone->redis->prefix),
-                               group);
-
-    const char  *argv[3] = { "PUBLISH", channel.data(), wire.data() };
-    size_t       lens[3] = { 7, channel.size(), wire.size() };
-
-    return ngx_http_realtime_redis_command(&cl->cmd, fn, data, 3, argv, lens)
-           == NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
-    const realtime::PublishRequest &req,
-    ngx_http_realtime_cluster_done_pt done, void *data) noexcept
-{
-    ngx_http_realtime_cluster_t  *cl = z->cluster;
-
-    if (cl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    ngx_http_realtime_redis_connect(&cl->cmd);
-
-    if (!ngx_http_realtime_redis_usable(&cl->cmd)) {
-        return NGX_DECLINED;    /* fail fast: no waiting for a dead link */
-    }
-
-    auto  *b = new (std::nothrow) ngx_http_realtime_cluster_batch_t{
-                   cl, done, data, 0, 0, false, 0, false, 0 };
-    if (b == NULL) {
-        return NGX_DECLINED;
-    }
-
-    /* one more than the commands: done cannot run before the last is sent */
-    b->pending = 1;
-
-    try {
-        for (const auto &item : req.items) {
-            std::string  wire = realtime::encode_cluster_message(
-                                    z->root->zone_id, item.is_string,
-                                    item.payload);
-
-            for (const auto &g : item.groups) {
-                if (!ngx_http_realtime_cluster_send_one(cl, g, wire,
-                        ngx_http_realtime_cluster_published, b))
-                {
-                    b->failed = true;
-                    break;
-                }
-
-                b->pending++;
-            }
-
-            if (b->failed) {
-                break;
-            }
-        }
-
-    } catch (...) {
-        b->failed = true;
-    }
-
-    if (b->pending == 1) {
-        delete b;
-        return NGX_DECLINED;    /* nothing went out */
-    }
-
-    if (!b->failed) {
-        ngx_http_realtime_cluster_send_fence(cl, b);
-    }
-
-    b->pending--;   /* the replies will finish it */
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_realtime_cluster_forwarded(ngx_http_realtime_redis_link_t *link,
-    redisReply *reply, void *data)
-{
-    auto  *cl = (ngx_http_realtime_cluster_t *) data;
-
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        cl->published++;
-
-    } else {
-        cl->local_only++;
-    }
-}
-
-
-void
-ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
-    const std::string_view *groups, size_t ngroups, std::string_view payload,
-    bool is_string) noexcept
-{
-    size_t                        i;
-    ngx_http_realtime_cluster_t  *cl = z->cluster;
-
-    if (cl == NULL) {
-        return;
-    }
-
-    ngx_http_realtime_redis_connect(&cl->cmd);
-
-    try {
-        std::string  wire;
-
-        for (i = 0; i < ngroups; i++) {
-            if (groups[i].empty() || groups[i][0] == '~') {
-                continue;
-            }
-
-            if (wire.empty()) {
-                wire = realtime::encode_cluster_message(z->root->zone_id,
-                                                        is_string, payload);
-            }
-
-            if (!ngx_http_realtime_cluster_send_one(cl, groups[i], wire,
-                    ngx_http_realtime_cluster_forwarded, cl))
-            {
-                cl->local_only++;
-
-                if (!cl->local_logged) {
-                    cl->local_logged = true;
-                    ngx_log_error(NGX_LOG_WARN, cl->cmd.log, 0,
-                                  "realtime: redis is unavailable, messages "
-                                  "of zone \"%V\" stay on this node",
-                                  &z->name);
-                }
-
-                continue;
-            }
-
-            cl->local_logged = false;
-        }
-
-    } catch (...) {
-        cl->local_only++;
     }
 }
 

@@ -36,7 +36,8 @@ char *
 ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept
 {
-    ngx_http_realtime_main_conf_t *rmcf = (ngx_http_realtime_main_conf_t *) conf;
+    ngx_http_realtime_main_conf_t *rmcf =
+        (ngx_http_realtime_main_conf_t *) conf;
 
     ngx_str_t                       *value, zone_name = ngx_null_string;
     ngx_uint_t                       i;
@@ -672,7 +673,8 @@ ngx_http_realtime_redis_went_down(ngx_http_realtime_redis_link_t *link,
     }
 
     /* half the backoff, plus up to as much again at random */
-    delay = link->backoff / 2 + (ngx_msec_t) ngx_random() % (link->backoff / 2 + 1);
+    delay = link->backoff / 2
+            + (ngx_msec_t) ngx_random() % (link->backoff / 2 + 1);
     link->backoff = ngx_min(link->backoff * 2,
                             (ngx_msec_t) NGX_HTTP_REALTIME_REDIS_BACKOFF_MAX);
 
