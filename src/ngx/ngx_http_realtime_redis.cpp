@@ -484,9 +484,12 @@ ngx_http_realtime_redis_setup_reply(ngx_http_realtime_redis_link_t *link,
         std::string  why = std::string((const char *) data) + " failed: "
                            + std::string(reply->str, reply->len);
 
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "realtime: redis %s link to %V: %s", link->name,
-                      &link->conf->display, why.c_str());
+        /* a configuration error: said once per outage, as "lost" is */
+        if (!link->outage) {
+            ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                          "realtime: redis %s link to %V: %s", link->name,
+                          &link->conf->display, why.c_str());
+        }
 
         ngx_http_realtime_redis_fail(link, why.c_str());
         return;

@@ -550,6 +550,12 @@ def test_wrong_password_is_a_clear_error_and_the_right_one_works(redis_factory, 
     assert wrong not in bad.error_log() and secret not in good.error_log()
     assert "redis://:***@127.0.0.1" in line, line
     assert redis_stats(bad)["state"] != "up"
+    # retries (100 ms, then doubling) say nothing more
+    time.sleep(1.5)
+    for kind in ("subscriber", "command"):
+        lines = [l for l in bad.error_log().splitlines()
+                 if f"redis {kind} link" in l and "AUTH failed" in l]
+        assert len(lines) <= 2, lines     # the [error] line and the "lost" one
     resp = publish(bad.port, {"group": "g", "data": 1}, expect=None)
     assert resp.status == 503, resp
     assert wrong not in json.dumps(stats(bad.port))
