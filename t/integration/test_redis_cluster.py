@@ -343,6 +343,25 @@ def test_order_across_three_nodes(redis, nginx_factory):
         assert_nothing_pending(ws, 0.2)
 
 
+def test_batches_and_several_groups_across_nodes(redis, nginx_factory):
+    a, b = start_nodes(nginx_factory, redis.url)
+    wb = subscribe(b.port, "/ws?g=x")
+    wb2 = subscribe(b.port, "/ws?g=y")
+    wait_numsub(redis, "x", 1)
+    wait_numsub(redis, "y", 1)
+
+    r = publish(a.port, [{"group": "x", "data": i} for i in range(5)]).json()
+    assert r["messages"] == 5 and r["nodes"] == 1, r
+    assert [next_text(wb) for _ in range(5)] == [str(i) for i in range(5)]
+
+    # one PUBLISH per group: each group's subscribers get it once
+    r = publish(a.port, {"groups": ["x", "y"], "data": "both"}).json()
+    assert r["nodes"] == 1, r
+    assert next_text(wb) == "both" and next_text(wb2) == "both"
+    assert_nothing_pending(wb)
+    assert_nothing_pending(wb2)
+
+
 def test_client_messages_reach_the_other_node(redis, nginx_factory):
     a, b = start_nodes(nginx_factory, redis.url)
     ca = subscribe(a.port, "/chat?room=lobby")
