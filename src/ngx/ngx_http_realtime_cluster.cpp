@@ -444,9 +444,14 @@ ngx_http_realtime_cluster_heartbeat_reply(ngx_http_realtime_redis_link_t *link,
     auto  *cl = (ngx_http_realtime_cluster_t *) data;
 
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0
-        && cl->subscriber && cl->sub.state == NGX_HTTP_REALTIME_REDIS_UP)
+        && cl->subscriber && cl->sub.state == NGX_HTTP_REALTIME_REDIS_UP
+        && ngx_current_msec - cl->sub.up_at > cl->zone->redis->timeout)
     {
-        /* nobody listens on our node's channel: not our subscriber */
+        /*
+         * Nobody listens on our node's channel: our subscription is gone.
+         * (Not judged right after a connect: its SUBSCRIBE, on the other
+         * connection, may reach Redis after this PUBLISH.)
+         */
         ngx_http_realtime_redis_fail(&cl->sub,
                                      "its subscription was lost");
     }

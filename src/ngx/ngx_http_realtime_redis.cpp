@@ -620,6 +620,7 @@ ngx_http_realtime_redis_went_up(ngx_http_realtime_redis_link_t *link)
 {
     link->state = NGX_HTTP_REALTIME_REDIS_UP;
     link->backoff = NGX_HTTP_REALTIME_REDIS_BACKOFF_MIN;
+    link->up_at = ngx_current_msec;
 
     if (link->outage) {
         link->outage = 0;

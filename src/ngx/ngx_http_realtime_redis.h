@@ -69,6 +69,7 @@ struct ngx_http_realtime_redis_link_t {
     ngx_uint_t                   setup;      /* AUTH/SELECT without reply */
     ngx_uint_t                   reconnects; /* not yet counted in the zone */
     ngx_msec_t                   used_at;    /* the last command sent */
+    ngx_msec_t                   up_at;      /* it was last declared up */
     std::deque<ngx_msec_t>      *sent;       /* when each command waiting
                                                 for its reply was sent */
 
