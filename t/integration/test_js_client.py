@@ -1,0 +1,390 @@
+"""The browser client (clients/js/realtime.js, issue 11) in a real headless
+Chromium (Debian's, driven by playwright-core from t/js), against a real
+nginx with the module: connect and dispatch, resume without loss or
+duplicate across a killed worker, a reload and a full restart, in-band
+token refresh, no reconnect storm with a dead token, pause while offline.
+
+The page (t/js/page.html) and the client are served by the same nginx as
+the WebSockets (same origin); t/js/driver.mjs runs the browser and answers
+JSON commands on its stdin (see there). Every test counts exactly: each
+published number once, in order; the handshakes in the access log."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from groups_util import http, kill_worker, nginx_expecting, publish, wait_count  # noqa: F401
+from jwt_util import claims, make_token, new_secret_file
+from nginx_harness import REPO, wait_for
+
+JS_DIR = REPO / "t" / "js"
+CLIENT_DIR = REPO / "clients" / "js"
+GROUP = "feed"
+
+# A format that tells handshakes (Upgrade) from probes and SSE (Accept), and
+# keeps tokens out (no query string).
+LOG_FORMAT = "log_format rtjs '$status $request_method $uri up=$http_upgrade acc=$http_accept';"
+
+CONF = LOG_FORMAT + """
+realtime_zone rt 8m;
+server {
+    listen {port};
+    keepalive_timeout 0;          # the only lasting connections are the client's
+    access_log {prefix}/logs/js.log rtjs;
+    realtime_ping_interval 0;
+    types { text/html html; text/javascript js; }
+
+    location = /favicon.ico { return 204; }
+    location = /page.html { alias @JS@/page.html; }
+    location /js/ { alias @CLIENT@/; }
+
+    location = /publish {
+        realtime_publish;
+        realtime_history 1000 ttl=10m;
+    }
+
+    location = /ws {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+        realtime_envelope on;
+        realtime_history 1000 ttl=10m;
+        realtime_client_publish $arg_g;
+        realtime_welcome '{"type":"welcome","pid":$pid}';
+    }
+
+    location = /jwt {
+        realtime_websocket;
+        realtime_auth_jwt $arg_token;
+        realtime_auth_jwt_key_file @SECRET@;
+        realtime_subscribe $arg_g;
+        realtime_envelope on;
+        realtime_welcome '{"type":"welcome","pid":$pid,"user":"$jwt_claim_sub"}';
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def secret(tmp_path_factory):
+    """(HMAC secret, its key file) for the /jwt location."""
+    return new_secret_file(tmp_path_factory.mktemp("jwtkey"))
+
+
+@pytest.fixture
+def conf(secret):
+    return _conf(secret[1])
+
+
+def _conf(secret_path):
+    return (CONF.replace("@JS@", str(JS_DIR)).replace("@CLIENT@", str(CLIENT_DIR))
+            .replace("@SECRET@", str(secret_path)))
+
+
+# --------------------------------------------------------------------------
+# the browser
+
+
+class Browser:
+    """node t/js/driver.mjs: one Chromium, one page at a time."""
+
+    def __init__(self):
+        if not (JS_DIR / "node_modules" / "playwright-core").is_dir():
+            pytest.fail("t/js/node_modules is missing: run scripts/deps.sh test (make test does)")
+        self.stderr = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"rt-js-driver-{os.getpid()}.log", "w+")
+        self.proc = subprocess.Popen(["node", str(JS_DIR / "driver.mjs")], cwd=JS_DIR, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._reader, daemon=True).start()
+        assert self._answer(30) == "ready"
+
+    def _reader(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _answer(self, timeout):
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the browser driver did not answer within {timeout}s") from None
+        if line is None:
+            self.stderr.seek(0)
+            raise AssertionError("the browser driver exited: " + self.stderr.read()[-3000:])
+        doc = json.loads(line)
+        if not doc["ok"]:
+            raise AssertionError("in the browser: " + doc["error"])
+        return doc["value"]
+
+    def call(self, timeout=20, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._answer(timeout)
+
+    def open(self, port):
+        return self.call(cmd="open", url=f"http://127.0.0.1:{port}/page.html")
+
+    def eval(self, js):
+        """Runs js (an async function body) in the page; returns its return value."""
+        return self.call(cmd="eval", js=js)
+
+    def wait(self, expr, timeout=15):
+        """Polls the page until expr (an expression) is truthy; returns its value."""
+        last = [None]
+
+        def check():
+            last[0] = self.eval("return " + expr)
+            return last[0]
+        value = wait_for(check, timeout, interval=0.1)
+        assert value, f"{expr} still {last[0]!r} after {timeout}s; states {self.states()}"
+        return value
+
+    def offline(self, value):
+        self.call(cmd="offline", value=value)
+
+    def states(self):
+        return self.eval("return window.rec ? stateNames() : []")
+
+    def quit(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        self.stderr.close()
+
+
+@pytest.fixture
+def browser():
+    b = Browser()
+    yield b
+    b.quit()
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def access_log(ngx):
+    """[(status, method, uri, upgrade, accept)] of the requests logged so far."""
+    try:
+        text = (ngx.prefix / "logs" / "js.log").read_text()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        status, method, uri, up, acc = line.split(" ", 4)
+        rows.append((int(status), method, uri, up[3:], acc[4:]))
+    return rows
+
+
+def handshakes(ngx, uri):
+    """The logged WebSocket handshakes to uri (statuses), in order."""
+    return [r[0] for r in access_log(ngx) if r[2] == uri and r[3].lower() == "websocket"]
+
+
+def probes(ngx, uri):
+    """The logged plain GETs (probes, event streams) to uri (statuses)."""
+    return [r[0] for r in access_log(ngx) if r[2] == uri and r[3].lower() != "websocket"]
+
+
+class NumberedPublisher(threading.Thread):
+    """Publishes {"n": 0..count-1} to group at about rate per second, one new
+    connection per message. A publish whose answer is lost (the worker it
+    reached was killed, or a connection refused in a reload) is looked up in
+    the group's history before it is sent again, so every number is
+    published exactly once."""
+
+    def __init__(self, port, group, count, rate=100):
+        super().__init__(daemon=True)
+        self.port, self.group, self.count, self.pause = port, group, count, 1.0 / rate
+        self.sent = 0
+        self.retries = 0
+        self.error = None
+
+    def _in_history(self, n):
+        r = http(self.port, "GET", f"/publish?history={self.group}")
+        assert r.status == 200, r
+        return any(m["data"] == {"n": n} for m in r.json()["messages"])
+
+    def run(self):
+        try:
+            while self.sent < self.count:
+                n = self.sent
+                for attempt in range(50):
+                    try:
+                        if attempt and self._in_history(n):
+                            break
+                        r = http(self.port, "POST", "/publish",
+                                 body={"group": self.group, "data": {"n": n}})
+                        if r.status == 200:
+                            break
+                    except OSError:
+                        pass
+                    self.retries += 1
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError(f"could not publish {n}")
+                self.sent += 1
+                time.sleep(self.pause)
+        except BaseException as e:  # reported by finish()
+            self.error = e
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), "publisher did not finish"
+        assert self.error is None, repr(self.error)
+
+
+def start_client(browser, url, **opts):
+    browser.eval(f"return start({json.dumps(url)}, {json.dumps(opts)})")
+
+
+def welcome_pid(browser, index=-1):
+    return browser.eval(f"return rec.types.welcome.at({index}).pid")
+
+
+def expect_all_numbers(browser, count, timeout=20):
+    """The page got 0..count-1, each once, in order, and dropped no duplicate
+    (the server sent none)."""
+    browser.wait(f"numbers().length >= {count}", timeout)
+    got = browser.eval("return numbers()")
+    assert got == list(range(count)), f"missing {sorted(set(range(count)) - set(got))[:20]}, " \
+                                      f"got {len(got)}: {got[:10]}...{got[-10:]}"
+    assert browser.eval("return rt.dropped") == 0
+
+
+def stream_through(ngx, browser, disrupt, count=300, after=100):
+    """Publishes count numbers at ~100/s; disrupt() once `after` have been
+    received. Returns the publisher."""
+    pub = NumberedPublisher(ngx.port, GROUP, count)
+    pub.start()
+    browser.wait(f"numbers().length >= {after}", 20)
+    disrupt()
+    pub.finish()
+    return pub
+
+
+# --------------------------------------------------------------------------
+# 1. basics
+
+
+def test_connect_dispatch_send_close(nginx_expecting, conf, browser):
+    ngx, _allowed = nginx_expecting(conf)
+    browser.open(ngx.port)
+    start_client(browser, f"/ws?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    browser.wait("rec.types.welcome && rec.types.welcome.length === 1")
+    assert browser.eval("return rt.transport") == "websocket"
+    assert browser.states()[:2] == ["connecting", "open"]
+    wait_count(ngx.port, GROUP, 1)
+
+    # a second client in another browser context: what one sends (a client
+    # publish, stamped and enveloped), the other gets, dispatched by type
+    other = Browser()
+    try:
+        other.open(ngx.port)
+        start_client(other, f"/ws?g={GROUP}")
+        other.wait("rt.state === 'open'")
+        wait_count(ngx.port, GROUP, 2)
+        assert other.eval("return rt.send({type: 'chat_message', message: 'hi'})") is True
+        browser.wait("rec.types.chat_message && rec.types.chat_message.length === 1")
+        msg, meta = browser.eval("return rec.messages.at(-1)")
+        assert msg == {"type": "chat_message", "message": "hi", "sender": None}
+        assert meta["group"] == GROUP and meta["id"].endswith(":1"), meta
+        assert browser.eval("return rt.lastIds") == {GROUP: meta["id"]}
+        # the app's publish: the same envelope, data as published
+        publish(ngx.port, {"group": GROUP, "data": {"type": "note", "n": 7}})
+        browser.wait("numbers().length === 1")
+        assert browser.eval("return rec.messages.at(-1)")[1]["id"].endswith(":2")
+    finally:
+        other.quit()
+
+    # close(): closed, and never again a connection
+    browser.eval("rt.close(); return true")
+    assert browser.eval("return rt.state") == "closed"
+    assert browser.eval("return rt.send({type: 'chat_message', message: 'x'})") is False
+    wait_count(ngx.port, GROUP, 0)
+    time.sleep(2)   # a reconnect would come within the backoff's first 500 ms
+    assert handshakes(ngx, "/ws") == [101, 101]
+    assert browser.states() == ["connecting", "open", "closed"]
+    assert [c["code"] for c in browser.eval("return rec.closes")] == []
+
+
+# --------------------------------------------------------------------------
+# 2, 3, 4. no loss across a killed worker, a reload, a restart
+
+
+def test_worker_killed_under_stream(nginx_expecting, conf, browser):
+    ngx, allowed = nginx_expecting(conf)
+    browser.open(ngx.port)
+    start_client(browser, f"/ws?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    wait_count(ngx.port, GROUP, 1)
+    pid = welcome_pid(browser)
+
+    stream_through(ngx, browser, lambda: kill_worker(ngx, pid, allowed))
+    expect_all_numbers(browser, 300)
+    closes = browser.eval("return rec.closes")
+    assert [c["code"] for c in closes] == [1006], closes
+    assert welcome_pid(browser) != pid
+    assert handshakes(ngx, "/ws")[-1:] == [101]
+
+
+def test_reload_under_stream(nginx_expecting, conf, browser):
+    ngx, _allowed = nginx_expecting(conf)
+    browser.open(ngx.port)
+    start_client(browser, f"/ws?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    wait_count(ngx.port, GROUP, 1)
+    pid = welcome_pid(browser)
+
+    stream_through(ngx, browser, ngx.reload)
+    expect_all_numbers(browser, 300)
+    closes = browser.eval("return rec.closes")
+    assert len(closes) == 1 and closes[0]["code"] in (1001, 1012), closes
+    assert welcome_pid(browser) not in (pid,)
+    assert browser.eval("return rec.recoveries") == []
+
+
+def test_full_restart_recovery_notice(nginx_expecting, conf, browser):
+    ngx, _allowed = nginx_expecting(conf)
+    port = ngx.port
+    browser.open(port)
+    start_client(browser, f"/ws?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    wait_count(port, GROUP, 1)
+    for n in range(3):
+        publish(port, {"group": GROUP, "data": {"n": n}})
+    browser.wait("numbers().length === 3")
+    old_id = browser.eval("return rt.lastIds")[GROUP]
+
+    ngx.stop()
+    browser.wait("rt.state === 'reconnecting'")
+    # a new nginx on the same port: a new zone, the group's history is gone
+    ngx2, _ = nginx_expecting(conf.replace("{port}", str(port)))
+    browser.wait("rt.state === 'open'", 20)
+    browser.wait("rec.recoveries.length === 1")
+    assert browser.eval("return rec.recoveries") == [{"type": "recovery", "group": GROUP,
+                                                      "recovered": False}]
+    wait_count(port, GROUP, 1)
+    for n in range(3, 6):
+        publish(port, {"group": GROUP, "data": {"n": n}})
+    browser.wait("numbers().length === 6")
+    assert browser.eval("return numbers()") == list(range(6))
+    new_id = browser.eval("return rt.lastIds")[GROUP]
+    # a new epoch, a new history: accepted, not dropped as old
+    assert new_id.split(":")[0] != old_id.split(":")[0] and new_id.endswith(":3"), (old_id, new_id)
+    assert browser.eval("return rt.dropped") == 0
+    # the notice came before the new messages
+    kinds = browser.eval("return rec.messages.map(([d]) => d.type === 'recovery' ? 'R' : d.n)")
+    assert kinds[kinds.index("R"):] == ["R", 3, 4, 5], kinds
