@@ -38,6 +38,7 @@ constexpr uint16_t kInvalidPayload = 1007;
 constexpr uint16_t kPolicyViolation = 1008;
 constexpr uint16_t kMessageTooBig = 1009;
 constexpr uint16_t kInternalError = 1011;
+constexpr uint16_t kServiceRestart = 1012;  // reload: come back (to the new workers)
 constexpr uint16_t kPongTimeout = 4000;  // no pong or other traffic in time
 constexpr uint16_t kIdleTimeout = 4001;  // no data message in realtime_idle_timeout
 constexpr uint16_t kTokenExpired = 4003; // the connection's token expired

@@ -102,8 +102,9 @@ ngx_http_realtime_heartbeat_reschedule(ngx_http_realtime_session_t *s)
     now = ngx_current_msec;
     at = 0;
 
-    if (s->closing()) {
-        return;     /* the timer waits for the peer's close now */
+    if (s->closing() || s->restart_pending) {
+        return;     /* the timer waits for the peer's close, or a reload's
+                       1012, now */
     }
 
     if (s->awaiting_pong) {

@@ -57,6 +57,9 @@ typedef struct {
     /* this worker's own (every process has its private copy of this struct) */
     ngx_int_t                   slot;     /* this worker's slot, or -1 */
     uint64_t                    owner;    /* the claim that slot belongs to */
+    uint32_t                    generation;  /* root->generation when this
+                                                worker started: a new one
+                                                later means a reload */
     ngx_http_realtime_local_groups_t  *local;
 } ngx_http_realtime_zone_t;
 
@@ -112,6 +115,8 @@ typedef struct {
     ngx_msec_t                  ping_interval;
     ngx_msec_t                  pong_timeout;
     ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  reload_spread;     /* 1012 closes spread
+                                                      over this window */
     ngx_flag_t                  echo;
     size_t                      max_body_size;     /* publish bodies */
     ngx_flag_t                  publish_remote;

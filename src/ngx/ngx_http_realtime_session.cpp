@@ -27,6 +27,9 @@ static void ngx_http_realtime_session_cleanup(void *data) noexcept;
 static void ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept;
 static void ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept;
 static void ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_shutdown(ngx_http_realtime_session_t *s);
+static bool ngx_http_realtime_reloaded(void);
+static void ngx_http_realtime_restart_handler(ngx_event_t *ev) noexcept;
 static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
     u_char *data, size_t len);
 static void ngx_http_realtime_write(ngx_http_realtime_session_t *s);
@@ -134,7 +137,8 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
     c->read->handler = ngx_http_realtime_upgrade_handler;
     c->write->handler = ngx_http_realtime_upgrade_handler;
 
-    /* nginx -s quit/reload reaches idle connections: we answer with 1001 */
+    /* nginx -s quit/reload reaches idle connections: we answer with 1001,
+       or 1012 in a spread window on a reload (see shutdown) */
     c->idle = 1;
 
     /* the request outlives the content phase until we finalize it */
@@ -290,9 +294,7 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
 
     try {
         if ((c->close || ngx_exiting) && !s->closing()) {
-            c->close = 0;
-            ngx_http_realtime_session_close(s,
-                realtime::ws::close_code::kGoingAway, "server shutting down");
+            ngx_http_realtime_shutdown(s);
         }
 
         for (budget = NGX_HTTP_REALTIME_READ_BUDGET;
@@ -365,6 +367,111 @@ ngx_http_realtime_write_handler(ngx_event_t *wev) noexcept
     ngx_connection_t  *c = (ngx_connection_t *) wev->data;
 
     ngx_http_realtime_session_flush(ngx_http_realtime_get_session(c));
+}
+
+
+/*
+ * The worker is exiting (nginx closes idle connections by calling their
+ * read handler with c->close set). On a reload, new workers already serve
+ * the same zone: the client is told 1012 (service restart) so it comes back
+ * at once and resumes, and the closes are spread at random over
+ * realtime_reload_spread so the clients of a big server do not all
+ * reconnect in the same millisecond. On quit, it is 1001 at once.
+ */
+
+static void
+ngx_http_realtime_shutdown(ngx_http_realtime_session_t *s)
+{
+    ngx_msec_t         spread;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+    spread = s->conf->reload_spread;
+
+    if (s->restart_pending) {
+        if (c->close) {
+            /* worker_shutdown_timeout: no more waiting */
+            c->close = 0;
+            ngx_http_realtime_session_close(s,
+                realtime::ws::close_code::kServiceRestart, "service restart");
+        }
+
+        return;
+    }
+
+    c->close = 0;
+
+    if (!ngx_http_realtime_reloaded()) {
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kGoingAway, "server shutting down");
+        return;
+    }
+
+    if (spread == 0) {
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kServiceRestart, "service restart");
+        return;
+    }
+
+    /*
+     * Messages keep flowing until then. The timer is not cancelable: the
+     * exiting worker waits for it (worker_shutdown_timeout cuts it short).
+     */
+    s->restart_pending = true;
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    s->timer.handler = ngx_http_realtime_restart_handler;
+    s->timer.cancelable = 0;
+    ngx_add_timer(&s->timer, 1 + (ngx_msec_t) ngx_random() % spread);
+}
+
+
+static void
+ngx_http_realtime_restart_handler(ngx_event_t *ev) noexcept
+{
+    ngx_http_realtime_session_t  *s;
+
+    s = (ngx_http_realtime_session_t *) ev->data;
+
+    ngx_http_realtime_session_close(s,
+        realtime::ws::close_code::kServiceRestart, "service restart");
+    ngx_http_realtime_session_flush(s);
+}
+
+
+/*
+ * Whether the configuration was reloaded since this worker started: the
+ * new cycle took over one of our zones (the master bumps its generation
+ * before it starts the new workers and tells us to quit). Without a zone,
+ * or when a reload made the zone anew (another size), nothing tells a
+ * reload from a quit, and it is 1001.
+ */
+
+static bool
+ngx_http_realtime_reloaded(void)
+{
+    ngx_uint_t                       i;
+    ngx_http_realtime_zone_t       **zones;
+    ngx_http_realtime_main_conf_t   *rmcf;
+
+    rmcf = ngx_http_realtime_worker.main_conf;
+
+    if (rmcf == NULL) {
+        return false;
+    }
+
+    zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        if (zones[i]->root->generation != zones[i]->generation) {
+            return true;
+        }
+    }
+
+    return false;
 }
 
 

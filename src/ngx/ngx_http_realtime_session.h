@@ -109,6 +109,8 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_msec_t                     last_data;     /* data message either way */
     ngx_msec_t                     ping_sent = 0;
     bool                           awaiting_pong = false;
+    bool                           restart_pending = false;  /* a reload's
+                                                     1012 is due on the timer */
 
     /* identity: owned copies, valid for the whole life of the session */
     realtime::jwt::JsonPtr         jwt_header;

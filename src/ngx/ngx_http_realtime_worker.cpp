@@ -111,6 +111,7 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
     for (i = 0; i < rmcf->zones.nelts; i++) {
         z = zones[i];
         z->slot = -1;
+        z->generation = z->root->generation;
 
         ngx_http_realtime_reclaim_dead(z, cycle->log);
 

@@ -279,16 +279,17 @@ def test_reload_during_traffic(ngx):
 
     old, new = ngx.reload()
 
-    # old connections: messages in order, then 1001, nothing after it
+    # old connections: messages in order, then 1012 (service restart:
+    # a reload), nothing after it
     # (checked at the end, so that the rest of the test runs regardless)
     after_close = []
     for ws in old_conns:
         texts, close, how = drain_frames(ws, timeout=15)
         assert close is not None, f"no close frame ({how}) after {len(texts)} messages"
-        assert close.close_code == 1001, close
+        assert close.close_code == 1012, close
         check_increasing([json.loads(t)["seq"] for t in texts], "old subscriber")
         try:
-            ws.send_close(1001)
+            ws.send_close(1012)
         except OSError:
             pass
         extra = []
@@ -329,7 +330,7 @@ def test_reload_during_traffic(ngx):
         assert seqs == list(range(seqs[0], pub.sent)), seqs
     expect_nothing_more(ngx.port, conns, "live")
     assert after_close == [], \
-        f"data frames after the 1001 close frame: {after_close[:3]} ({len(after_close)})"
+        f"data frames after the 1012 close frame: {after_close[:3]} ({len(after_close)})"
 
 
 def test_second_reload_keeps_counting(ngx):

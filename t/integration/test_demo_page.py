@@ -139,8 +139,9 @@ def test_page_reconnects_after_reload(demo_server, browser):
     port, ngx = demo_server
     join(browser, port, "alice")
     ngx.reload()
-    # the old worker closes the socket with 1001; the page reconnects to a new one
-    assert wait_for(lambda: "code 1001" in text(browser, "log"), 15)
+    # the old worker closes the socket with 1012 (service restart); the page
+    # reconnects to a new one
+    assert wait_for(lambda: "code 1012" in text(browser, "log"), 15)
     assert wait_for(lambda: text(browser, "state") == "open", 15)
     # the new socket has joined its groups (not only opened) before publishing
     assert wait_for(lambda: count(port, "announcements") == 1, 10)

@@ -630,7 +630,7 @@ def test_reload_without_ghosts(ngx):
     old, new = ngx.reload()
     for ws in old_conns:
         _texts, code = drain_to_close(ws)
-        assert code == 1001, code
+        assert code == 1012, code
         assert ws.wait_eof(5)
         ws.close()
     # the old workers let them go: nobody is left in rl (rld: pending)

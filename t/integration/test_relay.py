@@ -429,19 +429,19 @@ def test_events_recorded_with_close_codes(ngx, jwt_secret, app):
             [("connect", None), ("disconnect", 1006)], (uid, events)
 
 
-def test_disconnect_event_on_reload_is_1001(ngx, jwt_secret, app):
+def test_disconnect_event_on_reload_is_1012(ngx, jwt_secret, app):
     users = [new_user(app)[0] for _ in range(4)]
     conns = [connect(ngx, jwt_secret, uid, hello=0) for uid in users]
     ngx.reload()
     for ws in conns:
         f = ws.recv_data(timeout=10)
-        assert f.opcode == OP_CLOSE and f.close_code == 1001, f
-        ws.send_close(1001)
+        assert f.opcode == OP_CLOSE and f.close_code == 1012, f
+        ws.send_close(1012)
         assert ws.wait_eof(10)
     for uid in users:
         events = wait_events(app, uid, 2)
         assert [(e["kind"], e["code"]) for e in events] == \
-            [("connect", None), ("disconnect", 1001)], (uid, events)
+            [("connect", None), ("disconnect", 1012)], (uid, events)
     # the new workers relay too
     uid, _ = new_user(app, "n")
     connect(ngx, jwt_secret, uid, hello=1)
@@ -467,8 +467,9 @@ def test_disconnect_event_waits_for_the_request_in_flight(ngx, jwt_secret, app):
 
 
 def test_reload_with_a_request_in_flight_still_sends_the_disconnect(ngx, jwt_secret, app):
-    """The old worker closes with 1001 at once, and relays the disconnect
-    event after the answer it was waiting for, before it exits."""
+    """The old worker closes with 1012 (within realtime_reload_spread), and
+    relays the disconnect event after the answer it was waiting for, before
+    it exits."""
     uid, _ = new_user(app)
     ws = connect(ngx, jwt_secret, uid, hello=0)
     old_worker = ngx.worker_of(ws.sock)
@@ -477,11 +478,11 @@ def test_reload_with_a_request_in_flight_still_sends_the_disconnect(ngx, jwt_sec
         send(ws, {"type": "echo_order", "n": i})
     wait_requests(app, uid, 2, answered=False)
     ngx.reload()
-    f = ws.recv_data(timeout=1)
-    assert f.opcode == OP_CLOSE and f.close_code == 1001, f
-    ws.send_close(1001)
+    f = ws.recv_data(timeout=5)
+    assert f.opcode == OP_CLOSE and f.close_code == 1012, f
+    ws.send_close(1012)
     events = wait_events(app, uid, 2)
-    assert [(e["kind"], e["code"]) for e in events] == [("connect", None), ("disconnect", 1001)]
+    assert [(e["kind"], e["code"]) for e in events] == [("connect", None), ("disconnect", 1012)]
     reqs = requests_of(app, uid)
     assert [json.loads(r["body"])["type"] for r in reqs] == \
         ["connect", "slow"] + ["echo_order"] * 3 + ["disconnect"]
