@@ -361,7 +361,9 @@ export class RealtimeClient {
     // refreshBefore seconds ahead, but for a short token no sooner than
     // halfway to its expiry, and never in a tight loop
     const at = Math.max(exp - this._opts.refreshBefore, now + (exp - now) / 2, now + 1);
-    this._refreshTimer = setTimeout(() => this._refresh(), (at - now) * 1000);
+    // setTimeout fires at once past 2^31-1 ms (24.8 days): a long-lived token
+    // is looked at again then
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.min((at - now) * 1000, 2 ** 31 - 1));
   }
 
   async _refresh() {
