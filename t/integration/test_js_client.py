@@ -59,6 +59,15 @@ server {
         realtime_welcome '{"type":"welcome","pid":$pid}';
     }
 
+    # resumes from ?from= whatever the client says: replays what the
+    # client has seen, which it must drop
+    location = /dup {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+        realtime_envelope on;
+        realtime_resume_from $arg_from;
+    }
+
     location = /jwt {
         realtime_websocket;
         realtime_auth_jwt $arg_token;
@@ -393,6 +402,26 @@ def test_full_restart_recovery_notice(nginx_expecting, conf, browser):
     assert kinds[kinds.index("R"):] == ["R", 3, 4, 5], kinds
 
 
+def test_duplicates_dropped(nginx_expecting, conf, browser):
+    ngx, _allowed = nginx_expecting(conf)
+    for n in range(5):
+        publish(ngx.port, {"group": GROUP, "data": {"n": n}})
+    first = http(ngx.port, "GET", f"/publish?history={GROUP}").json()["messages"][0]["id"]
+    browser.open(ngx.port)
+    # every connection replays from the first message on: 1..4 the first
+    # time, the same again after the reload, dropped
+    start_client(browser, f"/dup?g={GROUP}&from={GROUP}@{first}")
+    browser.wait("numbers().length === 4")
+    ngx.reload()
+    browser.wait("rec.closes.length === 1 && rt.state === 'open'")
+    wait_count(ngx.port, GROUP, 1)
+    publish(ngx.port, {"group": GROUP, "data": {"n": 5}})
+    browser.wait("numbers().length === 5")
+    assert browser.eval("return numbers()") == [1, 2, 3, 4, 5]
+    assert browser.eval("return rt.dropped") == 4
+    assert browser.eval("return rt.lastIds")[GROUP].endswith(":6")
+
+
 # --------------------------------------------------------------------------
 # 5, 6. tokens
 
@@ -456,6 +485,36 @@ def test_dead_token_no_storm(nginx_expecting, conf, secret, browser):
     wait_count(ngx.port, GROUP, 0)
     assert handshakes(ngx, "/jwt") == [401, 101]
     assert probes(ngx, "/jwt") == [401]
+
+
+def test_expired_token_given_again(nginx_expecting, conf, secret, browser):
+    ngx, _allowed = nginx_expecting(conf)
+    browser.open(ngx.port)
+    # a provider stuck on a 4 s token: the refresh finds nothing new, the
+    # server closes with 4003 at its exp, the client asks once more, gets
+    # the same token and waits, without a handshake, for another
+    short = make_token("HS256", secret[0], claims("alice", ttl=4))
+    use_tokens(browser, mode="fixed", fixed=short)
+    start_client(browser, f"/jwt?g={GROUP}", useToken=True, refreshBefore=3)
+    browser.wait("rt.state === 'open'")
+    wait_count(ngx.port, GROUP, 1)
+    publish(ngx.port, {"group": GROUP, "data": {"n": 0}})
+    browser.wait("numbers().length === 1")
+    browser.wait("rt.state === 'unauthorized'", 10)
+    assert [c["code"] for c in browser.eval("return rec.closes")] == [4003]
+    for n in range(1, 4):          # missed while unauthorized: replayed later
+        publish(ngx.port, {"group": GROUP, "data": {"n": n}})
+    time.sleep(1.5)
+    assert handshakes(ngx, "/jwt") == [101]
+    assert probes(ngx, "/jwt") == []
+
+    use_tokens(browser, fixed=make_token("HS256", secret[0], claims("alice", ttl=3600)))
+    browser.wait("rt.state === 'open'", 40)
+    expect_all_numbers(browser, 4)
+    assert browser.states() == ["connecting", "open", "connecting", "unauthorized", "connecting", "open"]
+    browser.eval("rt.close(); return true")
+    wait_count(ngx.port, GROUP, 0)
+    assert handshakes(ngx, "/jwt") == [101, 101]
 
 
 # --------------------------------------------------------------------------
