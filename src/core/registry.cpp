@@ -274,8 +274,16 @@ void publish_event(Registry& reg, RegistryRoot* root, const GroupNode* g, std::s
         return;
     }
     std::string_view name = g->name();
+    // A presence event is a server WebSocket frame (unmasked): its payload,
+    // which envelopes and event streams carry, follows a 2, 4 or 10 byte
+    // header, as the length's form says.
+    Registry::PublishOptions options;
+    if (frame.size() >= 2) {
+        uint8_t len7 = static_cast<uint8_t>(frame[1]) & 0x7f;
+        options.header_size = len7 < 126 ? 2 : len7 == 126 ? 4 : 10;
+    }
     Registry::Published r = reg.publish(&name, 1, reinterpret_cast<const uint8_t*>(frame.data()),
-                                        frame.size(), Registry::PublishOptions{});
+                                        frame.size(), options);
     if (r.status != Registry::Status::kOk) {
         root->stats.presence_events_lost++;
         return;

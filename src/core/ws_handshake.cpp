@@ -215,6 +215,41 @@ bool same_origin(std::string_view origin, std::string_view host) noexcept {
     return iequals(ohost, hhost) && (oport ? oport : default_port) == (hport ? hport : default_port);
 }
 
+namespace {
+
+// A present Origin must be allowed: listed, or (same_origin, no list) the
+// page of the Host. A request without Origin comes from a non-browser
+// client, which cross-site hijacking cannot use, so only a present one is
+// checked.
+HandshakeResult check_origin(const HandshakeRequest& req, const HandshakePolicy& policy,
+                             std::string_view what) {
+    if (req.has_origin && !origin_allowed(req.origin, policy.allowed_origins)) {
+        return refuse(403, "Origin not allowed");
+    }
+    if (req.has_origin && policy.allowed_origins.empty() && policy.same_origin &&
+        !same_origin(req.origin, req.host)) {
+        return refuse(403, what);
+    }
+    return HandshakeResult{};
+}
+
+}  // namespace
+
+HandshakeResult check_eventsource(const HandshakeRequest& req, const HandshakePolicy& policy) {
+    if (req.method != "GET") {
+        return refuse(405, "an event stream must use GET");
+    }
+    if (req.http_major != 1) {
+        return refuse(505, "an event stream needs HTTP/1.x here");
+    }
+    HandshakeResult r = check_origin(req, policy, "cross-origin event stream not allowed (Origin does not match Host)");
+    if (r.status) {
+        return r;
+    }
+    r.status = 200;
+    return r;
+}
+
 HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePolicy& policy) {
     if (req.method != "GET") {
         return refuse(405, "WebSocket handshake must use GET");
@@ -234,16 +269,10 @@ HandshakeResult check_handshake(const HandshakeRequest& req, const HandshakePoli
     if (req.key.size() != 1 || !is_valid_key(trim(req.key[0]))) {
         return refuse(400, "missing or invalid Sec-WebSocket-Key");
     }
-    // A request without Origin comes from a non-browser client, which cross-site
-    // hijacking cannot use, so only a present Origin is checked.
-    if (req.has_origin && !origin_allowed(req.origin, policy.allowed_origins)) {
-        return refuse(403, "Origin not allowed");
+    HandshakeResult r = check_origin(req, policy, "cross-origin WebSocket not allowed (Origin does not match Host)");
+    if (r.status) {
+        return r;
     }
-    if (req.has_origin && policy.allowed_origins.empty() && policy.same_origin &&
-        !same_origin(req.origin, req.host)) {
-        return refuse(403, "cross-origin WebSocket not allowed (Origin does not match Host)");
-    }
-    HandshakeResult r;
     r.status = 101;
     r.accept = compute_accept(trim(req.key[0]));
     r.subprotocol = select_subprotocol(req.protocols, policy.subprotocols);

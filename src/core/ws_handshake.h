@@ -41,6 +41,13 @@ struct HandshakeResult {
     std::string_view subprotocol;  // chosen protocol (view into the policy), maybe empty
 };
 
+// Decides whether a plain GET (no Upgrade) may open a Server-Sent Events
+// stream on a location that offers them: method GET (405), HTTP/1.0 or 1.1
+// (505: the stream takes the connection over, which HTTP/2 multiplexes),
+// then the same Origin rules as the WebSocket handshake (403). Status 200
+// on success.
+HandshakeResult check_eventsource(const HandshakeRequest& req, const HandshakePolicy& policy);
+
 // Decides the handshake. Order of checks: method (405), HTTP version (400),
 // Upgrade: websocket (426), Connection: upgrade (400), version 13 (426),
 // key (400), Origin (403: not in allowed_origins, or with same_origin and an

@@ -686,8 +686,6 @@ ngx_http_realtime_client_prepare(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_realtime_client_welcome(ngx_http_realtime_session_t *s) noexcept
 {
-    realtime::SharedFrame  *f;
-
     if (s->conf->welcome == NULL) {
         return NGX_OK;
     }
@@ -696,20 +694,11 @@ ngx_http_realtime_client_welcome(ngx_http_realtime_session_t *s) noexcept
         std::string  text = ngx_http_realtime_template_render(s->conf->welcome,
                                                               s);
 
-        f = ngx_http_realtime_frame(realtime::ws::Opcode::kText, text);
+        return ngx_http_realtime_session_text(s, text) ? NGX_OK : NGX_ERROR;
 
     } catch (...) {
-        f = NULL;
-    }
-
-    if (f == NULL) {
         return NGX_ERROR;
     }
-
-    ngx_http_realtime_session_send(s, f);
-    realtime::release(f);
-
-    return NGX_OK;
 }
 
 

@@ -54,6 +54,8 @@ typedef struct {
 static void ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z);
 static realtime::SharedFrame *ngx_http_realtime_envelope_frame(
     const realtime::ShmMessage *m, uint16_t k);
+static realtime::SharedFrame *ngx_http_realtime_stream_frame(
+    const realtime::ShmMessage *m, uint16_t k, bool envelope, bool chunked);
 static void ngx_http_realtime_flush_slice(void);
 
 
@@ -577,7 +579,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 {
     bool                               control;
     uint16_t                           k;
-    realtime::SharedFrame             *fe;
+    realtime::SharedFrame             *fe, *fs[4];
     uint64_t                           delivered, stamp;
     ngx_queue_t                       *q;
     realtime::QueueNode               *list, *node;
@@ -632,6 +634,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
             }
 
             fe = NULL;
+            fs[0] = fs[1] = fs[2] = fs[3] = NULL;
 
             for (q = ngx_queue_head(&g->members);
                  q != ngx_queue_sentinel(&g->members);
@@ -664,6 +667,29 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                                              m->frame_size));
                     }
 
+                } else if (s->eventsource) {
+                    /* an event per message, group and kind of stream:
+                       with or without the envelope, chunked or not; a
+                       binary message (from a WebSocket client) has no text
+                       form, and streams do not get it */
+                    uint16_t  v = (s->conf->envelope ? 2 : 0) + s->sse_chunked;
+
+                    if ((m->frame()[0] & 0x0f)
+                        == (uint8_t) realtime::ws::Opcode::kBinary)
+                    {
+                        continue;
+                    }
+
+                    if (fs[v] == NULL) {
+                        fs[v] = ngx_http_realtime_stream_frame(m, k,
+                                    v & 2, v & 1);
+                    }
+
+                    if (fs[v]) {
+                        delivered++;
+                        ngx_http_realtime_session_send(s, fs[v]);
+                    }
+
                 } else if (s->conf->envelope && m->ids()[k].seq) {
                     /* {"group","id","data"}: one frame per message and
                        group, shared by its subscribers here */
@@ -690,6 +716,12 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 
             if (fe) {
                 realtime::release(fe);
+            }
+
+            for (realtime::SharedFrame *e : fs) {
+                if (e) {
+                    realtime::release(e);
+                }
             }
         }
 
@@ -720,6 +752,38 @@ ngx_http_realtime_envelope_frame(const realtime::ShmMessage *m, uint16_t k)
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "realtime: out of memory framing an envelope");
+        return NULL;
+    }
+}
+
+
+/*
+ * m for an event stream: its id in the k-th group (when it has one) and
+ * the text a WebSocket would get (the envelope where asked for).
+ */
+
+static realtime::SharedFrame *
+ngx_http_realtime_stream_frame(const realtime::ShmMessage *m, uint16_t k,
+    bool envelope, bool chunked)
+{
+    realtime::MessageId  id = m->ids()[k];
+
+    try {
+        std::string  sid = id.seq ? ngx_http_realtime_history_id(id)
+                                  : std::string();
+
+        if (envelope && id.seq) {
+            return ngx_http_realtime_event_frame(chunked, sid,
+                       ngx_http_realtime_history_envelope(m->group(k), id,
+                           m->payload(),
+                           m->flags & realtime::kPayloadIsString));
+        }
+
+        return ngx_http_realtime_event_frame(chunked, sid, m->payload());
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "realtime: out of memory framing an event");
         return NULL;
     }
 }

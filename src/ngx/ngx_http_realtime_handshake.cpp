@@ -51,6 +51,11 @@ static ngx_int_t ngx_http_realtime_add_group(ngx_http_request_t *r,
 static ngx_int_t ngx_http_realtime_join(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_session_t *s,
     ngx_array_t *groups);
+static ngx_int_t ngx_http_realtime_refuse(ngx_http_request_t *r,
+    const realtime::ws::HandshakeResult &res);
+static bool ngx_http_realtime_stream_chunked(ngx_http_request_t *r);
+static ngx_int_t ngx_http_realtime_stream_headers(ngx_http_request_t *r,
+    const realtime::ws::HandshakeRequest &hr);
 
 
 ngx_int_t
@@ -73,49 +78,51 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    try {
-        realtime::ws::HandshakeRequest  hr;
+    realtime::ws::HandshakeRequest  hr;
 
+    try {
         ngx_http_realtime_collect(r, &hr);
 
         realtime::ws::HandshakeResult res =
             realtime::ws::check_handshake(hr, *rlcf->policy);
 
-        if (res.status == 101
+        /*
+         * A plain GET (no Upgrade at all) is an event stream where the
+         * location offers one. Elsewhere it is still told who it is before
+         * the 426: a page whose WebSocket failed (the browser hides the
+         * status) asks this way whether its token is the reason.
+         */
+        bool  plain = (res.status == 426 && hr.upgrade.empty());
+        bool  stream = false;
+
+        if (hr.upgrade.empty() && rlcf->eventsource) {
+            res = realtime::ws::check_eventsource(hr, *rlcf->policy);
+            stream = (res.status == NGX_HTTP_OK);
+            plain = false;
+        }
+
+        if ((res.status == 101 || stream)
             && (r->headers_in.content_length_n > 0 || r->headers_in.chunked))
         {
             res.status = 400;
-            res.reason = "WebSocket handshake must not have a body";
+            res.reason = stream ? "an event stream request must not have a body"
+                                : "WebSocket handshake must not have a body";
+            stream = false;
         }
 
-        if (res.status != 101) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "realtime: handshake refused with %d: %*s",
-                          res.status, res.reason.size(), res.reason.data());
-
-            if (res.status == NGX_HTTP_NOT_ALLOWED) {
-                if (ngx_http_realtime_add_header(r, "Allow", "GET") != NGX_OK) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-            }
-
-            if (res.status == 426) {
-                if (ngx_http_realtime_add_header(r, "Upgrade", "websocket")
-                        != NGX_OK
-                    || ngx_http_realtime_add_header(r, "Sec-WebSocket-Version",
-                                                    "13") != NGX_OK)
-                {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-            }
-
-            return ngx_http_realtime_send_error(r, res.status, res.reason);
+        if (res.status != 101 && !stream && !plain) {
+            return ngx_http_realtime_refuse(r, res);
         }
 
         s = ngx_http_realtime_session_create(r, rlcf,
                                              &ngx_http_realtime_handlers);
         if (s == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (stream) {
+            s->eventsource = true;
+            s->sse_chunked = ngx_http_realtime_stream_chunked(r);
         }
 
         std::string_view  refusal;
@@ -141,6 +148,10 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 
         if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (plain) {
+            return ngx_http_realtime_refuse(r, res);    /* 426, authenticated */
         }
 
         if (ngx_array_init(&groups, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
@@ -183,7 +194,8 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_http_realtime_relay_prepare(r, s);
+        /* an event stream sends nothing to relay */
+        rc = s->eventsource ? NGX_OK : ngx_http_realtime_relay_prepare(r, s);
         if (rc != NGX_OK) {
             return (rc == NGX_HTTP_FORBIDDEN || rc == NGX_HTTP_BAD_REQUEST)
                    ? ngx_http_realtime_send_error(r, rc,
@@ -220,6 +232,14 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             }
         }
 
+        if (s->eventsource) {
+            if (ngx_http_realtime_stream_headers(r, hr) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            goto send;
+        }
+
         r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
         ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
         r->headers_out.content_length_n = -1;
@@ -245,9 +265,19 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+send:
+
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
+    }
+
+    if (s->eventsource && (bool) r->chunked != s->sse_chunked) {
+        /* the events queued so far are framed for the other way */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "realtime: the event stream's chunking is not what "
+                      "was expected, closing");
+        return NGX_ERROR;
     }
 
     /* push the 101 to the socket now, as ngx_http_upstream_upgrade() does */
@@ -423,4 +453,102 @@ ngx_http_realtime_collect(ngx_http_request_t *r,
 
         return false;
     });
+}
+
+
+/* The answer to a handshake the core refused, with the headers it needs. */
+
+static ngx_int_t
+ngx_http_realtime_refuse(ngx_http_request_t *r,
+    const realtime::ws::HandshakeResult &res)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "realtime: handshake refused with %d: %*s",
+                  res.status, res.reason.size(), res.reason.data());
+
+    if (res.status == NGX_HTTP_NOT_ALLOWED) {
+        if (ngx_http_realtime_add_header(r, "Allow", "GET") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (res.status == 426) {
+        if (ngx_http_realtime_add_header(r, "Upgrade", "websocket") != NGX_OK
+            || ngx_http_realtime_add_header(r, "Sec-WebSocket-Version", "13")
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_realtime_send_error(r, res.status, res.reason);
+}
+
+
+/*
+ * Whether nginx's chunked filter will frame the stream: it does for an
+ * HTTP/1.1 response of unknown length where chunked_transfer_encoding is
+ * on. Known before the header goes, because the greeting and a resume's
+ * replay are queued before it.
+ */
+
+static bool
+ngx_http_realtime_stream_chunked(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = (ngx_http_core_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    return r->http_version >= NGX_HTTP_VERSION_11
+           && clcf->chunked_transfer_encoding;
+}
+
+
+/* The response header of an event stream. */
+
+static ngx_int_t
+ngx_http_realtime_stream_headers(ngx_http_request_t *r,
+    const realtime::ws::HandshakeRequest &hr)
+{
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.charset.len = 0;
+
+    /* one response per connection: the stream ends when the connection
+       does */
+    r->keepalive = 0;
+
+#if (NGX_HTTP_GZIP)
+    /* the events bypass the body filters: nothing may transform them */
+    r->gzip_tested = 1;
+    r->gzip_ok = 0;
+#endif
+
+    /* X-Accel-Buffering: a proxying nginx in front passes events at once */
+    if (ngx_http_realtime_add_header(r, "Cache-Control", "no-cache")
+            != NGX_OK
+        || ngx_http_realtime_add_header(r, "X-Accel-Buffering", "no") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * An Origin the rules let through (check_eventsource) may read the
+     * stream with the visitor's credentials, as it may open the WebSocket.
+     */
+    if (hr.has_origin && !hr.origin.empty()) {
+        if (ngx_http_realtime_add_header(r, "Access-Control-Allow-Origin",
+                                         hr.origin) != NGX_OK
+            || ngx_http_realtime_add_header(r,
+                   "Access-Control-Allow-Credentials", "true") != NGX_OK
+            || ngx_http_realtime_add_header(r, "Vary", "Origin") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }

@@ -8,8 +8,11 @@
 
 #include "ngx_http_realtime_heartbeat.h"
 
+#include "core/sse.h"
+
 
 static void ngx_http_realtime_heartbeat_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_heartbeat_comment(ngx_http_realtime_session_t *s);
 
 
 void
@@ -62,7 +65,18 @@ ngx_http_realtime_heartbeat_handler(ngx_event_t *ev) noexcept
         goto done;
     }
 
-    if (conf->ping_interval && !s->awaiting_pong
+    if (s->eventsource) {
+        /*
+         * A stream has no pong: a comment keeps proxies from timing it
+         * out, and a dead peer shows as a write error (or a send buffer
+         * that fills up). last_rx marks when the last one went.
+         */
+        if (conf->ping_interval && now - s->last_rx >= conf->ping_interval) {
+            ngx_http_realtime_heartbeat_comment(s);
+            s->last_rx = now;
+        }
+
+    } else if (conf->ping_interval && !s->awaiting_pong
         && now - s->last_rx >= conf->ping_interval)
     {
         /* every connection of the worker shares one ping frame */
@@ -85,6 +99,40 @@ ngx_http_realtime_heartbeat_handler(ngx_event_t *ev) noexcept
 done:
 
     ngx_http_realtime_session_flush(s);
+}
+
+
+/* Queues the worker's shared heartbeat comment (one per framing). */
+
+static void
+ngx_http_realtime_heartbeat_comment(ngx_http_realtime_session_t *s)
+{
+    realtime::SharedFrame  **f;
+
+    f = &ngx_http_realtime_worker.comment_frame[s->sse_chunked];
+
+    if (*f == NULL) {
+        try {
+            std::string  bytes = realtime::sse::comment(" heartbeat");
+
+            if (s->sse_chunked) {
+                bytes = realtime::sse::chunk(bytes);
+            }
+
+            *f = realtime::SharedFrame::create(bytes.size());
+            if (*f) {
+                ngx_memcpy((*f)->data(), bytes.data(), bytes.size());
+            }
+
+        } catch (...) {
+            *f = NULL;
+        }
+    }
+
+    if (*f) {
+        ngx_http_realtime_session_send(s, *f,
+                                       ngx_http_realtime_frame_kind_e::kControl);
+    }
 }
 
 

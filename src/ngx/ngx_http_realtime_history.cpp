@@ -235,6 +235,20 @@ ngx_http_realtime_history_prepare(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    if (value.len == 0 && s->eventsource) {
+        /* the browser's EventSource says where it was by itself */
+        ngx_http_realtime_each_header(r,
+            [&value](std::string_view name, std::string_view v) {
+                if (ngx_http_realtime_header_is(name, "Last-Event-ID")) {
+                    value.data = (u_char *) v.data();
+                    value.len = v.size();
+                    return true;
+                }
+
+                return false;
+            });
+    }
+
     try {
         /* "%40" and "%3A" in a URL: the id as the client's library wrote it */
         u_char  *dst, *src, *buf;
@@ -258,21 +272,13 @@ ngx_http_realtime_history_prepare(ngx_http_request_t *r,
 }
 
 
-/* Queues a text frame holding text into s (before the 101: first out). */
+/* Queues text into s (before the 101: first out); id for a stream. */
 
 static void
 ngx_http_realtime_history_queue(ngx_http_realtime_session_t *s,
-    std::string_view text)
+    std::string_view text, std::string_view id = std::string_view())
 {
-    realtime::SharedFrame  *f;
-
-    f = ngx_http_realtime_frame(realtime::ws::Opcode::kText, text);
-    if (f == NULL) {
-        return;
-    }
-
-    ngx_http_realtime_session_send(s, f);
-    realtime::release(f);
+    (void) ngx_http_realtime_session_text(s, text, id);
 }
 
 
@@ -305,14 +311,25 @@ ngx_http_realtime_history_resume(realtime::Registry &reg,
 
     for (size_t i = 0; i < n; i++) {
         const realtime::ShmMessage  *m = out[i];
+        std::string                  sid;
+
+        if (s->eventsource) {
+            if ((m->frame()[0] & 0x0f)
+                == (uint8_t) realtime::ws::Opcode::kBinary)
+            {
+                continue;   /* as live: no text form */
+            }
+
+            sid = ngx_http_realtime_history_id(ids[i]);
+        }
 
         if (s->conf->envelope) {
             ngx_http_realtime_history_queue(s,
                 ngx_http_realtime_history_envelope(group, ids[i], m->payload(),
-                    m->flags & realtime::kPayloadIsString));
+                    m->flags & realtime::kPayloadIsString), sid);
 
         } else {
-            ngx_http_realtime_history_queue(s, m->payload());
+            ngx_http_realtime_history_queue(s, m->payload(), sid);
         }
     }
 }

@@ -116,6 +116,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, pong_timeout),
       NULL },
 
+    { ngx_string("realtime_eventsource"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, eventsource),
+      NULL },
+
     { ngx_string("realtime_reload_spread"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -459,6 +466,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->pong_timeout = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->reload_spread = NGX_CONF_UNSET_MSEC;
+    conf->eventsource = NGX_CONF_UNSET;
     conf->echo = NGX_CONF_UNSET;
     conf->publish_remote = NGX_CONF_UNSET;
     conf->stats_remote = NGX_CONF_UNSET;
@@ -543,6 +551,7 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->pong_timeout, prev->pong_timeout, 10000);
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
     ngx_conf_merge_msec_value(conf->reload_spread, prev->reload_spread, 2000);
+    ngx_conf_merge_value(conf->eventsource, prev->eventsource, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
     ngx_conf_merge_value(conf->publish_remote, prev->publish_remote, 0);
     ngx_conf_merge_value(conf->stats_remote, prev->stats_remote, 0);

@@ -85,6 +85,8 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                  websocket;
+    ngx_flag_t                  eventsource;       /* a plain GET streams
+                                                      Server-Sent Events */
     ngx_flag_t                  publish;
     ngx_flag_t                  stats;
     ngx_str_t                   zone_name;         /* zone=NAME, if given */
@@ -180,6 +182,8 @@ typedef struct {
     uint64_t                        delivery;    /* stamp of the message
                                                     being delivered */
     realtime::SharedFrame          *ping_frame;
+    realtime::SharedFrame          *comment_frame[2];  /* SSE heartbeat:
+                                                          plain, chunked */
     ngx_event_t                     presence_timer;  /* leaves due */
     ngx_msec_t                      reclaimed_at;  /* last dead-worker check */
     /* what a control message (an action by user) does to a connection;

@@ -14,6 +14,7 @@
 #include "ngx_http_realtime_session.h"
 
 #include "core/publish_request.h"
+#include "core/sse.h"
 
 
 #define NGX_HTTP_REALTIME_READ_BUDGET   16      /* reads per event, fairness */
@@ -30,6 +31,8 @@ static void ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept;
 static void ngx_http_realtime_shutdown(ngx_http_realtime_session_t *s);
 static bool ngx_http_realtime_reloaded(void);
 static void ngx_http_realtime_restart_handler(ngx_event_t *ev) noexcept;
+static void ngx_http_realtime_eventsource_end(ngx_http_realtime_session_t *s,
+    uint16_t code);
 static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
     u_char *data, size_t len);
 static void ngx_http_realtime_write(ngx_http_realtime_session_t *s);
@@ -119,7 +122,8 @@ ngx_http_realtime_session_start(ngx_http_realtime_session_t *s) noexcept
         s->leftover_end = r->header_in->last;
     }
 
-    c->log->action = (char *) "serving WebSocket";
+    c->log->action = s->eventsource ? (char *) "serving event stream"
+                                    : (char *) "serving WebSocket";
 
     /*
      * Messages are small and must go out at once: without TCP_NODELAY a
@@ -191,7 +195,10 @@ ngx_http_realtime_upgrade_handler(ngx_event_t *ev) noexcept
     }
 
     try {
-        if (s->leftover) {
+        if (s->leftover && s->eventsource) {
+            s->leftover = NULL;     /* a one-way stream ignores input */
+
+        } else if (s->leftover) {
             u_char *p = s->leftover;
             s->leftover = NULL;
             s->last_rx = ngx_current_msec;
@@ -240,7 +247,8 @@ ngx_http_realtime_detach(ngx_http_realtime_session_t *s)
     s->request = NULL;
     c->data = s;
     c->destroyed = 0;
-    c->log->action = (char *) "serving WebSocket";
+    c->log->action = s->eventsource ? (char *) "serving event stream"
+                                    : (char *) "serving WebSocket";
 
     /* header buffers are not needed any more, as for a keepalive */
 
@@ -332,7 +340,11 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
             }
 
             if (n == 0 || n == NGX_ERROR) {
-                if (!s->close_received) {
+                if (s->eventsource) {
+                    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                                  "realtime: client closed event stream");
+
+                } else if (!s->close_received) {
                     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                                   "realtime: client closed connection%s",
                                   s->closing() ? " after our close frame"
@@ -342,6 +354,10 @@ ngx_http_realtime_read_handler(ngx_event_t *rev) noexcept
                 c->error = (n == NGX_ERROR);
                 s->state = ngx_http_realtime_state_e::kDone;
                 break;
+            }
+
+            if (s->eventsource) {
+                continue;   /* the stream is one way: what comes is ignored */
             }
 
             s->last_rx = ngx_current_msec;
@@ -598,6 +614,12 @@ ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
 {
     realtime::SharedFrame  *f;
 
+    if (s->eventsource) {
+        return op != realtime::ws::Opcode::kText
+               || ngx_http_realtime_session_text(s, payload, std::string_view(),
+                      ngx_http_realtime_frame_kind_e::kReply);
+    }
+
     f = ngx_http_realtime_frame(op, payload);
     if (f == NULL) {
         ngx_http_realtime_session_close(s,
@@ -708,6 +730,11 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
         s->close_code = code;
     }
 
+    if (s->eventsource) {
+        ngx_http_realtime_eventsource_end(s, code);
+        return;
+    }
+
     try {
         f = ngx_http_realtime_frame(realtime::ws::Opcode::kClose,
                                     realtime::ws::close_payload(code, reason));
@@ -734,6 +761,49 @@ ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
 }
 
 
+/*
+ * An event stream has no close frame: the stream ends (the last chunk, when
+ * chunked), and the connection closes once that is written. The browser's
+ * EventSource reconnects by itself with Last-Event-ID. The code the
+ * WebSocket would have had is logged, for the same reasons.
+ */
+
+static void
+ngx_http_realtime_eventsource_end(ngx_http_realtime_session_t *s,
+    uint16_t code)
+{
+    realtime::SharedFrame  *f;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                   "realtime: event stream ends (%ui)", (ngx_uint_t) code);
+
+    s->state = ngx_http_realtime_state_e::kClosing;
+    s->close_after_flush = true;
+
+    if (s->sse_chunked) {
+        f = realtime::SharedFrame::create(realtime::sse::kLastChunk.size());
+        if (f == NULL) {
+            s->state = ngx_http_realtime_state_e::kDone;
+            return;
+        }
+
+        ngx_memcpy(f->data(), realtime::sse::kLastChunk.data(),
+                   realtime::sse::kLastChunk.size());
+        ngx_http_realtime_queue(s, f, false);
+        realtime::release(f);
+    }
+
+    /* a client that reads nothing more does not hold the worker */
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    s->timer.handler = ngx_http_realtime_close_wait_handler;
+    s->timer.cancelable = 0;
+    ngx_add_timer(&s->timer, NGX_HTTP_REALTIME_CLOSE_WAIT);
+}
+
+
 static void
 ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept
 {
@@ -742,7 +812,10 @@ ngx_http_realtime_close_wait_handler(ngx_event_t *ev) noexcept
     s = (ngx_http_realtime_session_t *) ev->data;
 
     ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                  "realtime: no close reply from client in time");
+                  s->eventsource
+                      ? "realtime: client did not take the end of the event "
+                        "stream in time"
+                      : "realtime: no close reply from client in time");
 
     s->state = ngx_http_realtime_state_e::kDone;
     ngx_http_realtime_session_finish(s);
@@ -940,6 +1013,58 @@ ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept
 {
     ngx_http_realtime_write(s);
     ngx_http_realtime_session_finish(s);
+}
+
+
+bool
+ngx_http_realtime_session_text(ngx_http_realtime_session_t *s,
+    std::string_view text, std::string_view id,
+    ngx_http_realtime_frame_kind_e kind) noexcept
+{
+    realtime::SharedFrame  *f;
+
+    f = s->eventsource
+        ? ngx_http_realtime_event_frame(s->sse_chunked, id, text)
+        : ngx_http_realtime_frame(realtime::ws::Opcode::kText, text);
+
+    if (f == NULL) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "realtime: out of memory framing a message");
+        ngx_http_realtime_session_close(s,
+            realtime::ws::close_code::kInternalError, "out of memory");
+        return false;
+    }
+
+    ngx_http_realtime_session_send(s, f, kind);
+    realtime::release(f);
+
+    return true;
+}
+
+
+realtime::SharedFrame *
+ngx_http_realtime_event_frame(bool chunked, std::string_view id,
+    std::string_view data) noexcept
+{
+    realtime::SharedFrame  *f;
+
+    try {
+        std::string  bytes = realtime::sse::event(id, data);
+
+        if (chunked) {
+            bytes = realtime::sse::chunk(bytes);
+        }
+
+        f = realtime::SharedFrame::create(bytes.size());
+        if (f) {
+            ngx_memcpy(f->data(), bytes.data(), bytes.size());
+        }
+
+    } catch (...) {
+        f = NULL;
+    }
+
+    return f;
 }
 
 

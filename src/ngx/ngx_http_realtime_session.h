@@ -79,6 +79,14 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_http_realtime_state_e      state = ngx_http_realtime_state_e::kOpen;
 
     /*
+     * The transport: a WebSocket, or a Server-Sent Events stream (a plain
+     * GET on a realtime_eventsource location), receive-only, whose bytes
+     * are events (sse_chunked: each in an HTTP/1.1 chunk) instead of frames.
+     */
+    bool                           eventsource = false;
+    bool                           sse_chunked = false;
+
+    /*
      * Who deletes the session: the request's pool cleanup until the 101 is
      * out and the session detaches, then the session itself.
      */
@@ -179,7 +187,19 @@ void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
     ngx_http_realtime_frame_kind_e kind =
         ngx_http_realtime_frame_kind_e::kData) noexcept;
 
-/* Frames payload and queues it as a reply; false when out of memory. */
+/*
+ * Queues a text message the module itself sends (welcome, recovery notice,
+ * a replayed message with its id) in the session's transport: a text frame,
+ * or an SSE event with id (id is used by SSE only). False when out of
+ * memory (the session is closing then).
+ */
+bool ngx_http_realtime_session_text(ngx_http_realtime_session_t *s,
+    std::string_view text, std::string_view id = std::string_view(),
+    ngx_http_realtime_frame_kind_e kind =
+        ngx_http_realtime_frame_kind_e::kData) noexcept;
+
+/* Frames payload and queues it as a reply; false when out of memory. An
+   event stream gets text as an event and nothing else (it has no pongs). */
 bool ngx_http_realtime_session_reply(ngx_http_realtime_session_t *s,
     realtime::ws::Opcode op, std::string_view payload) noexcept;
 
@@ -215,6 +235,11 @@ void ngx_http_realtime_session_flush(ngx_http_realtime_session_t *s) noexcept;
 /* Ends the connection if the session is done; s may be gone afterwards. */
 void ngx_http_realtime_session_finish(ngx_http_realtime_session_t *s)
     noexcept;
+
+/* An SSE event (id, data), chunk-framed when chunked, with one
+   reference; NULL when out of memory. */
+realtime::SharedFrame *ngx_http_realtime_event_frame(bool chunked,
+    std::string_view id, std::string_view data) noexcept;
 
 /* A server frame (never masked) holding payload, with one reference;
    NULL when out of memory. */

@@ -354,6 +354,13 @@ ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept
         w->ping_frame = NULL;
     }
 
+    for (realtime::SharedFrame *&f : w->comment_frame) {
+        if (f) {
+            realtime::release(f);
+            f = NULL;
+        }
+    }
+
     w->main_conf = NULL;
 }
 

@@ -15,6 +15,7 @@ from groups_util import (AuthUpstream, close_ws, count, expect_nothing_more, htt
 from django_app import DjangoApp
 from jwt_util import KeyPair, make_token, new_secret, new_secret_file
 from nginx_harness import MODULE, REPO, example_locations, example_snippet, wait_for
+from sse_client import Stream
 from wsclient import assert_json_error, handshake
 
 EXAMPLES = sorted((REPO / "conf-examples").glob("*.conf"))
@@ -240,6 +241,20 @@ def test_session_example_end_to_end(nginx_factory, whoami, example):
     r = publish(pub_port, {"group": "global_notifications", "data": "maintenance"}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 2}
     assert next_text(five) == "maintenance" and next_text(seven) == "maintenance"
+
+    if "realtime_eventsource on;" in snippet:
+        # the same user's notifications as an event stream, same cookie
+        stream = Stream(port, ws_path, headers=cookie("s-5"))
+        assert stream.status == 200, stream.headers
+        assert stream.headers["content-type"] == "text/event-stream"
+        assert stream.headers["access-control-allow-origin"] == ORIGIN
+        r = publish(pub_port, {"group": "user_5_notifications", "data": {"type": "badge", "n": 2}},
+                    path=pub_path).json()
+        assert r == {"messages": 1, "subscribers": 2}
+        assert next_text(five) == '{"type":"badge","n":2}'
+        assert stream.next_event()["data"] == '{"type":"badge","n":2}'
+        assert Stream(port, ws_path, headers=[("Origin", ORIGIN)]).status == 401
+        stream.close()
 
     # refusals: no session (the app's 401, passed on), another site (403 JSON)
     resp, ws = handshake(port, ws_path, headers=[("Origin", ORIGIN)])

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -1679,6 +1680,31 @@ TEST(RegistryPresence, OneJoinAndOneLeavePerUserWhateverItsConnections) {
     ExpectPresenceConsistent(e);
     e.reg.leave(watcher);
     EXPECT_EQ(e.alloc.live(), before);
+}
+
+// Presence events are server WebSocket frames: their payload (what an
+// envelope or an event stream carries) starts after the frame's header,
+// whatever the length's form.
+TEST(RegistryPresence, EventPayloadsSkipTheFrameHeader) {
+    Env e;
+    Users u;
+    ConnNode* watcher = Join(e, {"room"}, 0);
+    ASSERT_NE(watcher, nullptr);
+    const std::string small = "{\"e\":\"join\"}";
+    const std::string big(300, 'x');
+    const std::string small_frame = std::string("\x81") + char(small.size()) + small;
+    const std::string big_frame = std::string("\x81\x7e\x01\x2c") + big;
+    ConnNode* a = JoinP(e, {{"room", u.Make("ann", 0, "{}", small_frame, big_frame)}}, 1);
+    ASSERT_NE(a, nullptr);
+    e.reg.leave(a, 0, *std::make_unique<SlotSet>());
+    std::vector<std::string> payloads;
+    QueueNode* q = e.reg.take_queue(0);
+    for (QueueNode* n = q; n; n = n->next) {
+        payloads.emplace_back(n->message->payload());
+    }
+    e.reg.finish_drain(0);
+    EXPECT_EQ(payloads, (std::vector<std::string>{small, big}));
+    e.reg.leave(watcher);
 }
 
 TEST(RegistryPresence, TheLeaverIsNotToldItsOwnLeaveOthersAre) {

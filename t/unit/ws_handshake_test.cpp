@@ -459,5 +459,48 @@ TEST(WsHandshake, CheckHandshakeSelectsSubprotocol) {
     EXPECT_TRUE(check_handshake(r, policy).subprotocol.empty());
 }
 
+// ---------------------------------------------------------------------------
+// Server-Sent Events on the same location: a plain GET
+
+HandshakeRequest PlainGet() {
+    HandshakeRequest r;
+    r.method = "GET";
+    r.http_major = 1;
+    r.http_minor = 1;
+    r.host = "app.example";
+    return r;
+}
+
+TEST(WsHandshake, EventSourceAcceptsAPlainGetOnHttp1) {
+    HandshakeRequest r = PlainGet();
+    EXPECT_EQ(check_eventsource(r, {}).status, 200);
+    r.http_minor = 0;
+    EXPECT_EQ(check_eventsource(r, {}).status, 200) << "HTTP/1.0: a stream ended by close";
+}
+
+TEST(WsHandshake, EventSourceRefusesOtherMethodsAndHttp2) {
+    HandshakeRequest r = PlainGet();
+    r.method = "POST";
+    EXPECT_EQ(check_eventsource(r, {}).status, 405);
+    r = PlainGet();
+    r.http_major = 2;
+    r.http_minor = 0;
+    EXPECT_EQ(check_eventsource(r, {}).status, 505);
+}
+
+TEST(WsHandshake, EventSourceFollowsTheOriginRules) {
+    HandshakeRequest r = PlainGet();
+    r.has_origin = true;
+    r.origin = "https://evil.example";
+    EXPECT_EQ(check_eventsource(r, SameOrigin()).status, 403);
+    EXPECT_EQ(check_eventsource(r, Origins({"https://app.example"})).status, 403);
+    EXPECT_EQ(check_eventsource(r, Origins({"https://evil.example"})).status, 200);
+    EXPECT_EQ(check_eventsource(r, {}).status, 200) << "no credential the browser adds by itself";
+    r.origin = "https://app.example";
+    EXPECT_EQ(check_eventsource(r, SameOrigin()).status, 200);
+    r.has_origin = false;
+    EXPECT_EQ(check_eventsource(r, SameOrigin()).status, 200) << "no Origin: not a browser's cross-site request";
+}
+
 }  // namespace
 }  // namespace realtime::ws
