@@ -455,8 +455,6 @@ def test_token_refreshed_in_band(nginx_expecting, conf, secret, browser):
     assert "token refresh refused" not in ngx.error_log()
 
 
-@pytest.mark.xfail(strict=True, reason="a plain GET (the client's probe) answers 426 before auth: "
-                                       "needs the server's auth-before-426 change")
 def test_dead_token_no_storm(nginx_expecting, conf, secret, browser):
     ngx, _allowed = nginx_expecting(conf)
     browser.open(ngx.port)
@@ -545,3 +543,84 @@ def test_paused_while_offline(nginx_expecting, conf, browser):
     expect_all_numbers(browser, 4)
     assert [c["code"] for c in browser.eval("return rec.closes")] == [1012]
     assert browser.states() == ["connecting", "open", "paused", "connecting", "open"]
+
+
+# --------------------------------------------------------------------------
+# 8. Server-Sent Events
+
+
+def sse(conf):
+    """conf with realtime_eventsource on in /ws and /jwt, and /front: a proxy
+    to /ws that speaks HTTP/1.1 without passing Upgrade/Connection, so no
+    WebSocket gets through it, but an event stream does."""
+    conf = conf.replace("realtime_envelope on;", "realtime_envelope on;\n        realtime_eventsource on;")
+    return conf.replace("    location = /dup {", """    location = /front {
+        proxy_pass http://127.0.0.1:{port}/ws$is_args$args;
+        proxy_http_version 1.1;
+        proxy_buffering off;
+        proxy_read_timeout 1h;
+    }
+
+    location = /dup {""")
+
+
+def test_sse_fallback_through_proxy(nginx_expecting, conf, browser):
+    ngx, _allowed = nginx_expecting(sse(conf))
+    browser.open(ngx.port)
+    start_client(browser, f"/front?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    assert browser.eval("return rt.transport") == "eventsource"
+    wait_count(ngx.port, GROUP, 1)
+    # the WebSocket failed, the probe said "event stream here": SSE at once
+    assert browser.states() == ["connecting", "open"]
+    (failed,) = browser.eval("return rec.closes")
+    assert failed["transport"] == "websocket" and not failed["wasOpen"], failed
+    assert browser.eval("return rec.types.welcome.length") == 1
+    assert browser.eval("return rt.send({type: 'chat_message', message: 'x'})") is False
+
+    # a reload ends the stream; the client comes back (SSE again) and resumes
+    pid = welcome_pid(browser)
+    stream_through(ngx, browser, ngx.reload)
+    expect_all_numbers(browser, 300)
+    assert welcome_pid(browser) != pid
+    closes = browser.eval("return rec.closes")
+    assert [(c["transport"], c["wasOpen"]) for c in closes] == [("websocket", False), ("eventsource", True)]
+    assert browser.eval("return rec.recoveries") == []
+    # the WebSocket was tried once, through the proxy; never again
+    assert [r[3].lower() for r in access_log(ngx) if r[2] == "/front"].count("websocket") == 1
+
+
+def test_sse_forced_resumes_after_worker_killed(nginx_expecting, conf, browser):
+    ngx, allowed = nginx_expecting(sse(conf))
+    browser.open(ngx.port)
+    start_client(browser, f"/ws?g={GROUP}", transports=["eventsource"])
+    browser.wait("rt.state === 'open'")
+    assert browser.eval("return rt.transport") == "eventsource"
+    wait_count(ngx.port, GROUP, 1)
+    pid = welcome_pid(browser)
+    stream_through(ngx, browser, lambda: kill_worker(ngx, pid, allowed))
+    expect_all_numbers(browser, 300)
+    assert handshakes(ngx, "/ws") == []
+    assert browser.eval("return rec.recoveries") == []
+    assert [c["transport"] for c in browser.eval("return rec.closes")] == ["eventsource"]
+
+
+def test_sse_token_renewed_by_reconnecting(nginx_expecting, conf, secret, browser):
+    ngx, _allowed = nginx_expecting(sse(conf))
+    browser.open(ngx.port)
+    # SSE cannot refresh in-band: a new stream with the new token before exp
+    use_tokens(browser, mode="mint", secret=secret[0], sub="alice", ttl=6)
+    start_client(browser, f"/jwt?g={GROUP}", useToken=True, refreshBefore=3, transports=["eventsource"])
+    browser.wait("rt.state === 'open'")
+    first_exp = browser.eval("return tokenExpiry(tokens.given[0])")
+    wait_count(ngx.port, GROUP, 1)
+    publish(ngx.port, {"group": GROUP, "data": {"n": 0}})
+    browser.wait("numbers().length === 1")
+    browser.wait(f"Date.now() / 1000 > {first_exp} + 1 && tokens.calls >= 3", 15)
+    assert browser.eval("return rt.state") == "open"
+    publish(ngx.port, {"group": GROUP, "data": {"n": 1}})
+    expect_all_numbers(browser, 2)
+    # replaced by the client itself each time, never cut by the server
+    assert browser.eval("return rec.closes") == []
+    # one stream per token
+    browser.wait("rec.types.welcome.length === tokens.calls")
