@@ -269,14 +269,14 @@ export class RealtimeClient {
     this._retry(detail);     // 426, 429, 503, network error, anything else
   }
 
-  // GET url, only for its status line and Content-Type: the body (an event
-  // stream, maybe) is aborted at once.
+  // HEAD url: the module answers with the status and Content-Type a GET
+  // would get, without opening a stream (no group joined, no presence flap).
   async _probe(url) {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), this._opts.probeTimeout);
     try {
-      const res = await fetch(url, { credentials: "same-origin", cache: "no-store", signal: ctl.signal,
-                                     headers: { Accept: "text/event-stream" } });
+      const res = await fetch(url, { method: "HEAD", credentials: "same-origin", cache: "no-store",
+                                     signal: ctl.signal, headers: { Accept: "text/event-stream" } });
       const type = res.headers.get("Content-Type") || "";
       return { status: res.status, sse: res.status === 200 && type.startsWith("text/event-stream") };
     } catch (e) {

@@ -349,3 +349,26 @@ def test_websocket_envelope_of_a_presence_event_holds_the_bare_event(ngx, secret
     env = json.loads(ws.recv_data().payload)
     assert env["data"] == {"type": "presence", "event": "join", "group": "user_frank",
                            "user": "frank", "info": None}, env
+
+
+def test_head_probe_answers_like_a_get_without_opening_anything(ngx, secret):
+    """What a page asks after a refused WebSocket: the status a GET would
+    get, header only, with no stream, no group joined, no presence flap."""
+    r = http(ngx.port, "HEAD", "/sse?g=probe")
+    assert r.status == 200 and r.body == b""
+    assert r.headers["Content-Type"] == "text/event-stream"
+    assert count_now(ngx, "probe") == 0
+    assert http(ngx.port, "HEAD", "/ws-only?g=probe").status == 426
+    assert http(ngx.port, "HEAD", "/jwt").status == 401
+    assert http(ngx.port, "HEAD", "/jwt?token=forged.token.here").status == 401
+    good = "/jwt?token=" + token(secret, "gina")
+    assert http(ngx.port, "HEAD", good).status == 200
+    assert http(ngx.port, "HEAD", "/jwt-ws-only?token=" + token(secret, "gina")).status == 426
+    r = http(ngx.port, "GET", "/publish?presence=user_gina")
+    assert r.json()["count"] == 0, r.json()
+    cookie = {"Cookie": "token=" + token(secret, "gina"), "Origin": "https://evil.example"}
+    assert http(ngx.port, "HEAD", "/cookie", headers=cookie).status == 403
+
+
+def count_now(ngx, group):
+    return publish(ngx.port, {"group": group, "data": "x"}, path="/publish-bare").json()["subscribers"]
