@@ -11,6 +11,7 @@ mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/tmp"
 sed -e "s|@MODULE@|$top/build/ngx_realtime_module.so|g" \
     -e "s|@PREFIX@|$prefix|g" \
     -e "s|@HTML@|$top/demo|g" \
+    -e "s|@CLIENTS@|$top/clients/js|g" \
     "$top/conf-examples/demo.conf" >"$prefix/conf/nginx.conf"
 
 # a demo left running from before is stopped first

@@ -95,7 +95,28 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         bool  plain = (res.status == 426 && hr.upgrade.empty());
         bool  stream = false;
 
-        if (hr.upgrade.empty() && rlcf->eventsource) {
+        /*
+         * HEAD asks the same without opening anything (a probe that joins
+         * no group and makes no presence flap): the answer of a GET,
+         * header only.
+         */
+        bool  probe = (r->method == NGX_HTTP_HEAD && hr.upgrade.empty());
+
+        if (probe) {
+            realtime::ws::HandshakeRequest  get = hr;
+
+            get.method = "GET";
+            res = realtime::ws::check_eventsource(get, *rlcf->policy);
+
+            if (res.status == NGX_HTTP_OK && !rlcf->eventsource) {
+                res.status = 426;
+                res.reason = "this location only speaks WebSocket "
+                             "(Upgrade: websocket)";
+            }
+
+            plain = (res.status == NGX_HTTP_OK || res.status == 426);
+
+        } else if (hr.upgrade.empty() && rlcf->eventsource) {
             res = realtime::ws::check_eventsource(hr, *rlcf->policy);
             stream = (res.status == NGX_HTTP_OK);
             plain = false;
@@ -148,6 +169,20 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
 
         if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (plain && res.status == NGX_HTTP_OK) {
+            /* a probe of an event stream location, authenticated: the
+               stream's header, and the connection may stay */
+            unsigned  keepalive = r->keepalive;
+
+            if (ngx_http_realtime_stream_headers(r, hr) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            r->keepalive = keepalive;
+
+            return ngx_http_send_header(r);
         }
 
         if (plain) {

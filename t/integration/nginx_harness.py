@@ -488,8 +488,8 @@ def example_snippet(name, replace=()):
     """conf-examples/<name> as an http snippet for Nginx, and how its ports map.
 
     A whole nginx.conf (the demo) is reduced to its http block without what
-    the harness sets itself (logs, temp paths); its @PREFIX@/@HTML@ are
-    filled in. Every distinct port of a `listen` becomes a placeholder
+    the harness sets itself (logs, temp paths); its @PREFIX@/@HTML@/@CLIENTS@
+    are filled in. Every distinct port of a `listen` becomes a placeholder
     ({ssl_port} for an ssl listener, else {port}, then {port2}), on
     127.0.0.1. replace: (old, new) pairs applied first (key files,
     upstream addresses). Returns (snippet, {example port: placeholder name}).
@@ -500,7 +500,9 @@ def example_snippet(name, replace=()):
     if re.search(r"^\s*load_module\b", text, re.M):
         text = _block_body(text, re.search(r"^\s*http\s*\{", text, re.M).start())
         text = _HARNESS_OWNS.sub("", text)
-        text = text.replace("@HTML@", str(REPO / "demo")).replace("@PREFIX@", "{prefix}")
+        text = (text.replace("@HTML@", str(REPO / "demo"))
+                .replace("@CLIENTS@", str(REPO / "clients" / "js"))
+                .replace("@PREFIX@", "{prefix}"))
     ports = {}
     free = ["port", "port2"]
 

@@ -15,6 +15,7 @@ from groups_util import (AuthUpstream, close_ws, count, expect_nothing_more, htt
 from django_app import DjangoApp
 from jwt_util import KeyPair, make_token, new_secret, new_secret_file
 from nginx_harness import MODULE, REPO, example_locations, example_snippet, wait_for
+from sse_client import Stream
 from wsclient import assert_json_error, handshake
 
 EXAMPLES = sorted((REPO / "conf-examples").glob("*.conf"))
@@ -47,7 +48,8 @@ def test_example_passes_nginx_t(example, jwt_public_key, tls_cert):
     if re.search(r"^load_module", text, re.M):
         # a whole nginx.conf (the demo): fill in the demo script's placeholders
         conf = (text.replace("@MODULE@", str(MODULE)).replace("@PREFIX@", str(prefix))
-                .replace("@HTML@", str(REPO / "demo")))
+                .replace("@HTML@", str(REPO / "demo"))
+                .replace("@CLIENTS@", str(REPO / "clients" / "js")))
     else:
         # an http{}-level snippet, as its header says: include it in a minimal main config
         conf = (f"load_module {MODULE};\nerror_log {prefix}/logs/error.log;\npid {prefix}/logs/nginx.pid;\n"
@@ -114,11 +116,24 @@ def subscriber(port, path, headers=(), **kw):
     return resp, ws
 
 
+def unwrap(text):
+    """The demo's WebSocket location has realtime_envelope on: a published
+    message {"group":G,"id":"EPOCH:SEQ","data":D} -> D (its text as it was
+    published: a string as is, else compact JSON); the server's own frames
+    (welcome, answers, errors) come bare and are returned as they are."""
+    doc = json.loads(text)
+    if isinstance(doc, dict) and set(doc) == {"group", "id", "data"}:
+        assert re.fullmatch(r"[0-9a-f]{16}:[1-9][0-9]*", doc["id"]), doc
+        data = doc["data"]
+        return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return text
+
+
 def next_message(ws, events=None):
-    """The next text message that is not a presence join/leave event of the
-    default shape; the events skipped are appended to events."""
+    """The next message (unwrapped) that is not a presence join/leave event
+    of the default shape; the events skipped are appended to events."""
     while True:
-        text = next_text(ws)
+        text = unwrap(next_text(ws))
         if not text.startswith('{"type":"presence","event":'):
             return text
         if events is not None:
@@ -183,7 +198,7 @@ def test_demo_example_end_to_end(nginx_factory):
     # carol leaves: one leave event to the room, after the 2 s leave_delay
     carol.close()
     while presence_event("leave", "room_lobby", "carol") not in alice_events:
-        alice_events.append(json.loads(next_text(lobby)))
+        alice_events.append(json.loads(unwrap(next_text(lobby))))
     assert presence_event("join", "room_lobby", "carol") in alice_events
     assert [e for e in alice_events if e["group"] == "room_lobby"] == [
         presence_event("join", "room_lobby", "alice"), presence_event("join", "room_lobby", "carol"),
@@ -226,6 +241,20 @@ def test_session_example_end_to_end(nginx_factory, whoami, example):
     r = publish(pub_port, {"group": "global_notifications", "data": "maintenance"}, path=pub_path).json()
     assert r == {"messages": 1, "subscribers": 2}
     assert next_text(five) == "maintenance" and next_text(seven) == "maintenance"
+
+    if "realtime_eventsource on;" in snippet:
+        # the same user's notifications as an event stream, same cookie
+        stream = Stream(port, ws_path, headers=cookie("s-5"))
+        assert stream.status == 200, stream.headers
+        assert stream.headers["content-type"] == "text/event-stream"
+        assert stream.headers["access-control-allow-origin"] == ORIGIN
+        r = publish(pub_port, {"group": "user_5_notifications", "data": {"type": "badge", "n": 2}},
+                    path=pub_path).json()
+        assert r == {"messages": 1, "subscribers": 2}
+        assert next_text(five) == '{"type":"badge","n":2}'
+        assert stream.next_event()["data"] == '{"type":"badge","n":2}'
+        assert Stream(port, ws_path, headers=[("Origin", ORIGIN)]).status == 401
+        stream.close()
 
     # refusals: no session (the app's 401, passed on), another site (403 JSON)
     resp, ws = handshake(port, ws_path, headers=[("Origin", ORIGIN)])
