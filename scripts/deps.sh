@@ -15,8 +15,8 @@ if [ "${1:-}" = "--list" ]; then
     shift
 fi
 
-build="nginx nginx-dev libssl-dev libjansson-dev g++ make"
-test="$build libgtest-dev python3-pytest python3-websockets python3-selenium python3-django openssl curl iproute2 chromium chromium-driver nodejs"
+build="nginx nginx-dev libssl-dev libjansson-dev libhiredis-dev g++ make"
+test="$build libgtest-dev python3-pytest python3-websockets python3-selenium python3-django openssl curl iproute2 chromium chromium-driver nodejs redis-server"
 bench="$build libnginx-mod-nchan util-linux python3-django python3-django-channels python3-daphne python3-channels-redis redis-server"
 
 case "${1:-build}" in

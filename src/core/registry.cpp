@@ -596,7 +596,9 @@ Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noex
     }
 
     sc->count++;
-    g->subscribers++;
+    if (g->subscribers++ == 0) {
+        __atomic_add_fetch(&root_->cluster.group_changes, 1, __ATOMIC_RELEASE);
+    }
     if (created) {
         g->epoch = next_epoch(root_);
         *link = g;
@@ -621,6 +623,9 @@ void Registry::drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot,
         }
         sc.count -= n;
         g->subscribers -= n;
+        if (n && g->subscribers == 0) {
+            __atomic_add_fetch(&root_->cluster.group_changes, 1, __ATOMIC_RELEASE);
+        }
         if (sc.count == 0) {
             g->slots[i] = g->slots[--g->nslots];
         }

@@ -288,7 +288,36 @@ struct RegistryStats {
 // and a reload may bring a new build of the module: one with another layout
 // must not read the zone (the glue refuses the reload instead). Bump it on
 // any change to the structures above or below.
-constexpr uint32_t kRegistryLayout = 0x52540003;  // "RT", version 3
+constexpr uint32_t kRegistryLayout = 0x52540004;  // "RT", version 4
+
+// The node's link to the other nodes (realtime_redis): which worker holds
+// the subscription, and what realtime_stats shows of the links. The glue
+// reads and writes it under the lock; nothing in the core but the counter
+// of subscribed groups touches it.
+struct ClusterState {
+    uint64_t owner;      // WorkerSlot::owner of the subscriber's claim, 0: none
+    uint64_t lease;      // ms (CLOCK_MONOTONIC) the subscriber last renewed it
+    uint32_t slot;       // its slot
+    int32_t pid;         // its process
+    // Bumped (atomically, under the lock) each time a group's subscriber
+    // count goes from 0 to 1 or back: the subscriber reads it without the
+    // lock and walks the groups only when it moved.
+    uint64_t group_changes;
+    uint8_t state;       // the subscriber link: 0 down, 1 connecting, 2 up
+    uint32_t channels;   // group channels it is subscribed to
+    uint64_t latency_us; // the last round trip measured through Redis
+    uint64_t reconnects; // connections (re)made by any link of this node
+    uint64_t published;  // messages sent to Redis (one per group)
+    uint64_t received;   // messages from other nodes, published here
+    uint64_t dropped;    // messages from Redis that could not be used
+    uint64_t local_only; // client messages that stayed here: link down
+    // Per worker slot: the last fence of that slot's claim (owner) that
+    // the subscriber saw come back from Redis. A publish waits for its
+    // fence before it is delivered here, so everything Redis ordered
+    // before it (other nodes' messages) is delivered here first.
+    uint64_t fence_owner[kMaxWorkerSlots];
+    uint64_t fence[kMaxWorkerSlots];
+};
 
 struct RegistryRoot {
     uint32_t layout;  // kRegistryLayout; first, so any version can read it
@@ -314,6 +343,7 @@ struct RegistryRoot {
     uint64_t hist_entries;  // entries on that list
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
+    ClusterState cluster;
 };
 
 class Registry {
@@ -392,6 +422,18 @@ public:
 
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
+
+    // Calls f(const GroupNode&) for every group node, in no order. It
+    // walks the whole table (buckets and chains): O(groups), under the
+    // lock; the subscriber calls it only when group_changes moved.
+    template <class F>
+    void each_group(F f) const {
+        for (uint32_t b = 0; b <= root_->bucket_mask; ++b) {
+            for (const GroupNode* g = root_->buckets[b]; g; g = g->next) {
+                f(*g);
+            }
+        }
+    }
 
     // Stores one message for its groups and queues it once for every
     // worker that has subscribers of any of them. subscribers is the

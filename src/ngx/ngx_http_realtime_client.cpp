@@ -20,6 +20,7 @@
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_cluster.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
@@ -972,8 +973,12 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         }
     }
 
+    std::string                    text;
+    std::vector<std::string_view>  forward;
+
     try {
-        std::string  text = realtime::json_compact(message);
+        text = realtime::json_compact(message);
+
         std::string  frame = realtime::ws::encode_frame(
                                  realtime::ws::Opcode::kText, text);
 
@@ -994,6 +999,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
                                options);
         }
 
+        forward.swap(names);
+
     } catch (...) {
         ngx_http_realtime_session_error(s, "internal_error");
         return;
@@ -1009,6 +1016,12 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
 
     if (!res.wake.none()) {
         ngx_http_realtime_worker_wake(s->zone, res.wake);
+    }
+
+    /* delivered here at once; the other nodes get it through Redis */
+    if (s->zone->redis) {
+        ngx_http_realtime_cluster_forward(s->zone, forward.data(),
+                                          forward.size(), text, false);
     }
 }
 

@@ -8,12 +8,14 @@
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
 #include "ngx_http_realtime_client.h"
+#include "ngx_http_realtime_cluster.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_handshake.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_publish.h"
 #include "ngx_http_realtime_redact.h"
+#include "ngx_http_realtime_redis.h"
 #include "ngx_http_realtime_relay.h"
 #include "ngx_http_realtime_stats.h"
 #include "ngx_http_realtime_worker.h"
@@ -42,6 +44,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
     { ngx_string("realtime_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_realtime_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_redis_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -380,15 +389,24 @@ ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept
 static ngx_int_t
 ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
 {
-    return ngx_http_realtime_worker_init(cycle,
-                                         ngx_http_realtime_groups_drain,
-                                         ngx_http_realtime_client_control);
+    if (ngx_http_realtime_worker_init(cycle, ngx_http_realtime_groups_drain,
+                                      ngx_http_realtime_client_control,
+                                      ngx_http_realtime_cluster_tick)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* after the worker's slots: the subscriber's election needs one */
+    return ngx_http_realtime_cluster_init(cycle);
 }
 
 
 static void
 ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
 {
+    /* first: the subscription names our slot's claim */
+    ngx_http_realtime_cluster_exit(cycle);
     ngx_http_realtime_worker_exit(cycle);
 }
 

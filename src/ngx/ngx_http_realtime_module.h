@@ -41,6 +41,8 @@ extern "C" {
 struct ngx_http_realtime_local_groups_t;
 struct ngx_http_realtime_session_t;
 struct ngx_http_realtime_relay_target_t;
+struct ngx_http_realtime_redis_conf_t;
+struct ngx_http_realtime_cluster_t;
 
 
 /*
@@ -61,6 +63,10 @@ typedef struct {
                                                 worker started: a new one
                                                 later means a reload */
     ngx_http_realtime_local_groups_t  *local;
+
+    /* realtime_redis (configuration), and this worker's links for it */
+    ngx_http_realtime_redis_conf_t    *redis;
+    ngx_http_realtime_cluster_t       *cluster;
 } ngx_http_realtime_zone_t;
 
 
@@ -178,6 +184,8 @@ typedef struct {
     ngx_event_t                     safety_timer;/* periodic drain */
     ngx_msec_t                      safety_interval;
     void                          (*drain)(void);  /* given at init */
+    void                          (*tick)(void);   /* once a second, given
+                                                      at init (cluster) */
     ngx_queue_t                     flush_list;  /* connections to write */
     uint64_t                        delivery;    /* stamp of the message
                                                     being delivered */

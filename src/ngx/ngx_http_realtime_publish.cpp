@@ -18,6 +18,7 @@
 #include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_cluster.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_worker.h"
@@ -28,6 +29,11 @@ static ngx_int_t ngx_http_realtime_publish_info(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
+static ngx_int_t ngx_http_realtime_publish_local(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::PublishRequest &req,
+    int64_t nodes);
+static ngx_int_t ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req);
 static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
     std::string *body);
 static ngx_int_t ngx_http_realtime_publish_action(ngx_http_request_t *r,
@@ -178,11 +184,6 @@ static ngx_int_t
 ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body)
 {
-    size_t                     published;
-    uint64_t                   total;
-    ngx_http_realtime_zone_t  *z;
-    bool                       full;
-
     /* an action by user: only a body that names one is parsed twice */
     if (body.find("\"action\"") != std::string_view::npos) {
         realtime::ActionRequest  act = realtime::parse_action_request(body);
@@ -202,12 +203,37 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST, req.error);
     }
 
+    if (rlcf->zone->redis) {
+        return ngx_http_realtime_publish_cluster(r, rlcf, std::move(req));
+    }
+
+    return ngx_http_realtime_publish_local(r, rlcf, req, -1);
+}
+
+
+/*
+ * Publishes in this node's zone and answers; nodes >= 0: Redis took the
+ * messages first (the answer says how many nodes did).
+ */
+
+static ngx_int_t
+ngx_http_realtime_publish_local(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::PublishRequest &req,
+    int64_t nodes)
+{
+    size_t                     published;
+    uint64_t                   total;
+    ngx_http_realtime_zone_t  *z;
+    bool                       full;
+
     z = rlcf->zone;
 
     std::vector<uint64_t>  counts(req.items.size(), 0);
 
+    /* in Redis already (nodes >= 0): not sent again */
     full = ngx_http_realtime_publish_items(z, rlcf, req, &published, &total,
-                                           counts.data()) != NGX_OK;
+                                           counts.data(), nodes < 0)
+           != NGX_OK;
 
     if (full) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -235,9 +261,91 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
         out += "]";
     }
 
+    if (nodes >= 0) {
+        out += ",\"nodes\":" + std::to_string(nodes);
+    }
+
     out += "}";
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * With realtime_redis the publish is asynchronous: every message goes to
+ * Redis first, and only when Redis took them all are they published here
+ * and answered. So a publisher that waits for its 200 has its message in
+ * Redis, in order, before its next one, whichever node that one reaches.
+ * Redis down or slow: 503 and nothing delivered anywhere, so the app can
+ * retry without duplicates.
+ */
+
+struct ngx_http_realtime_publish_wait_t {
+    ngx_http_request_t            *r;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+    realtime::PublishRequest       req;
+};
+
+
+static void
+ngx_http_realtime_publish_redis_done(void *data, int64_t nodes)
+{
+    ngx_int_t           rc;
+    ngx_connection_t   *c;
+    auto               *w = (ngx_http_realtime_publish_wait_t *) data;
+    ngx_http_request_t *r = w->r;
+
+    c = r->connection;
+
+    if (nodes < 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "realtime: publish refused with 503: redis did not "
+                      "take it");
+
+        rc = ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "{\"error\":\"redis unavailable\"}");
+
+    } else {
+        try {
+            rc = ngx_http_realtime_publish_local(r, w->rlcf, w->req, nodes);
+
+        } catch (...) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req)
+{
+    ngx_http_realtime_publish_wait_t  *w;
+
+    w = ngx_http_realtime_pool_new<ngx_http_realtime_publish_wait_t>(r->pool);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->r = r;
+    w->rlcf = rlcf;
+    w->req = std::move(req);
+
+    if (ngx_http_realtime_cluster_publish(rlcf->zone, w->req,
+            ngx_http_realtime_publish_redis_done, w)
+        != NGX_OK)
+    {
+        return ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "{\"error\":\"redis unavailable\"}");
+    }
+
+    /* answered by the last reply (or the link's failure) */
+    r->main->count++;
+
+    return NGX_DONE;
 }
 
 
@@ -398,7 +506,7 @@ ngx_int_t
 ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
     const ngx_http_realtime_loc_conf_t *conf,
     const realtime::PublishRequest &req, size_t *published, uint64_t *total,
-    uint64_t *counts)
+    uint64_t *counts, bool forward)
 {
     bool               full;
     realtime::SlotSet  wake;
@@ -456,6 +564,17 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
 
     if (!wake.none()) {
         ngx_http_realtime_worker_wake(z, wake);
+    }
+
+    if (forward && z->redis) {
+        for (size_t m = 0; m < *published; m++) {
+            std::vector<std::string_view>  names(req.items[m].groups.begin(),
+                                                 req.items[m].groups.end());
+
+            ngx_http_realtime_cluster_forward(z, names.data(), names.size(),
+                                              req.items[m].payload,
+                                              req.items[m].is_string);
+        }
     }
 
     return full ? NGX_DECLINED : NGX_OK;

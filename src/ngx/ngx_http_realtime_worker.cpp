@@ -50,8 +50,8 @@ static void ngx_http_realtime_sweep(ngx_http_realtime_worker_t *w) noexcept;
 
 ngx_int_t
 ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
-    void (*control)(ngx_http_realtime_session_t *s, std::string_view what))
-    noexcept
+    void (*control)(ngx_http_realtime_session_t *s, std::string_view what),
+    void (*tick)(void)) noexcept
 {
     ngx_uint_t                      i;
     ngx_http_realtime_zone_t      **zones, *z;
@@ -67,6 +67,7 @@ ngx_http_realtime_worker_init(ngx_cycle_t *cycle, void (*drain)(void),
     /* the flush list serves every session, with or without a zone */
     w->drain = drain;
     w->control = control;
+    w->tick = tick;
     ngx_queue_init(&w->flush_list);
 
     w->drain_event.handler = ngx_http_realtime_drain_handler;
@@ -598,17 +599,25 @@ ngx_http_realtime_safety_handler(ngx_event_t *ev) noexcept
     ngx_http_realtime_zone_t   **zones;
     ngx_http_realtime_worker_t  *w = &ngx_http_realtime_worker;
 
-    if (w->main_conf && !ngx_exiting
+    if (w->main_conf
         && ngx_current_msec - w->reclaimed_at >= NGX_HTTP_REALTIME_RECLAIM)
     {
         w->reclaimed_at = ngx_current_msec;
-        zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
 
-        for (i = 0; i < w->main_conf->zones.nelts; i++) {
-            ngx_http_realtime_reclaim_dead(zones[i], ev->log);
+        if (!ngx_exiting) {
+            zones = (ngx_http_realtime_zone_t **) w->main_conf->zones.elts;
+
+            for (i = 0; i < w->main_conf->zones.nelts; i++) {
+                ngx_http_realtime_reclaim_dead(zones[i], ev->log);
+            }
+
+            ngx_http_realtime_sweep(w);
         }
 
-        ngx_http_realtime_sweep(w);
+        /* after the reclaim: a dead subscriber's slot is free by now */
+        if (w->tick) {
+            w->tick();
+        }
     }
 
     ngx_http_realtime_drain_handler(&w->drain_event);

@@ -11,12 +11,13 @@
 
 /*
  * init_process / exit_process; drain is called when our queues have work,
- * control for each connection an action by user (a control message) is for.
+ * control for each connection an action by user (a control message) is for,
+ * tick once a second (after dead workers' slots were reclaimed).
  */
 ngx_int_t ngx_http_realtime_worker_init(ngx_cycle_t *cycle,
     void (*drain)(void),
-    void (*control)(ngx_http_realtime_session_t *s, std::string_view what))
-    noexcept;
+    void (*control)(ngx_http_realtime_session_t *s, std::string_view what),
+    void (*tick)(void)) noexcept;
 void ngx_http_realtime_worker_exit(ngx_cycle_t *cycle) noexcept;
 
 /*

@@ -1,0 +1,39 @@
+// What one node sends the others through Redis: a message published on
+// the channel of one group ("<prefix>:g:<group>"), as a one-line header
+// and the payload's text:
+//
+//   "1 <node id, hex> <flags>\n" <payload>
+//
+// The version digit comes first so the format can change; flags is "-"
+// or letters: s = the payload is a JSON string's text (not a JSON value).
+// The node id lets a node drop its own messages (delivered here already).
+// Anything else is refused whole: the receiver counts and drops it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace realtime {
+
+struct ClusterMessage {
+    uint32_t node = 0;
+    bool is_string = false;
+    std::string_view payload;  // into the parsed text
+};
+
+// May throw std::bad_alloc.
+std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload);
+
+// false: not a message of this format (nothing is read past text).
+bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept;
+
+// "<prefix>:g:<group>"; May throw std::bad_alloc.
+std::string cluster_channel(std::string_view prefix, std::string_view group);
+
+// The group of a channel named by cluster_channel(prefix, ...); false when
+// channel is not one (another prefix, or another kind of channel).
+bool cluster_channel_group(std::string_view prefix, std::string_view channel,
+                           std::string_view* group) noexcept;
+
+}  // namespace realtime

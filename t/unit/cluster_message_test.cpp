@@ -1,0 +1,106 @@
+// The wire format of messages between nodes, and the group counter the
+// subscriber watches.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/cluster_message.h"
+#include "core/registry.h"
+#include "test_alloc.h"
+
+namespace realtime {
+namespace {
+
+TEST(ClusterMessage, RoundTrip) {
+    std::string wire = encode_cluster_message(0x1234abcd, false, "{\"a\":1}");
+    EXPECT_EQ(wire, "1 1234abcd -\n{\"a\":1}");
+    ClusterMessage m;
+    ASSERT_TRUE(parse_cluster_message(wire, &m));
+    EXPECT_EQ(m.node, 0x1234abcdu);
+    EXPECT_FALSE(m.is_string);
+    EXPECT_EQ(m.payload, "{\"a\":1}");
+}
+
+TEST(ClusterMessage, StringPayloadAndBinarySafe) {
+    std::string payload("line1\nline2\0x", 13);
+    std::string wire = encode_cluster_message(1, true, payload);
+    ClusterMessage m;
+    ASSERT_TRUE(parse_cluster_message(wire, &m));
+    EXPECT_EQ(m.node, 1u);
+    EXPECT_TRUE(m.is_string);
+    EXPECT_EQ(m.payload, payload);
+}
+
+TEST(ClusterMessage, EmptyPayload) {
+    ClusterMessage m;
+    ASSERT_TRUE(parse_cluster_message("1 0 -\n", &m));
+    EXPECT_EQ(m.payload, "");
+}
+
+TEST(ClusterMessage, MalformedIsRefused) {
+    ClusterMessage m;
+    for (const char* bad : {"", "1", "1 ", "2 abc -\nx", "1abc -\nx", "1  -\nx", "1 abc\nx",
+                            "1 abc -", "1 abc \nx", "1 ABC -\nx", "1 abcz -\nx",
+                            "1 123456789 -\nx", "1 abc x\nx", "1 abc s-q\nx", "hello world"}) {
+        EXPECT_FALSE(parse_cluster_message(bad, &m)) << bad;
+    }
+    // every prefix of a valid message is refused or parses within bounds
+    std::string wire = encode_cluster_message(0xffffffff, true, "p");
+    for (size_t n = 0; n < wire.size(); ++n) {
+        if (parse_cluster_message(std::string_view(wire.data(), n), &m)) {
+            EXPECT_LE(m.payload.data() + m.payload.size(), wire.data() + n);
+        }
+    }
+}
+
+TEST(ClusterChannel, NamesAndBack) {
+    EXPECT_EQ(cluster_channel("realtime", "room:1"), "realtime:g:room:1");
+    std::string_view g;
+    ASSERT_TRUE(cluster_channel_group("realtime", "realtime:g:room:1", &g));
+    EXPECT_EQ(g, "room:1");
+    EXPECT_FALSE(cluster_channel_group("realtime", "realtime:g:", &g));
+    EXPECT_FALSE(cluster_channel_group("realtime", "other:g:x", &g));
+    EXPECT_FALSE(cluster_channel_group("realtime", "realtime:n:abc", &g));
+    EXPECT_FALSE(cluster_channel_group("rt", "realtime:g:x", &g));
+}
+
+TEST(ClusterGroupChanges, MovesOnlyWhenAGroupGainsOrLosesItsLastSubscriber) {
+    test::CountingAllocator alloc;
+    RegistryRoot* root = Registry::create(alloc, 16);
+    ASSERT_NE(root, nullptr);
+    Registry reg(root, alloc);
+    auto changes = [root] { return root->cluster.group_changes; };
+
+    EXPECT_EQ(changes(), 0u);
+    ASSERT_EQ(reg.subscribe("a", 0), Registry::Status::kOk);
+    EXPECT_EQ(changes(), 1u);
+    ASSERT_EQ(reg.subscribe("a", 1), Registry::Status::kOk);  // second: no change
+    EXPECT_EQ(changes(), 1u);
+    reg.unsubscribe("a", 1);
+    EXPECT_EQ(changes(), 1u);
+    reg.unsubscribe("a", 0);
+    EXPECT_EQ(changes(), 2u);
+
+    const std::string_view names[] = {"b", "c"};
+    ConnNode* conn = reg.join(names, 2, 0);
+    ASSERT_NE(conn, nullptr);
+    EXPECT_EQ(changes(), 4u);
+    int seen = 0;
+    reg.each_group([&](const GroupNode& g) {
+        seen++;
+        EXPECT_TRUE(g.name() == "b" || g.name() == "c");
+        EXPECT_EQ(g.subscribers, 1u);
+    });
+    EXPECT_EQ(seen, 2);
+    reg.leave(conn);
+    EXPECT_EQ(changes(), 6u);
+
+    // a released slot takes its subscribers: their groups change too
+    ASSERT_EQ(reg.subscribe("d", 3), Registry::Status::kOk);
+    EXPECT_EQ(changes(), 7u);
+    reg.release_slot(3);
+    EXPECT_EQ(changes(), 8u);
+}
+
+}  // namespace
+}  // namespace realtime
