@@ -72,12 +72,21 @@ def text(browser, element_id):
     return browser.find_element(By.ID, element_id).text
 
 
+def texts(browser, selector):
+    """The visible texts of the elements matching selector, read in one go in
+    the page (the page re-renders its lists: element handles kept across two
+    calls may be gone)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
+        selector)
+
+
 def users(browser):
-    return sorted(li.text for li in browser.find_elements(By.CSS_SELECTOR, "#users li"))
+    return sorted(texts(browser, "#users li"))
 
 
 def log_has(browser, needle):
-    return any(needle in li.text for li in browser.find_elements(By.CSS_SELECTOR, "#log li"))
+    return any(needle in t for t in texts(browser, "#log li"))
 
 
 def join(browser, port, name, room="lobby"):
@@ -173,7 +182,7 @@ def test_two_users_chat(demo_server, browsers):
     box.send_keys("ob", Keys.ENTER)
     assert wait_for(lambda: log_has(bob, "alice: hello bob"), 10), text(bob, "log")
     assert wait_for(lambda: text(bob, "typing") == "", 5), text(bob, "typing")
-    assert [li.text for li in alice.find_elements(By.CSS_SELECTOR, "#log li.me")] == ["alice: hello bob"]
+    assert texts(alice, "#log li.me") == ["alice: hello bob"]
 
     # and back
     bob.find_element(By.ID, "message").send_keys("hi alice")
