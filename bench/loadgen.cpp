@@ -273,6 +273,9 @@ struct Opts {
     int max_probes = 400;
     std::vector<int> cpu_pids;
     std::vector<int> app_pids;        // rtt: the app behind the relaying server
+    std::vector<int> sub_ports;       // fanout: subscriber i connects to sub_ports[i % n]
+    // fanout: --cpu-group NAME=PID,...: CPU and memory of each group reported apart
+    std::vector<std::pair<std::string, std::vector<int>>> cpu_groups;
     std::string path = "/relay";      // rtt: WebSocket path / POST target
     std::string label;
 };
@@ -286,6 +289,8 @@ void usage() {
         "  [--warmup-s 0.5] [--settle-ms 300] [--quiet-ms 2000] [--timeout-s 60] [--hold-s 120]\n"
         "  [--cpu-pids PID,PID,...] [--label TEXT] [--sub-prefix /sub/] [--query Q]\n"
         "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n"
+        "  fanout: [--sub-ports P1,P2] (subscriber i on P[i mod n]; publishes go to --port;\n"
+        "       frames and latency per node) [--cpu-group NAME=PID,...] (repeatable)\n"
         "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n"
         "  rtt: --target ours|django|direct [--conns C] [--duration-s D] [--path /relay]\n"
         "       [--app-pids PID,...] (closed loop: one message in flight per connection)\n");
@@ -329,8 +334,20 @@ Opts parse_opts(int argc, char **argv) {
         else if (k == "--max-probes") o.max_probes = std::atoi(v.c_str());
         else if (k == "--label") o.label = v;
         else if (k == "--path") o.path = v;
-        else if (k == "--cpu-pids" || k == "--app-pids") {
-            std::vector<int> &pids = k == "--cpu-pids" ? o.cpu_pids : o.app_pids;
+        else if (k == "--cpu-pids" || k == "--app-pids" || k == "--sub-ports" ||
+                 k == "--cpu-group") {
+            if (k == "--cpu-group") {
+                size_t eq = v.find('=');
+                if (eq == std::string::npos || eq == 0) die("--cpu-group NAME=PID,PID");
+                for (char c : v.substr(0, eq))
+                    if (!std::isalnum((unsigned char)c) && c != '_') die("--cpu-group: NAME is \\w+");
+                o.cpu_groups.push_back({v.substr(0, eq), {}});
+                v = v.substr(eq + 1);
+            }
+            std::vector<int> &pids = k == "--cpu-pids" ? o.cpu_pids
+                                     : k == "--app-pids" ? o.app_pids
+                                     : k == "--sub-ports" ? o.sub_ports
+                                     : o.cpu_groups.back().second;
             size_t p = 0;
             while (p < v.size()) {
                 size_t q = v.find(',', p);
@@ -341,6 +358,9 @@ Opts parse_opts(int argc, char **argv) {
         } else usage();
     }
     if (o.port <= 0) usage();
+    if (!o.sub_ports.empty() && o.mode != "fanout") die("--sub-ports is for fanout mode only");
+    for (int p : o.sub_ports)
+        if (p <= 0 || p > 65535) die("--sub-ports: bad port");
     if (o.target != "ours" && o.target != "nchan" && o.target != "floor" && o.target != "django" &&
         o.target != "direct")
         usage();
@@ -451,6 +471,15 @@ class Loadgen {
         dst_.sin_family = AF_INET;
         dst_.sin_port = htons(uint16_t(o.port));
         if (inet_pton(AF_INET, o.host.c_str(), &dst_.sin_addr) != 1) die("bad --host");
+        for (int p : o.sub_ports) {
+            sockaddr_in d = dst_;
+            d.sin_port = htons(uint16_t(p));
+            sub_dst_.push_back(d);
+        }
+        size_t nodes = std::max<size_t>(1, o.sub_ports.size());
+        node_lat_.resize(nodes);
+        node_unique_.assign(nodes, 0);
+        node_open_.assign(nodes, 0);
     }
 
     int run() {
@@ -466,6 +495,10 @@ class Loadgen {
     int ep_;
     sockaddr_in dst_;
     std::vector<char> rbuf_;
+    std::vector<sockaddr_in> sub_dst_;   // --sub-ports (empty: subscribers go to dst_)
+    // per node (index i % sub_ports): latency and unique frames of its subscribers
+    std::vector<std::vector<uint32_t>> node_lat_;
+    std::vector<int64_t> node_unique_, node_open_;
     std::vector<Conn *> subs_;
     std::vector<Conn *> pubs_;
     Stats st_;
@@ -680,7 +713,8 @@ class Loadgen {
         c->st = St::Connecting;
         c->t_connect = now_ns();
         in_flight_++;
-        int r = connect(fd, reinterpret_cast<sockaddr *>(&dst_), sizeof dst_);
+        const sockaddr_in &dst = sub_dst_.empty() ? dst_ : sub_dst_[size_t(i) % sub_dst_.size()];
+        int r = connect(fd, reinterpret_cast<const sockaddr *>(&dst), sizeof dst);
         if (r < 0 && errno != EINPROGRESS) {
             if (st_.hs_fail < 5) warnf("connect: %s", strerror(errno));
             c->want_out = false;
@@ -919,23 +953,27 @@ class Loadgen {
         if (st_.first_frame_ns == 0) st_.first_frame_ns = now;
         st_.last_frame_ns = now;
         if (st_.lat_us.size() < 50000000) st_.lat_us.push_back(sat_us(now - ts));
+        size_t node = sub_dst_.empty() ? 0 : c->id % sub_dst_.size();
+        if (!sub_dst_.empty() && node_lat_[node].size() < 50000000)
+            node_lat_[node].push_back(sat_us(now - ts));
         if (seq <= c->last_seq) st_.out_of_order++;
         if (seq > c->last_seq) c->last_seq = seq;
+        bool unique = true;
         if (track_m_ > 0 && seq >= 0 && seq < track_m_) {
             per_seq_[size_t(seq)]++;
             if (!seen_.empty()) {
                 uint8_t &s = seen_[size_t(c->id) * size_t(track_m_) + size_t(seq)];
                 if (s) {
                     st_.dups++;
+                    unique = false;
                 } else {
                     s = 1;
-                    st_.frames_unique++;
                 }
-            } else {
-                st_.frames_unique++;
             }
-        } else {
+        }
+        if (unique) {
             st_.frames_unique++;
+            node_unique_[node]++;
         }
     }
 
@@ -1528,6 +1566,12 @@ class Loadgen {
         st_.first_frame_ns = st_.last_frame_ns = 0;
         for (Conn *c : subs_) c->last_seq = -1;
         int64_t sub_closed_before = st_.sub_closed;
+        for (size_t k = 0; k < node_lat_.size(); k++) {
+            node_lat_[k].clear();
+            node_unique_[k] = node_open_[k] = 0;
+        }
+        for (Conn *c : subs_)
+            if (c->st == St::Open) node_open_[sub_dst_.empty() ? 0 : c->id % sub_dst_.size()]++;
 
         // paced mode: a pool of connections, opened before the window
         if (o_.rate > 0) {
@@ -1539,6 +1583,8 @@ class Loadgen {
             }, deadline_in(5));
         }
 
+        std::vector<CpuSample> g0;
+        for (auto &g : o_.cpu_groups) g0.push_back(read_cpu(g.second));
         CpuSample c0 = read_cpu(o_.cpu_pids);
         double cl0 = self_cpu_s();
         int64_t t0 = now_ns();
@@ -1579,6 +1625,8 @@ class Loadgen {
         }, hard, tick, 20);
         int64_t t_end = now_ns();
         CpuSample c1 = read_cpu(o_.cpu_pids);
+        std::vector<CpuSample> g1;
+        for (auto &g : o_.cpu_groups) g1.push_back(read_cpu(g.second));
         double cl1 = self_cpu_s();
         drive_ = Drive::None;
 
@@ -1615,9 +1663,50 @@ class Loadgen {
         j.num("server_busy", span > 0 && !o_.cpu_pids.empty() ? (c1.sched_s - c0.sched_s) / span : -1);
         j.num("client_us_per_frame",
               st_.frames_unique > 0 ? (cl1 - cl0) * 1e6 / double(st_.frames_unique) : -1);
+        emit_nodes(j);
+        for (size_t k = 0; k < o_.cpu_groups.size(); k++) {
+            // CPU over the same window; memory with every subscriber still open
+            const std::string &n = o_.cpu_groups[k].first;
+            double s = g1[k].sched_s - g0[k].sched_s;
+            j.num(("cpu_" + n + "_s").c_str(), s);
+            j.num(("cpu_" + n + "_us_per_frame").c_str(),
+                  st_.frames_unique > 0 ? s * 1e6 / double(st_.frames_unique) : -1);
+            j.num(("cpu_" + n + "_ok").c_str(), g0[k].ok && g1[k].ok ? 1 : 0);
+            long long rss = 0, pss = 0;
+            read_mem(o_.cpu_groups[k].second, &rss, &pss);
+            j.num(("rss_" + n).c_str(), double(rss)).num(("pss_" + n).c_str(), double(pss));
+        }
         std::printf("%s\n", j.done().c_str());
         std::fflush(stdout);
         return 0;
+    }
+
+    // --sub-ports: frames and latency of each node's subscribers (node k: the
+    // subscribers i with i mod n = k; expected = its open subscribers x 2xx publishes).
+    void emit_nodes(Json &j) {
+        if (sub_dst_.empty()) return;
+        for (size_t k = 0; k < sub_dst_.size(); k++) {
+            std::string n = "node" + std::to_string(k) + "_";
+            std::vector<uint32_t> &v = node_lat_[k];
+            j.num((n + "port").c_str(), o_.sub_ports[k]);
+            j.num((n + "subs_open").c_str(), double(node_open_[k]));
+            j.num((n + "frames_expected").c_str(), double(node_open_[k] * st_.pub_ok));
+            j.num((n + "frames_delivered").c_str(), double(node_unique_[k]));
+            j.num((n + "lat_p50_us").c_str(), percentile(v, 50));
+            j.num((n + "lat_p99_us").c_str(), percentile(v, 99));
+            j.num((n + "lat_max_us").c_str(), v.empty() ? -1 : double(*std::max_element(v.begin(), v.end())));
+        }
+    }
+
+    static void read_mem(const std::vector<int> &pids, long long *rss, long long *pss) {
+        std::string txt;
+        for (int pid : pids) {
+            if (!read_file("/proc/" + std::to_string(pid) + "/smaps_rollup", txt)) continue;
+            size_t p = txt.find("\nRss:");
+            if (p != std::string::npos) *rss += std::atoll(txt.c_str() + p + 5) * 1024;
+            p = txt.find("\nPss:");
+            if (p != std::string::npos) *pss += std::atoll(txt.c_str() + p + 5) * 1024;
+        }
     }
 
     int run_publish() {
