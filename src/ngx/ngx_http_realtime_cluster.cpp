@@ -112,18 +112,30 @@ ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
         return;
     }
 
-    ngx_http_realtime_registry_t  reg(cl->zone);
+    {
+        ngx_http_realtime_registry_t  reg(cl->zone);
 
-    realtime::ClusterState  *cs = &cl->zone->root->cluster;
+        realtime::ClusterState  *cs = &cl->zone->root->cluster;
 
-    /* the claim's own counter: a slot's next worker starts anew */
-    if (cs->fence_owner[v[0]] != v[1]) {
-        cs->fence_owner[v[0]] = v[1];
-        __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
+        /* the claim's own counter: a slot's next worker starts anew */
+        if (cs->fence_owner[v[0]] != v[1]) {
+            cs->fence_owner[v[0]] = v[1];
+            __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
 
-    } else if (v[2] > cs->fence[v[0]]) {
-        __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
+        } else if (v[2] > cs->fence[v[0]]) {
+            __atomic_store_n(&cs->fence[v[0]], v[2], __ATOMIC_RELEASE);
+        }
     }
+
+    /*
+     * The publishing worker answers now rather than at its next look (its
+     * drain looks at its fences): a wake-up, or a posted drain when it is
+     * this worker. Outside the lock: the answer publishes here.
+     */
+    realtime::SlotSet  wake;
+
+    wake.set((uint32_t) v[0]);
+    ngx_http_realtime_worker_wake(cl->zone, wake);
 }
 
 static void

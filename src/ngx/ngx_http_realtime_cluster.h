@@ -46,6 +46,12 @@ void ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
     const std::string_view *groups, size_t ngroups, std::string_view payload,
     bool is_string) noexcept;
 
+/*
+ * This worker's publishes waiting for their fence are answered if it came
+ * back (the drain after a wake-up from the subscriber that saw it).
+ */
+void ngx_http_realtime_cluster_fences(void) noexcept;
+
 /* ,"redis":{...} for realtime_stats, or "" without realtime_redis. May
    throw std::bad_alloc. */
 std::string ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z);

@@ -370,3 +370,29 @@ ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
         cl->local_only++;
     }
 }
+
+
+void
+ngx_http_realtime_cluster_fences(void) noexcept
+{
+    ngx_uint_t                       i;
+    ngx_http_realtime_zone_t       **zones;
+    ngx_http_realtime_cluster_t     *cl;
+    ngx_http_realtime_main_conf_t   *rmcf;
+
+    rmcf = ngx_http_realtime_worker.main_conf;
+
+    if (rmcf == NULL) {
+        return;
+    }
+
+    zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        cl = zones[i]->cluster;
+
+        if (cl && cl->waiting && !cl->waiting->empty()) {
+            ngx_http_realtime_cluster_fence_handler(&cl->fence_ev);
+        }
+    }
+}

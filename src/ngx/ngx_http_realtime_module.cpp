@@ -384,12 +384,23 @@ ngx_http_realtime_preconfiguration(ngx_conf_t *cf) noexcept
 }
 
 
+/* A wake-up: deliver what is queued, answer the publishes whose fence
+   came back. */
+
+static void
+ngx_http_realtime_drain(void) noexcept
+{
+    ngx_http_realtime_groups_drain();
+    ngx_http_realtime_cluster_fences();
+}
+
+
 /* Each worker joins the zones; its drain delivers to its groups. */
 
 static ngx_int_t
 ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
 {
-    if (ngx_http_realtime_worker_init(cycle, ngx_http_realtime_groups_drain,
+    if (ngx_http_realtime_worker_init(cycle, ngx_http_realtime_drain,
                                       ngx_http_realtime_client_control,
                                       ngx_http_realtime_cluster_tick)
         != NGX_OK)
