@@ -6,6 +6,8 @@ each close; clients that resume from their last id lose nothing. A quit
 short."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -77,22 +79,56 @@ def reply_and_eof(ws, code):
 
 
 def test_reload_closes_with_1012_spread_over_the_window(ngx):
+    """The closes are spread: told by what each connection got before its
+    close from a numbered stream published meanwhile (50 a second, by a
+    process of its own), not by when the test read them."""
     conns = spread_subscribers(ngx, "/ws?g=sp", 24)
-    old, new = ngx.reload()
-    start = time.monotonic()
-    times = []
-    for ws, _ in conns:
-        _texts, close, at = close_of(ws)
-        assert close.close_code == 1012, close
-        assert close.close_reason == b"service restart", close
-        times.append(at)
-        reply_and_eof(ws, 1012)
-    # spread at random over the default 2 s, not all in one burst (24 uniform
-    # draws landing within 200 ms of each other: about 1e-18)
-    assert max(times) - min(times) > 0.2, [round(t - start, 3) for t in times]
+    pub = subprocess.Popen([sys.executable, "-c", STREAM, str(ngx.port), "sp", "200", "0.02"])
+    try:
+        assert wait_for(lambda: all_got_one(conns), BOUND)
+        old, new = ngx.reload()
+        last = []
+        for ws, _ in conns:
+            texts, close, _at = close_of(ws)
+            assert close.close_code == 1012, close
+            assert close.close_reason == b"service restart", close
+            last.append(json.loads(texts[-1])["data"] if texts else -1)
+            reply_and_eof(ws, 1012)
+    finally:
+        pub.kill()
+        pub.wait()
+    # spread at random over the default 2 s, not all in one burst: 24 closes
+    # within 10 messages (200 ms) of each other would be about 1e-17
+    assert max(last) - min(last) >= 10, sorted(last)
     assert wait_for(lambda: not any(pid_alive(p) for p in old), BOUND), ngx.processes()
     ws = subscribe(ngx.port, "/ws?g=sp")
     assert ngx.worker_of(ws.sock) in new
+
+
+# publishes 0..N-1 to a group, one every PAUSE seconds (argv: port group N PAUSE)
+STREAM = """
+import json, sys, time, urllib.request
+port, group, n, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+for i in range(n):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/publish", method="POST",
+                                 data=json.dumps({"group": group, "data": i}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=5).read()
+    except OSError:
+        pass
+    time.sleep(pause)
+"""
+
+
+def all_got_one(conns):
+    """Whether every connection has received a message (read and dropped)."""
+    for ws, _ in conns:
+        if getattr(ws, "_got_one", False):
+            continue
+        next_text(ws)
+        ws._got_one = True
+    return True
 
 
 def test_messages_keep_flowing_until_the_close(ngx):
