@@ -624,3 +624,24 @@ def test_sse_token_renewed_by_reconnecting(nginx_expecting, conf, secret, browse
     assert browser.eval("return rec.closes") == []
     # one stream per token
     browser.wait("rec.types.welcome.length === tokens.calls")
+
+
+def test_published_types_accept_the_api_and_refuse_misuse(tmp_path):
+    """clients/js/realtime.d.ts, as an app would compile against it
+    (tsc --strict from npm, into t/js): t/js/types_check.ts uses the API
+    as the README does and marks misuse the types must refuse
+    (@ts-expect-error fails the build when nothing is refused)."""
+    tsc = JS_DIR / "node_modules" / "typescript" / "bin" / "tsc"
+    run = subprocess.run(["node", str(tsc), "--noEmit", "--strict", "--target", "es2022",
+                          "--module", "es2022", "--moduleResolution", "bundler",
+                          "--lib", "es2022,dom", str(JS_DIR / "types_check.ts")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # and it can fail: a call the types refuse
+    bad = tmp_path / "bad.ts"
+    bad.write_text(f'import {{ RealtimeClient }} from "{CLIENT_DIR}/realtime.js";\n'
+                   'new RealtimeClient("/ws/", { backoff: { min: "soon" } });\n')
+    run = subprocess.run(["node", str(tsc), "--noEmit", "--strict", "--target", "es2022",
+                          "--module", "es2022", "--moduleResolution", "bundler",
+                          "--lib", "es2022,dom", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "TS2322" in run.stdout, run.stdout
