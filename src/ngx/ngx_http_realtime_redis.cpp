@@ -752,6 +752,7 @@ struct ngx_http_realtime_redis_pending_t {
 
 static void
 ngx_http_realtime_redis_replied(redisAsyncContext *ac, void *r, void *privdata)
+    noexcept
 {
     auto  *p = (ngx_http_realtime_redis_pending_t *) privdata;
     auto  *link = p->link;
@@ -762,8 +763,16 @@ ngx_http_realtime_redis_replied(redisAsyncContext *ac, void *r, void *privdata)
         ngx_http_realtime_redis_arm(link);
     }
 
-    /* a context that was let go answers NULL, whatever hiredis has */
-    p->fn(link, ac->data == link ? (redisReply *) r : NULL, p->data);
+    /* a context that was let go answers NULL, whatever hiredis has; no
+       exception may unwind through hiredis' C frames */
+    try {
+        p->fn(link, ac->data == link ? (redisReply *) r : NULL, p->data);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "realtime: redis %s link: out of memory handling a "
+                      "reply", link->name);
+    }
 
     delete p;
 }
@@ -813,6 +822,7 @@ ngx_http_realtime_redis_command(ngx_http_realtime_redis_link_t *link,
 
 static void
 ngx_http_realtime_redis_pushed(redisAsyncContext *ac, void *r, void *privdata)
+    noexcept
 {
     auto  *link = (ngx_http_realtime_redis_link_t *) privdata;
 
@@ -820,7 +830,14 @@ ngx_http_realtime_redis_pushed(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    link->on_push(link, (redisReply *) r, link->data);
+    try {
+        link->on_push(link, (redisReply *) r, link->data);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "realtime: redis %s link: out of memory handling a "
+                      "message", link->name);
+    }
 }
 
 
