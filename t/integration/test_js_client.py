@@ -545,6 +545,38 @@ def test_paused_while_offline(nginx_expecting, conf, browser):
     assert browser.states() == ["connecting", "open", "paused", "connecting", "open"]
 
 
+def test_paused_while_hidden(nginx_expecting, conf, browser):
+    """The same with the page hidden. Headless Chromium has no way to hide a
+    page, so the page's visibilityState is overridden and the event it fires
+    when it changes is dispatched: what the client reads and listens to."""
+    ngx, _allowed = nginx_expecting(conf)
+    browser.open(ngx.port)
+    start_client(browser, f"/ws?g={GROUP}")
+    browser.wait("rt.state === 'open'")
+    wait_count(ngx.port, GROUP, 1)
+    publish(ngx.port, {"group": GROUP, "data": {"n": 0}})
+    browser.wait("numbers().length === 1")
+
+    def visibility(state):
+        browser.eval("Object.defineProperty(document, 'visibilityState', "
+                     f"{{value: '{state}', configurable: true}}); "
+                     "document.dispatchEvent(new Event('visibilitychange'))")
+
+    visibility("hidden")
+    ngx.reload()                        # closed (1012) while hidden: no reconnect
+    browser.wait("rt.state === 'paused'")
+    for n in range(1, 4):
+        publish(ngx.port, {"group": GROUP, "data": {"n": n}})
+    time.sleep(2)
+    assert browser.eval("return rt.state") == "paused"
+    assert handshakes(ngx, "/ws") == [101]
+
+    visibility("visible")               # back: at once, and resumed
+    browser.wait("rt.state === 'open'")
+    expect_all_numbers(browser, 4)
+    assert browser.states() == ["connecting", "open", "paused", "connecting", "open"]
+
+
 # --------------------------------------------------------------------------
 # 8. Server-Sent Events
 
