@@ -15,10 +15,55 @@ std::string encode_cluster_message(uint32_t node, bool is_string, std::string_vi
     return out;
 }
 
-bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept {
-    if (text.size() < 6 || text[0] != '1' || text[1] != ' ') {
+std::string cluster_message_head(uint32_t node, bool is_string) {
+    std::string out = encode_cluster_message(node, is_string, std::string_view());
+    out[0] = '2';
+    out.back() = ' ';  // the id follows
+    return out;
+}
+
+std::string cluster_message_tail(uint32_t history_size, uint32_t history_ttl) {
+    return " " + std::to_string(history_size) + " " + std::to_string(history_ttl) + "\n";
+}
+
+namespace {
+
+// A number of at most max_digits digits in base (10 or 16) at text[*i],
+// followed by a space (skipped) or, when last, by '\n' (left).
+bool parse_field(std::string_view text, size_t* i, unsigned base, size_t max_digits,
+                 uint64_t* value, bool last) noexcept {
+    uint64_t v = 0;
+    size_t digits = 0;
+    for (; *i < text.size(); ++*i, ++digits) {
+        char c = text[*i];
+        int d = c >= '0' && c <= '9'                ? c - '0'
+                : base == 16 && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                     : -1;
+        if (d < 0) {
+            break;
+        }
+        if (digits == max_digits) {
+            return false;
+        }
+        v = v * base + static_cast<uint64_t>(d);
+    }
+    if (digits == 0 || *i == text.size() || text[*i] != (last ? '\n' : ' ')) {
         return false;
     }
+    if (!last) {
+        ++*i;
+    }
+    *value = v;
+    return true;
+}
+
+}  // namespace
+
+bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept {
+    if (text.size() < 6 || (text[0] != '1' && text[0] != '2') || text[1] != ' ') {
+        return false;
+    }
+    const bool with_id = text[0] == '2';
     size_t i = 2;
     uint64_t node = 0;
     size_t digits = 0;
@@ -36,7 +81,7 @@ bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept 
     ++i;  // the space
     bool is_string = false;
     size_t flags = 0;
-    for (; i < text.size() && text[i] != '\n'; ++i, ++flags) {
+    for (; i < text.size() && text[i] != '\n' && !(with_id && text[i] == ' '); ++i, ++flags) {
         if (text[i] == 's') {
             is_string = true;
         } else if (text[i] != '-') {
@@ -46,9 +91,27 @@ bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept 
     if (flags == 0 || i == text.size()) {
         return false;
     }
-    out->node = static_cast<uint32_t>(node);
-    out->is_string = is_string;
-    out->payload = text.substr(i + 1);
+    ClusterMessage m;
+    if (with_id) {
+        if (text[i] != ' ') {
+            return false;
+        }
+        ++i;
+        uint64_t size = 0, ttl = 0;
+        if (!parse_field(text, &i, 16, 16, &m.epoch, false) ||
+            !parse_field(text, &i, 10, 19, &m.seq, false) ||
+            !parse_field(text, &i, 10, 10, &size, false) ||
+            !parse_field(text, &i, 10, 10, &ttl, true) || m.epoch == 0 || m.seq == 0 ||
+            size > UINT32_MAX || ttl > UINT32_MAX) {
+            return false;
+        }
+        m.history_size = static_cast<uint32_t>(size);
+        m.history_ttl = static_cast<uint32_t>(ttl);
+    }
+    m.node = static_cast<uint32_t>(node);
+    m.is_string = is_string;
+    m.payload = text.substr(i + 1);
+    *out = m;
     return true;
 }
 

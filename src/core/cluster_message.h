@@ -8,6 +8,14 @@
 // or letters: s = the payload is a JSON string's text (not a JSON value).
 // The node id lets a node drop its own messages (delivered here already).
 // Anything else is refused whole: the receiver counts and drops it.
+//
+// Version 2 adds the message's id in the group (numbered in Redis, so the
+// same on every node) and the history its publisher keeps, so every node
+// keeps it alike:
+//
+//   "2 <node> <flags> <epoch, hex> <seq> <history size> <history ttl ms>\n"
+//
+// (written by the publish script in Redis, which alone knows the id).
 #pragma once
 
 #include <cstdint>
@@ -19,8 +27,17 @@ namespace realtime {
 struct ClusterMessage {
     uint32_t node = 0;
     bool is_string = false;
+    uint64_t epoch = 0;  // version 2: the id; 0 in version 1
+    uint64_t seq = 0;
+    uint32_t history_size = 0;
+    uint32_t history_ttl = 0;  // ms
     std::string_view payload;  // into the parsed text
 };
+
+// The header of a version 2 message up to its id, and after it: the
+// publish script puts "<epoch> <seq>" between them. May throw.
+std::string cluster_message_head(uint32_t node, bool is_string);
+std::string cluster_message_tail(uint32_t history_size, uint32_t history_ttl);
 
 // May throw std::bad_alloc.
 std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload);

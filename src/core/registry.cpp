@@ -165,6 +165,47 @@ void drop_expired(RegistryRoot* root, Allocator& alloc, GroupNode* g, uint64_t n
     }
 }
 
+// Drops every history entry of g (its epoch changed). The group stays.
+void drop_history(RegistryRoot* root, Allocator& alloc, GroupNode* g) noexcept {
+    while (g->hist_head) {
+        drop_entry(root, alloc, nullptr, g->hist_head);
+    }
+}
+
+// The id a publish gives g, the i-th of its groups: g's own numbering, the
+// one options.ids gives (the cluster's), or none. *fresh: the id is new to
+// g, so the message may be kept in its history.
+MessageId assign_id(RegistryRoot* root, Allocator& alloc, GroupNode* g,
+                    const Registry::PublishOptions& options, size_t i, bool* fresh) noexcept {
+    *fresh = false;
+    if (options.ids == nullptr) {
+        if (root->cluster.external_ids) {
+            return MessageId{0, 0};
+        }
+        *fresh = true;
+        return MessageId{g->epoch, ++g->last_seq};
+    }
+    MessageId id = options.ids[i];
+    if (id.epoch == 0 || id.seq == 0) {
+        return MessageId{0, 0};
+    }
+    if (g->epoch != id.epoch) {
+        // Another numbering (the cluster's group was new, or its history
+        // was lost): what was kept here belongs to the old one.
+        drop_history(root, alloc, g);
+        g->epoch = id.epoch;
+        g->last_seq = id.seq;
+        *fresh = true;
+        return id;
+    }
+    if (id.seq <= g->last_seq) {
+        return id;  // seen already: delivered, not kept twice
+    }
+    g->last_seq = id.seq;  // a jump past last_seq + 1 leaves a gap
+    *fresh = true;
+    return id;
+}
+
 bool valid_spec(const PresenceSpec& s) noexcept {
     return !s.user.empty() && s.user.size() <= kMaxPresenceUser &&
            s.info.size() <= kMaxPresenceInfo && s.leave_frame.size() <= UINT32_MAX;
@@ -930,7 +971,8 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
             // that comes back learns that it missed a message.
             for (size_t i = 0; i < ngroups; ++i) {
                 if (node[i]) {
-                    ++node[i]->last_seq;
+                    bool fresh;
+                    (void)assign_id(root_, alloc_, node[i], options, i, &fresh);
                 }
             }
             root_->stats.messages_published++;
@@ -1041,12 +1083,14 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
     m->flags = options.flags;
     m->header_size = options.header_size <= size ? options.header_size : static_cast<uint8_t>(size);
     auto* ids = reinterpret_cast<MessageId*>(m + 1);
+    bool fresh[kMaxGroups];  // per first occurrence: a new id, to keep
     for (size_t i = 0; i < ngroups; ++i) {
         GroupNode* g = node[first[i]];
+        fresh[i] = false;
         if (g == nullptr) {
             ids[i] = MessageId{0, 0};
         } else if (first[i] == i) {
-            ids[i] = MessageId{g->epoch, ++g->last_seq};
+            ids[i] = assign_id(root_, alloc_, g, options, i, &fresh[i]);
         } else {
             ids[i] = ids[first[i]];  // named twice: one id
         }
@@ -1087,7 +1131,7 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
         const uint64_t expires =
             ttl == 0 ? 0 : (options.now > UINT64_MAX - ttl ? UINT64_MAX : options.now + ttl);
         for (size_t i = 0; i < ngroups; ++i) {
-            if (first[i] != i) {
+            if (first[i] != i || !fresh[i]) {
                 continue;
             }
             GroupNode* g = node[i];
@@ -1118,14 +1162,24 @@ Registry::Published Registry::publish(const std::string_view* groups, size_t ngr
             // The new entry stays: history_size >= 1, and it has not expired.
             trim_history(root_, alloc_, g, options.history_size, options.now);
         }
-    } else {
-        // Groups whose history this publish evicted and that nothing else
-        // holds (their ids are in the message all the same).
-        for (size_t i = 0; i < ngroups; ++i) {
-            if (node[i]) {
-                collect_group(root_, alloc_, node[i]);
-            }
+        // Entries for groups whose id was not new (a cluster's repeat) or
+        // that took none: unused.
+        while (entries) {
+            HistEntry* next = entries->next;
+            alloc_.deallocate(entries);
+            entries = next;
         }
+    }
+    // Groups whose history this publish evicted (or, given a repeated id,
+    // kept nothing for) and that nothing else holds (their ids are in the
+    // message all the same).
+    for (size_t i = 0; i < ngroups; ++i) {
+        if (node[i]) {
+            collect_group(root_, alloc_, node[i]);
+        }
+    }
+    if (m->refs == 0) {
+        alloc_.deallocate(m);  // nobody listens and nothing was kept
     }
     root_->stats.messages_published++;
     return res;

@@ -178,6 +178,10 @@ struct GroupNode {
     uint16_t nslots;
     uint16_t capacity;
     uint16_t name_len;
+    // realtime_redis: this node's subscription to the group's channel is
+    // confirmed (set and cleared by the subscriber, read by a resume that
+    // needs everything published from now on to reach this node)
+    uint8_t cluster_ready;
     // followed by the name
 
     std::string_view name() const noexcept {
@@ -288,7 +292,7 @@ struct RegistryStats {
 // and a reload may bring a new build of the module: one with another layout
 // must not read the zone (the glue refuses the reload instead). Bump it on
 // any change to the structures above or below.
-constexpr uint32_t kRegistryLayout = 0x52540004;  // "RT", version 4
+constexpr uint32_t kRegistryLayout = 0x52540005;  // "RT", version 5
 
 // The node's link to the other nodes (realtime_redis): which worker holds
 // the subscription, and what realtime_stats shows of the links. The glue
@@ -311,6 +315,9 @@ struct ClusterState {
     uint64_t received;   // messages from other nodes, published here
     uint64_t dropped;    // messages from Redis that could not be used
     uint64_t local_only; // client messages that stayed here: link down
+    // Message ids come from the cluster (Registry::PublishOptions::ids):
+    // a publish without them takes none (set by the glue at start).
+    uint8_t external_ids;
     // Per worker slot: the last fence of that slot's claim (owner) that
     // the subscriber saw come back from Redis. A publish waits for its
     // fence before it is delivered here, so everything Redis ordered
@@ -465,6 +472,15 @@ public:
         uint32_t history_size = 0;
         uint32_t history_ttl = 0;
         uint64_t now = 0;
+        // Ids given by someone else (the node cluster, realtime_redis), one
+        // per group in the order of groups: the group adopts the id's epoch
+        // (its history restarts when the epoch changes) and its seq (a seq
+        // the group has seen already is delivered but not kept again; a
+        // jump leaves a gap that a resume across it reports as lost). An
+        // id with seq 0 numbers nothing. Without ids, in a zone whose
+        // ClusterState::external_ids is set, a message takes no id and is
+        // not kept: there the cluster alone numbers the groups.
+        const MessageId* ids = nullptr;
     };
     Published publish(const std::string_view* groups, size_t ngroups, const uint8_t* frame,
                       size_t size, const PublishOptions& options) noexcept;

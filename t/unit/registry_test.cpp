@@ -3481,5 +3481,118 @@ TEST(RegistryHistory, MatchesAModelUnderRandomOperations) {
     }
 }
 
+// --- ids given by the cluster (realtime_redis) ---------------------------
+
+Registry::PublishOptions KeepWithIds(uint32_t size, const MessageId* ids) {
+    Registry::PublishOptions o = Keep(size);
+    o.ids = ids;
+    return o;
+}
+
+TEST(RegistryClusterIds, AGroupAdoptsTheClustersEpochAndSeqs) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    const MessageId first[1] = {{0xabc, 41}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "m41", KeepWithIds(10, first)).status, Status::kOk);
+    EXPECT_EQ(EpochOf(e, "g"), 0xabcu);
+    EXPECT_EQ(e.reg.find("g")->last_seq, 41u);
+    const MessageId next[1] = {{0xabc, 42}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "m42", KeepWithIds(10, next)).status, Status::kOk);
+
+    // The queued message carries the given id.
+    const QueueNode* q = e.reg.take_queue(0);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(IdOf(q->message->ids()[0]), Id(0xabc, 41));
+    e.reg.finish_drain(0);
+
+    Hist h = History(e, "g", {0xabc, 40});
+    EXPECT_EQ(h.status, kOk) << "a client at 40 misses 41 and 42, both here";
+    EXPECT_EQ(h.frames, (Strings{"m41", "m42"}));
+    EXPECT_EQ(h.ids, (std::vector<Id>{{0xabc, 41}, {0xabc, 42}}));
+    EXPECT_EQ(History(e, "g", {0xabc, 39}).status, kLost) << "40 was never here";
+}
+
+TEST(RegistryClusterIds, ARepeatedSeqIsDeliveredButNotKeptTwice) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    const MessageId a[1] = {{7, 1}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "one", KeepWithIds(10, a)).status, Status::kOk);
+    Registry::Published r = PublishTo(e, {"g"}, "one again", KeepWithIds(10, a));
+    EXPECT_EQ(r.status, Status::kOk);
+    EXPECT_EQ(r.subscribers, 1u);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1}));
+    EXPECT_EQ(Frames(e, 0), (Strings{"one", "one again"}));
+    ExpectHistoryConsistent(e.root);
+}
+
+TEST(RegistryClusterIds, AGapIsReportedAsLostAcrossIt) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    const MessageId a[1] = {{7, 1}}, c[1] = {{7, 3}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "one", KeepWithIds(10, a)).status, Status::kOk);
+    ASSERT_EQ(PublishTo(e, {"g"}, "three", KeepWithIds(10, c)).status, Status::kOk);
+    EXPECT_EQ(History(e, "g", {7, 1}).status, kLost) << "2 never reached this node";
+    Hist h = History(e, "g", {7, 2});
+    EXPECT_EQ(h.status, kOk);
+    EXPECT_EQ(h.frames, Strings{"three"});
+}
+
+TEST(RegistryClusterIds, ANewEpochDropsTheOldHistory) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    const MessageId a[1] = {{7, 5}}, b[1] = {{9, 1}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "old", KeepWithIds(10, a)).status, Status::kOk);
+    const size_t live = e.alloc.live();
+    ASSERT_EQ(PublishTo(e, {"g"}, "new", KeepWithIds(10, b)).status, Status::kOk);
+    EXPECT_EQ(e.alloc.live(), live) << "the old entry and message went, the new came";
+    EXPECT_EQ(EpochOf(e, "g"), 9u);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1}));
+    EXPECT_EQ(History(e, "g", {7, 5}).status, kLost);
+    EXPECT_EQ(History(e, "g", {9, 0}).frames, Strings{"new"});
+}
+
+TEST(RegistryClusterIds, LocalPublishesTakeNoIdInAClusterZone) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    ASSERT_EQ(e.reg.subscribe("g", 0), Status::kOk);
+    const MessageId a[1] = {{7, 1}}, b[1] = {{7, 2}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "one", KeepWithIds(10, a)).status, Status::kOk);
+    // A client message or presence event published here without Redis ids.
+    ASSERT_EQ(PublishTo(e, {"g"}, "local", Keep(10)).status, Status::kOk);
+    EXPECT_EQ(e.reg.find("g")->last_seq, 1u) << "the cluster's numbering is not disturbed";
+    ASSERT_EQ(PublishTo(e, {"g"}, "two", KeepWithIds(10, b)).status, Status::kOk);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1, 2}));
+    const QueueNode* q = e.reg.take_queue(0);
+    ASSERT_NE(q, nullptr);
+    ASSERT_NE(q->next, nullptr);
+    EXPECT_EQ(IdOf(q->next->message->ids()[0]), Id(0, 0)) << "no id";
+    e.reg.finish_drain(0);
+    Hist h = History(e, "g", {7, 0});
+    EXPECT_EQ(h.frames, (Strings{"one", "two"}));
+}
+
+TEST(RegistryClusterIds, NothingLeaksWhenNothingIsKeptOrListened) {
+    Env e;
+    e.root->cluster.external_ids = 1;
+    const MessageId a[1] = {{7, 1}};
+    ASSERT_EQ(PublishTo(e, {"g"}, "one", KeepWithIds(10, a)).status, Status::kOk);
+    const size_t live = e.alloc.live();
+    // The same id again with nobody listening: kept once already.
+    ASSERT_EQ(PublishTo(e, {"g"}, "again", KeepWithIds(10, a)).status, Status::kOk);
+    EXPECT_EQ(e.alloc.live(), live);
+    // No id, history asked, nobody listening, in a cluster zone: nothing.
+    ASSERT_EQ(PublishTo(e, {"h"}, "local", Keep(10)).status, Status::kOk);
+    EXPECT_EQ(e.alloc.live(), live);
+    EXPECT_EQ(e.reg.find("h"), nullptr);
+    // Two groups, one id new, one not.
+    const MessageId two[2] = {{7, 1}, {8, 1}};
+    ASSERT_EQ(PublishTo(e, {"g", "k"}, "both", KeepWithIds(10, two)).status, Status::kOk);
+    EXPECT_EQ(Retained(e, "g"), (std::vector<uint64_t>{1}));
+    EXPECT_EQ(Retained(e, "k"), (std::vector<uint64_t>{1}));
+    ExpectHistoryConsistent(e.root);
+}
+
 }  // namespace
 }  // namespace realtime
