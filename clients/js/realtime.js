@@ -423,6 +423,10 @@ export class RealtimeClient {
     if (m !== null && typeof m === "object" && !Array.isArray(m)) {
       const keys = Object.keys(m);
       const id = keys.length === 3 && typeof m.group === "string" && "data" in m ? parseId(m.id) : null;
+      // an envelope without id: a message nobody numbered (a cluster group without history)
+      if (keys.length === 2 && typeof m.group === "string" && "data" in m) {
+        return this._deliver(m.data, { group: m.group });
+      }
       if (id) {
         const last = parseId(this._lastIds.get(m.group));
         // same history and not newer: seen already (a new epoch is a new history)

@@ -353,6 +353,8 @@ struct RegistryRoot {
     ClusterState cluster;
 };
 
+uint32_t hash_group_name(std::string_view name) noexcept;
+
 class Registry {
 public:
     enum class Status { kOk, kNoMemory, kNoSlot };
@@ -429,6 +431,22 @@ public:
 
     uint32_t subscribers(std::string_view group) const noexcept;
     const GroupNode* find(std::string_view group) const noexcept;
+
+    // realtime_redis: whether this node's subscription to the group's
+    // channel is confirmed (GroupNode::cluster_ready); a group without a
+    // node has none. clear_cluster_ready: every group (the link is down).
+    void set_cluster_ready(std::string_view group, bool ready) noexcept {
+        if (GroupNode* g = lookup(group, hash_group_name(group), nullptr)) {
+            g->cluster_ready = ready ? 1 : 0;
+        }
+    }
+    void clear_cluster_ready() noexcept {
+        for (uint32_t b = 0; b <= root_->bucket_mask; ++b) {
+            for (GroupNode* g = root_->buckets[b]; g; g = g->next) {
+                g->cluster_ready = 0;
+            }
+        }
+    }
 
     // Calls f(const GroupNode&) for every group node, in no order. It
     // walks the whole table (buckets and chains): O(groups), under the

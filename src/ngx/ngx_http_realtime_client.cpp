@@ -24,6 +24,7 @@
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
+#include "ngx_http_realtime_publish.h"
 #include "ngx_http_realtime_template.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -978,6 +979,21 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
 
     try {
         text = realtime::json_compact(message);
+
+        if (s->zone->redis && s->conf->history_size) {
+            /* kept with ids the whole cluster shares: Redis numbers it */
+            realtime::PublishRequest  req;
+
+            req.ok = true;
+            req.items.emplace_back();
+            req.items.back().groups.assign(s->client_groups.begin(),
+                                           s->client_groups.end());
+            req.items.back().payload = std::move(text);
+
+            (void) ngx_http_realtime_publish_numbered(s->zone, s->conf, req,
+                       s->conf->client_echo ? 0 : s->conn_id);
+            return;
+        }
 
         std::string  frame = realtime::ws::encode_frame(
                                  realtime::ws::Opcode::kText, text);

@@ -39,7 +39,9 @@
 #include "core/cluster_message.h"
 #include "core/group_name.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_cluster_scripts.h"
 #include "ngx_http_realtime_cluster_state.h"
+#include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_worker.h"
 
 
@@ -175,10 +177,19 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
     }
 
     realtime::Registry::PublishOptions  options;
+    realtime::MessageId                 id{m.epoch, m.seq};
 
-    /* no history yet: remote messages get ids in the next slice */
     options.header_size = (uint8_t) (frame.size() - m.payload.size());
     options.flags = m.is_string ? realtime::kPayloadIsString : 0;
+
+    if (m.seq) {
+        /* kept here as its publisher keeps it, with the id Redis gave */
+        options.ids = &id;
+        options.history_size = ngx_min(m.history_size,
+                                       (uint32_t) NGX_HTTP_REALTIME_HISTORY_MAX);
+        options.history_ttl = m.history_ttl;
+        options.now = ngx_http_realtime_now_ms();
+    }
 
     realtime::Registry::Published  res;
 
@@ -202,6 +213,42 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
 }
 
 
+/*
+ * Redis confirmed a (un)subscription: from now on every message of the
+ * group reaches this node (or no longer does). A resume that needs the
+ * whole stream of a group waits for this (see cluster_resume.cpp).
+ */
+
+static void
+ngx_http_realtime_cluster_confirmed(ngx_http_realtime_cluster_t *cl,
+    std::string_view channel, bool subscribed)
+{
+    std::string_view  group;
+
+    if (!realtime::cluster_channel_group(
+            ngx_http_realtime_sv(cl->zone->redis->prefix), channel, &group))
+    {
+        return;     /* the node channel */
+    }
+
+    ngx_http_realtime_registry_t  reg(cl->zone);
+
+    reg->set_cluster_ready(group, subscribed);
+}
+
+
+/* The subscription is gone (link down, another subscriber): no group is
+   known to be complete here any more. */
+
+static void
+ngx_http_realtime_cluster_unready(ngx_http_realtime_cluster_t *cl)
+{
+    ngx_http_realtime_registry_t  reg(cl->zone);
+
+    reg->clear_cluster_ready();
+}
+
+
 static void
 ngx_http_realtime_cluster_push(ngx_http_realtime_redis_link_t *link,
     redisReply *reply, void *data)
@@ -217,8 +264,15 @@ ngx_http_realtime_cluster_push(ngx_http_realtime_redis_link_t *link,
 
     std::string_view  kind(reply->element[0]->str, reply->element[0]->len);
 
+    if (kind == "subscribe" || kind == "unsubscribe") {
+        ngx_http_realtime_cluster_confirmed(cl,
+            std::string_view(reply->element[1]->str, reply->element[1]->len),
+            kind == "subscribe");
+        return;
+    }
+
     if (kind != "message") {
-        return;     /* (un)subscribe confirmations */
+        return;
     }
 
     if (reply->element[2]->type != REDIS_REPLY_STRING) {
@@ -263,6 +317,7 @@ ngx_http_realtime_cluster_sub_down(ngx_http_realtime_redis_link_t *link)
     cl->groups->clear();
     cl->hb_sent = 0;
 
+    ngx_http_realtime_cluster_unready(cl);
     ngx_http_realtime_cluster_save(cl);
 }
 
@@ -487,6 +542,9 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
         cl->subscriber = true;
         cl->seen_changes = 0;
 
+        /* what the last subscriber (dead, maybe) confirmed holds no more */
+        ngx_http_realtime_cluster_unready(cl);
+
         ngx_log_error(NGX_LOG_INFO, cl->sub.log, 0,
                       "realtime: this worker subscribes to redis for zone "
                       "\"%V\"", &cl->zone->name);
@@ -498,6 +556,7 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
         cl->subscriber = false;
         cl->groups->clear();
         ngx_http_realtime_redis_close(&cl->sub);
+        ngx_http_realtime_cluster_unready(cl);
 
         if (cl->check.timer_set) {
             ngx_del_timer(&cl->check);
@@ -626,6 +685,16 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
     z = (ngx_http_realtime_zone_t **) zones->elts;
 
     for (i = 0; i < zones->nelts; i++) {
+        {
+            /*
+             * With realtime_redis the cluster numbers the groups (history,
+             * resume); a reload that drops it gives numbering back here.
+             */
+            ngx_http_realtime_registry_t  reg(z[i]);
+
+            z[i]->root->cluster.external_ids = z[i]->redis ? 1 : 0;
+        }
+
         if (z[i]->redis == NULL) {
             continue;
         }
@@ -666,6 +735,7 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
         cl->sub.on_down = ngx_http_realtime_cluster_sub_down;
         cl->sub.on_push = ngx_http_realtime_cluster_push;
         cl->cmd.data = cl;
+        ngx_http_realtime_cluster_scripts(&cl->cmd.scripts, &cl->cmd.nscripts);
 
         cl->check.handler = ngx_http_realtime_cluster_check_handler;
         cl->check.data = cl;
@@ -730,6 +800,10 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
         ngx_http_realtime_cluster_publish_exit(cl);
 
         /* before nginx looks for sockets left open */
+        if (cl->sub.state == NGX_HTTP_REALTIME_REDIS_UP) {
+            ngx_http_realtime_cluster_unready(cl);
+        }
+
         ngx_http_realtime_redis_close(&cl->sub);
         ngx_http_realtime_redis_close(&cl->cmd);
 

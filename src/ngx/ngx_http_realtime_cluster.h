@@ -25,17 +25,23 @@ void ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept;
 void ngx_http_realtime_cluster_tick(void) noexcept;
 
 /* nodes: the largest PUBLISH reply (nodes that took the message, this
-   one's subscriber included); -1: Redis did not take them all. */
-typedef void (*ngx_http_realtime_cluster_done_pt)(void *data, int64_t nodes);
+   one's subscriber included); -1: Redis did not take them all. ids: one
+   per message and group of the request, in order (item-major): the id
+   Redis gave it, {0, 0} without history. */
+typedef void (*ngx_http_realtime_cluster_done_pt)(void *data, int64_t nodes,
+    const realtime::MessageId *ids);
 
 /*
  * PUBLISHes every message of req to each of its groups (pipelined) and
- * calls done once, after the last reply, never during this call.
+ * calls done once, after the last reply, never during this call. With
+ * history_size, each message is numbered and kept in Redis (the publish
+ * script) and every node keeps it in its history with that id.
  * NGX_DECLINED at once when the link is down (done is not called).
  */
 ngx_int_t ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
-    const realtime::PublishRequest &req,
-    ngx_http_realtime_cluster_done_pt done, void *data) noexcept;
+    const realtime::PublishRequest &req, uint32_t history_size,
+    uint32_t history_ttl, ngx_http_realtime_cluster_done_pt done, void *data)
+    noexcept;
 
 /*
  * A message published here already (a client's, an app's answer) goes to
@@ -45,6 +51,11 @@ ngx_int_t ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
 void ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
     const std::string_view *groups, size_t ngroups, std::string_view payload,
     bool is_string) noexcept;
+
+/* n messages stayed on this node (Redis unavailable): counted, and said
+   once per outage. */
+void ngx_http_realtime_cluster_local_only(ngx_http_realtime_zone_t *z,
+    size_t n) noexcept;
 
 /*
  * This worker's publishes waiting for their fence are answered if it came

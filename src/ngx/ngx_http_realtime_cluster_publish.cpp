@@ -18,8 +18,10 @@
 
 #include <new>
 #include <string>
+#include <vector>
 
 #include "core/cluster_message.h"
+#include "ngx_http_realtime_cluster_scripts.h"
 
 
 #define NGX_HTTP_REALTIME_CLUSTER_FENCE   1     /* ms between looks */
@@ -64,6 +66,14 @@ ngx_http_realtime_cluster_publish_exit(ngx_http_realtime_cluster_t *cl)
 }
 
 
+struct ngx_http_realtime_cluster_batch_t;
+
+/* One numbered message's reply: where its id goes. */
+struct ngx_http_realtime_cluster_slot_t {
+    ngx_http_realtime_cluster_batch_t  *batch;
+    size_t                              index;
+};
+
 struct ngx_http_realtime_cluster_batch_t {
     ngx_http_realtime_cluster_t        *cl;
     ngx_http_realtime_cluster_done_pt   done;
@@ -74,6 +84,9 @@ struct ngx_http_realtime_cluster_batch_t {
     uint64_t                            fence;      /* 0: none sent */
     bool                                heard;      /* a subscriber got it */
     ngx_msec_t                          since;
+    /* one per message and group, item-major: the ids Redis gave */
+    std::vector<realtime::MessageId>    ids;
+    std::vector<ngx_http_realtime_cluster_slot_t>  slots;
 };
 
 
@@ -112,7 +125,7 @@ ngx_http_realtime_cluster_fence_handler(ngx_event_t *ev) noexcept
 
         cl->waiting->pop_front();
 
-        b->done(b->data, b->nodes);
+        b->done(b->data, b->nodes, b->ids.data());
 
         delete b;
     }
@@ -145,7 +158,7 @@ ngx_http_realtime_cluster_finish(ngx_http_realtime_cluster_batch_t *b)
         }
     }
 
-    b->done(b->data, b->failed ? -1 : b->nodes);
+    b->done(b->data, b->failed ? -1 : b->nodes, b->ids.data());
 
     delete b;
 }
@@ -163,6 +176,43 @@ ngx_http_realtime_cluster_published(ngx_http_realtime_redis_link_t *link,
     } else {
         b->cl->published++;
         b->nodes = ngx_max(b->nodes, (int64_t) reply->integer);
+    }
+
+    if (--b->pending == 0) {
+        ngx_http_realtime_cluster_finish(b);
+    }
+}
+
+
+/* {epoch, seq, receivers} from the publish script */
+
+static void
+ngx_http_realtime_cluster_numbered(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, void *data)
+{
+    auto  *slot = (ngx_http_realtime_cluster_slot_t *) data;
+    auto  *b = slot->batch;
+
+    uint64_t  epoch = 0;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[2]->type == REDIS_REPLY_INTEGER)
+    {
+        epoch = ngx_http_realtime_cluster_parse_epoch(reply->element[0]->str,
+                                                      reply->element[0]->len);
+    }
+
+    if (epoch == 0 || reply->element[1]->integer <= 0) {
+        b->failed = true;
+
+    } else {
+        b->cl->published++;
+        b->cl->local_logged = false;
+        b->ids[slot->index] = realtime::MessageId{
+                                  epoch, (uint64_t) reply->element[1]->integer };
+        b->nodes = ngx_max(b->nodes, (int64_t) reply->element[2]->integer);
     }
 
     if (--b->pending == 0) {
@@ -238,10 +288,58 @@ ngx_http_realtime_cluster_send_one(ngx_http_realtime_cluster_t *cl,
 }
 
 
+/*
+ * The publish script for one message and group (a group with history):
+ * Redis numbers it, keeps it and PUBLISHes it with its id.
+ */
+
+static bool
+ngx_http_realtime_cluster_send_numbered(ngx_http_realtime_cluster_t *cl,
+    std::string_view group, const std::string &head, const std::string &tail,
+    const realtime::PublishItem &item, uint32_t size, uint32_t ttl,
+    ngx_http_realtime_cluster_slot_t *slot)
+{
+    char                       nsize[NGX_INT_T_LEN], nttl[NGX_INT_T_LEN];
+    char                       epoch[17];
+    uint64_t                   proposal;
+    ngx_http_realtime_zone_t  *z = cl->zone;
+
+    std::string  channel = realtime::cluster_channel(
+                               ngx_http_realtime_sv(z->redis->prefix), group);
+    std::string  seq_key = ngx_http_realtime_cluster_key(z, 's', group);
+    std::string  stream_key = ngx_http_realtime_cluster_key(z, 'h', group);
+
+    /* the group's epoch if it has none yet: unlikely to repeat */
+    proposal = ((uint64_t) ngx_random() << 33 ^ (uint64_t) ngx_random() << 11
+                ^ ngx_http_realtime_now_us()) | (uint64_t) 1 << 60;
+
+    ngx_sprintf((u_char *) epoch, "%016xL", proposal);
+
+    const char  *argv[13] = {
+        "EVALSHA", ngx_http_realtime_cluster_publish_sha(), "2",
+        seq_key.data(), stream_key.data(),
+        channel.data(), head.data(), tail.data(), item.payload.data(),
+        nsize, nttl, epoch, item.is_string ? "s" : "-" };
+    size_t       lens[13] = {
+        7, ngx_strlen(argv[1]), 1,
+        seq_key.size(), stream_key.size(),
+        channel.size(), head.size(), tail.size(), item.payload.size(),
+        0, 0, 16, 1 };
+
+    lens[9] = ngx_sprintf((u_char *) nsize, "%uD", size) - (u_char *) nsize;
+    lens[10] = ngx_sprintf((u_char *) nttl, "%uD", ttl) - (u_char *) nttl;
+
+    return ngx_http_realtime_redis_command(&cl->cmd,
+               ngx_http_realtime_cluster_numbered, slot, 13, argv, lens)
+           == NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
-    const realtime::PublishRequest &req,
-    ngx_http_realtime_cluster_done_pt done, void *data) noexcept
+    const realtime::PublishRequest &req, uint32_t history_size,
+    uint32_t history_ttl, ngx_http_realtime_cluster_done_pt done, void *data)
+    noexcept
 {
     ngx_http_realtime_cluster_t  *cl = z->cluster;
 
@@ -256,7 +354,7 @@ ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
     }
 
     auto  *b = new (std::nothrow) ngx_http_realtime_cluster_batch_t{
-                   cl, done, data, 0, 0, false, 0, false, 0 };
+                   cl, done, data, 0, 0, false, 0, false, 0, {}, {} };
     if (b == NULL) {
         return NGX_DECLINED;
     }
@@ -265,15 +363,49 @@ ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
     b->pending = 1;
 
     try {
+        size_t  total = 0, index = 0;
+
         for (const auto &item : req.items) {
-            std::string  wire = realtime::encode_cluster_message(
-                                    z->root->zone_id, item.is_string,
-                                    item.payload);
+            total += item.groups.size();
+        }
+
+        b->ids.assign(total, realtime::MessageId{0, 0});
+        b->slots.reserve(history_size ? total : 0);     /* never moves */
+
+        for (const auto &item : req.items) {
+            std::string  wire, head, tail;
+
+            if (history_size) {
+                head = realtime::cluster_message_head(z->root->zone_id,
+                                                      item.is_string);
+                tail = realtime::cluster_message_tail(history_size,
+                                                      history_ttl);
+
+            } else {
+                wire = realtime::encode_cluster_message(z->root->zone_id,
+                                                        item.is_string,
+                                                        item.payload);
+            }
 
             for (const auto &g : item.groups) {
-                if (!ngx_http_realtime_cluster_send_one(cl, g, wire,
-                        ngx_http_realtime_cluster_published, b))
-                {
+                bool  sent;
+
+                if (history_size) {
+                    b->slots.push_back(
+                        ngx_http_realtime_cluster_slot_t{ b, index });
+
+                    sent = ngx_http_realtime_cluster_send_numbered(cl, g,
+                               head, tail, item, history_size, history_ttl,
+                               &b->slots.back());
+
+                } else {
+                    sent = ngx_http_realtime_cluster_send_one(cl, g, wire,
+                               ngx_http_realtime_cluster_published, b);
+                }
+
+                index++;
+
+                if (!sent) {
                     b->failed = true;
                     break;
                 }
@@ -321,6 +453,27 @@ ngx_http_realtime_cluster_forwarded(ngx_http_realtime_redis_link_t *link,
 
 
 void
+ngx_http_realtime_cluster_local_only(ngx_http_realtime_zone_t *z, size_t n)
+    noexcept
+{
+    ngx_http_realtime_cluster_t  *cl = z->cluster;
+
+    if (cl == NULL) {
+        return;
+    }
+
+    cl->local_only += n;
+
+    if (!cl->local_logged) {
+        cl->local_logged = true;
+        ngx_log_error(NGX_LOG_WARN, cl->cmd.log, 0,
+                      "realtime: redis is unavailable, messages of zone "
+                      "\"%V\" stay on this node", &z->name);
+    }
+}
+
+
+void
 ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
     const std::string_view *groups, size_t ngroups, std::string_view payload,
     bool is_string) noexcept
@@ -350,16 +503,7 @@ ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
             if (!ngx_http_realtime_cluster_send_one(cl, groups[i], wire,
                     ngx_http_realtime_cluster_forwarded, cl))
             {
-                cl->local_only++;
-
-                if (!cl->local_logged) {
-                    cl->local_logged = true;
-                    ngx_log_error(NGX_LOG_WARN, cl->cmd.log, 0,
-                                  "realtime: redis is unavailable, messages "
-                                  "of zone \"%V\" stay on this node",
-                                  &z->name);
-                }
-
+                ngx_http_realtime_cluster_local_only(z, 1);
                 continue;
             }
 

@@ -568,6 +568,26 @@ ngx_http_realtime_flush_slice(void)
 }
 
 
+/* Whether a resume replayed m (group k) from Redis to s already. */
+
+static bool
+ngx_http_realtime_groups_replayed(ngx_http_realtime_session_t *s,
+    const realtime::ShmMessage *m, uint16_t k)
+{
+    const realtime::MessageId  &id = m->ids()[k];
+
+    for (const auto &f : s->floors) {
+        if (id.seq && id.epoch == f.epoch && id.seq <= f.seq
+            && m->group(k) == f.group)
+        {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
 /*
  * Delivers this worker's queue of z. A message queued once for this worker
  * may be for several of its groups: a connection in more than one of them
@@ -658,6 +678,12 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                     continue;   /* published before it joined */
                 }
 
+                if (!s->floors.empty()
+                    && ngx_http_realtime_groups_replayed(s, m, k))
+                {
+                    continue;   /* its resume gave it from Redis */
+                }
+
                 if (control) {
                     /* before the next member: the action may close s or
                        change its groups, never the list walked here */
@@ -690,9 +716,10 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                         ngx_http_realtime_session_send(s, fs[v]);
                     }
 
-                } else if (s->conf->envelope && m->ids()[k].seq) {
+                } else if (s->conf->envelope) {
                     /* {"group","id","data"}: one frame per message and
-                       group, shared by its subscribers here */
+                       group, shared by its subscribers here (no "id"
+                       where it has none: realtime_redis without history) */
                     if (fe == NULL) {
                         fe = ngx_http_realtime_envelope_frame(m, k);
                     }
@@ -772,7 +799,7 @@ ngx_http_realtime_stream_frame(const realtime::ShmMessage *m, uint16_t k,
         std::string  sid = id.seq ? ngx_http_realtime_history_id(id)
                                   : std::string();
 
-        if (envelope && id.seq) {
+        if (envelope) {
             return ngx_http_realtime_event_frame(chunked, sid,
                        ngx_http_realtime_history_envelope(m->group(k), id,
                            m->payload(),

@@ -10,6 +10,7 @@
 #include "core/group_name.h"
 #include "ngx_http_realtime_auth.h"
 #include "ngx_http_realtime_client.h"
+#include "ngx_http_realtime_cluster_resume.h"
 #include "ngx_http_realtime_groups.h"
 #include "ngx_http_realtime_heartbeat.h"
 #include "ngx_http_realtime_history.h"
@@ -135,10 +136,18 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
             return ngx_http_realtime_refuse(r, res);
         }
 
+        /* a handshake run again after a resume's fetch (cluster_resume) */
+        auto  *fetching = (ngx_http_realtime_session_t *)
+                              ngx_http_get_module_ctx(r, ngx_realtime_module);
+
         s = ngx_http_realtime_session_create(r, rlcf,
                                              &ngx_http_realtime_handlers);
         if (s == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (fetching && fetching->fetched) {
+            s->fetched = std::move(fetching->fetched);
         }
 
         if (stream) {
@@ -239,6 +248,17 @@ ngx_http_realtime_ws_handler(ngx_http_request_t *r) noexcept
         }
 
         if (rlcf->zone) {
+            /* what this node's history cannot answer, Redis may */
+            rc = ngx_http_realtime_cluster_resume(r, s, &groups);
+
+            if (rc == NGX_AGAIN) {
+                return NGX_DONE;    /* this handler runs again */
+            }
+
+            if (rc != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             rc = ngx_http_realtime_join(r, rlcf, s, &groups);
 
             if (rc == NGX_BUSY) {

@@ -16,9 +16,9 @@
 #include "core/group_name.h"
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_cluster_resume.h"
 
 
-#define NGX_HTTP_REALTIME_HISTORY_MAX     10000   /* realtime_history SIZE */
 
 
 /* realtime_history SIZE [ttl=TIME] | off; */
@@ -202,9 +202,13 @@ std::string
 ngx_http_realtime_history_envelope(std::string_view group,
     realtime::MessageId id, std::string_view payload, bool is_string)
 {
-    std::string  out = "{\"group\":" + realtime::json_quote(group)
-                       + ",\"id\":\"" + ngx_http_realtime_history_id(id)
-                       + "\",\"data\":";
+    std::string  out = "{\"group\":" + realtime::json_quote(group);
+
+    if (id.seq) {
+        out += ",\"id\":\"" + ngx_http_realtime_history_id(id) + "\"";
+    }
+
+    out += ",\"data\":";
 
     if (is_string) {
         out += realtime::json_quote(payload);
@@ -282,6 +286,30 @@ ngx_http_realtime_history_queue(ngx_http_realtime_session_t *s,
 }
 
 
+/* One replayed message, as live delivery would give it. */
+
+static void
+ngx_http_realtime_history_give(ngx_http_realtime_session_t *s,
+    std::string_view group, realtime::MessageId id, std::string_view payload,
+    bool is_string)
+{
+    std::string  sid;
+
+    if (s->eventsource) {
+        sid = ngx_http_realtime_history_id(id);
+    }
+
+    if (s->conf->envelope) {
+        ngx_http_realtime_history_queue(s,
+            ngx_http_realtime_history_envelope(group, id, payload, is_string),
+            sid);
+
+    } else {
+        ngx_http_realtime_history_queue(s, payload, sid);
+    }
+}
+
+
 static void
 ngx_http_realtime_history_resume(realtime::Registry &reg,
     ngx_http_realtime_session_t *s, std::string_view group,
@@ -290,6 +318,37 @@ ngx_http_realtime_history_resume(realtime::Registry &reg,
     size_t                                 n;
     realtime::Registry::HistoryStatus      st;
     const realtime::GroupNode             *g;
+
+    const ngx_http_realtime_fetched_t  *f =
+        ngx_http_realtime_cluster_fetched(s, group, after);
+
+    if (f && f->state == ngx_http_realtime_fetched_t::kLost) {
+        ngx_http_realtime_history_queue(s,
+            "{\"type\":\"recovery\",\"group\":" + realtime::json_quote(group)
+            + ",\"recovered\":false}");
+        return;
+    }
+
+    if (f && f->state == ngx_http_realtime_fetched_t::kCovered) {
+        /* what Redis kept, then what reached this node past it */
+        for (const auto &e : f->entries) {
+            ngx_http_realtime_history_give(s, group,
+                realtime::MessageId{after.epoch, e.seq}, e.payload,
+                e.is_string);
+        }
+
+        s->floors.push_back(
+            ngx_http_realtime_floor_t{ std::string(group), after.epoch,
+                                       f->last });
+
+        g = reg.find(group);
+
+        if (g == NULL || g->epoch != after.epoch || g->last_seq <= f->last) {
+            return;     /* nothing newer here yet: it comes live */
+        }
+
+        after.seq = f->last;
+    }
 
     g = reg.find(group);
 
@@ -311,26 +370,15 @@ ngx_http_realtime_history_resume(realtime::Registry &reg,
 
     for (size_t i = 0; i < n; i++) {
         const realtime::ShmMessage  *m = out[i];
-        std::string                  sid;
 
-        if (s->eventsource) {
-            if ((m->frame()[0] & 0x0f)
-                == (uint8_t) realtime::ws::Opcode::kBinary)
-            {
-                continue;   /* as live: no text form */
-            }
-
-            sid = ngx_http_realtime_history_id(ids[i]);
+        if (s->eventsource
+            && (m->frame()[0] & 0x0f) == (uint8_t) realtime::ws::Opcode::kBinary)
+        {
+            continue;   /* as live: no text form */
         }
 
-        if (s->conf->envelope) {
-            ngx_http_realtime_history_queue(s,
-                ngx_http_realtime_history_envelope(group, ids[i], m->payload(),
-                    m->flags & realtime::kPayloadIsString), sid);
-
-        } else {
-            ngx_http_realtime_history_queue(s, m->payload(), sid);
-        }
+        ngx_http_realtime_history_give(s, group, ids[i], m->payload(),
+                                       m->flags & realtime::kPayloadIsString);
     }
 }
 

@@ -10,6 +10,9 @@
 #include "ngx_http_realtime_session.h"
 
 
+#define NGX_HTTP_REALTIME_HISTORY_MAX     10000   /* realtime_history SIZE */
+
+
 /* configuration */
 char *ngx_http_realtime_history_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
@@ -25,7 +28,8 @@ std::string ngx_http_realtime_history_id(realtime::MessageId id);
 bool ngx_http_realtime_history_parse_id(std::string_view text,
     realtime::MessageId *id) noexcept;
 
-/* {"group":G,"id":"E:S","data":<payload>} (a string payload quoted). */
+/* {"group":G,"id":"E:S","data":<payload>} (a string payload quoted; no
+   "id" when id.seq is 0: a message without one). */
 std::string ngx_http_realtime_history_envelope(std::string_view group,
     realtime::MessageId id, std::string_view payload, bool is_string);
 

@@ -31,7 +31,7 @@ static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
 static ngx_int_t ngx_http_realtime_publish_local(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, const realtime::PublishRequest &req,
-    int64_t nodes);
+    int64_t nodes, const realtime::MessageId *ids);
 static ngx_int_t ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req);
 static ngx_int_t ngx_http_realtime_read_body(ngx_http_request_t *r,
@@ -207,7 +207,7 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
         return ngx_http_realtime_publish_cluster(r, rlcf, std::move(req));
     }
 
-    return ngx_http_realtime_publish_local(r, rlcf, req, -1);
+    return ngx_http_realtime_publish_local(r, rlcf, req, -1, nullptr);
 }
 
 
@@ -219,7 +219,7 @@ ngx_http_realtime_publish(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_realtime_publish_local(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, const realtime::PublishRequest &req,
-    int64_t nodes)
+    int64_t nodes, const realtime::MessageId *ids)
 {
     size_t                     published;
     uint64_t                   total;
@@ -232,7 +232,7 @@ ngx_http_realtime_publish_local(ngx_http_request_t *r,
 
     /* in Redis already (nodes >= 0): not sent again */
     full = ngx_http_realtime_publish_items(z, rlcf, req, &published, &total,
-                                           counts.data(), nodes < 0)
+                                           counts.data(), nodes < 0, ids)
            != NGX_OK;
 
     if (full) {
@@ -288,7 +288,8 @@ struct ngx_http_realtime_publish_wait_t {
 
 
 static void
-ngx_http_realtime_publish_redis_done(void *data, int64_t nodes)
+ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
+    const realtime::MessageId *ids)
 {
     ngx_int_t           rc;
     ngx_connection_t   *c;
@@ -307,7 +308,8 @@ ngx_http_realtime_publish_redis_done(void *data, int64_t nodes)
 
     } else {
         try {
-            rc = ngx_http_realtime_publish_local(r, w->rlcf, w->req, nodes);
+            rc = ngx_http_realtime_publish_local(r, w->rlcf, w->req, nodes,
+                                                 ids);
 
         } catch (...) {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -335,6 +337,7 @@ ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
     w->req = std::move(req);
 
     if (ngx_http_realtime_cluster_publish(rlcf->zone, w->req,
+            (uint32_t) rlcf->history_size, (uint32_t) rlcf->history_ttl,
             ngx_http_realtime_publish_redis_done, w)
         != NGX_OK)
     {
@@ -506,10 +509,20 @@ ngx_int_t
 ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
     const ngx_http_realtime_loc_conf_t *conf,
     const realtime::PublishRequest &req, size_t *published, uint64_t *total,
-    uint64_t *counts, bool forward)
+    uint64_t *counts, bool forward, const realtime::MessageId *ids,
+    uint64_t origin)
 {
     bool               full;
+    size_t             offset;
     realtime::SlotSet  wake;
+
+    if (forward && z->redis && conf && conf->history_size && ids == nullptr) {
+        /* numbered by Redis first, then published here (asynchronously) */
+        *published = req.items.size();
+        *total = 0;
+
+        return ngx_http_realtime_publish_numbered(z, conf, req, origin);
+    }
 
     std::vector<std::string>  frames;
     frames.reserve(req.items.size());
@@ -522,6 +535,7 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
     *total = 0;
     *published = 0;
     full = false;
+    offset = 0;
 
     {
         ngx_http_realtime_registry_t  reg(z);
@@ -538,6 +552,9 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
                                              - req.items[m].payload.size());
             options.flags = req.items[m].is_string ? realtime::kPayloadIsString
                                                    : 0;
+            options.origin = origin;
+            options.ids = ids ? ids + offset : nullptr;
+            offset += names.size();
 
             realtime::Registry::Published res =
                 reg->publish(names.data(), names.size(),
@@ -578,6 +595,75 @@ ngx_http_realtime_publish_items(ngx_http_realtime_zone_t *z,
     }
 
     return full ? NGX_DECLINED : NGX_OK;
+}
+
+
+/*
+ * A message published here first (a client's, an app's answer) in a zone
+ * with realtime_redis and a location with history: Redis numbers it (so
+ * every node keeps it with the same id), then it is published here, in
+ * order with the other nodes' messages (the fence). With the link down it
+ * is published here at once, unnumbered (counted as local only).
+ */
+
+struct ngx_http_realtime_numbered_t {
+    ngx_http_realtime_zone_t             *zone;
+    const ngx_http_realtime_loc_conf_t   *conf;
+    realtime::PublishRequest              req;
+    uint64_t                              origin;
+};
+
+
+static void
+ngx_http_realtime_numbered_done(void *data, int64_t nodes,
+    const realtime::MessageId *ids)
+{
+    size_t     published;
+    uint64_t   total;
+    auto      *n = (ngx_http_realtime_numbered_t *) data;
+
+    try {
+        if (ngx_http_realtime_publish_items(n->zone, n->conf, n->req,
+                &published, &total, nullptr, false, nodes < 0 ? NULL : ids,
+                n->origin)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "realtime: zone \"%V\" is full, %uz of %uz "
+                          "messages published", &n->zone->name, published,
+                          n->req.items.size());
+        }
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "realtime: out of memory publishing a message");
+    }
+
+    delete n;
+}
+
+
+ngx_int_t
+ngx_http_realtime_publish_numbered(ngx_http_realtime_zone_t *z,
+    const ngx_http_realtime_loc_conf_t *conf,
+    const realtime::PublishRequest &req, uint64_t origin)
+{
+    auto  *n = new ngx_http_realtime_numbered_t{ z, conf, req, origin };
+
+    if (ngx_http_realtime_cluster_publish(z, n->req,
+            (uint32_t) conf->history_size, (uint32_t) conf->history_ttl,
+            ngx_http_realtime_numbered_done, n)
+        == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    /* Redis is down: here only, at once, unnumbered */
+    ngx_http_realtime_cluster_local_only(z, n->req.items.size());
+
+    ngx_http_realtime_numbered_done(n, -1, NULL);
+
+    return NGX_OK;
 }
 
 

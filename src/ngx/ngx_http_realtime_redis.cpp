@@ -611,6 +611,19 @@ ngx_http_realtime_redis_start(ngx_http_realtime_redis_link_t *link)
         }
     }
 
+    for (ngx_uint_t i = 0; i < link->nscripts && link->ac; i++) {
+        const char  *argv[3] = { "SCRIPT", "LOAD",
+                                 (const char *) link->scripts[i].data };
+        size_t       lens[3] = { 6, 4, link->scripts[i].len };
+
+        if (ngx_http_realtime_redis_command(link,
+                ngx_http_realtime_redis_setup_reply, (void *) "SCRIPT LOAD",
+                3, argv, lens) == NGX_OK)
+        {
+            link->setup++;
+        }
+    }
+
     ngx_http_realtime_redis_arm(link);
 }
 

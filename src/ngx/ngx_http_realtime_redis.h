@@ -73,6 +73,11 @@ struct ngx_http_realtime_redis_link_t {
     std::deque<ngx_msec_t>      *sent;       /* when each command waiting
                                                 for its reply was sent */
 
+    /* loaded (SCRIPT LOAD) on every connect, before anything else, so
+       EVALSHA never meets a server without them */
+    const ngx_str_t             *scripts;
+    ngx_uint_t                   nscripts;
+
     void                        *data;       /* the owner's */
     void                       (*on_up)(ngx_http_realtime_redis_link_t *l);
     void                       (*on_down)(ngx_http_realtime_redis_link_t *l);

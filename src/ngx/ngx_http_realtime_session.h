@@ -12,12 +12,23 @@
 
 #include "ngx_http_realtime_module.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/rate_limit.h"
 #include "core/send_queue.h"
 #include "core/ws_frame.h"
+
+
+struct ngx_http_realtime_fetched_set_t;
+
+/* A group's messages a resume replayed from Redis, up to seq in epoch. */
+struct ngx_http_realtime_floor_t {
+    std::string                    group;
+    uint64_t                       epoch;
+    uint64_t                       seq;
+};
 
 
 struct ngx_http_realtime_session_t;
@@ -156,6 +167,11 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::RateLimiter          rate;
     std::string                    presence_info; /* JSON, "" none */
     std::string                    resume_from;   /* realtime_resume_from */
+    /* realtime_redis: what a resume read from Redis (cluster_resume.cpp),
+       and per group the last id it replayed from there: a message up to
+       it that reaches this node later is not given again */
+    std::shared_ptr<ngx_http_realtime_fetched_set_t>  fetched;
+    std::vector<ngx_http_realtime_floor_t>            floors;
     ngx_http_realtime_relay_stream_t  *relay = nullptr;  /* relay.cpp */
     bool                           presence = false;  /* tracked (has user) */
 

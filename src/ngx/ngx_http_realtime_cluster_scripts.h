@@ -1,0 +1,29 @@
+/*
+ * ngx_realtime_module: the Lua scripts of a zone with realtime_redis that
+ * number, keep and read back the messages of groups with history (see the
+ * .cpp for the keys), and the names they use.
+ */
+
+#pragma once
+
+#include "ngx_http_realtime_module.h"
+
+#include <string>
+#include <string_view>
+
+
+/* The scripts every command link loads when it connects. */
+void ngx_http_realtime_cluster_scripts(const ngx_str_t **scripts,
+    ngx_uint_t *n) noexcept;
+
+/* Their SHA1s for EVALSHA (after the call above). */
+const char *ngx_http_realtime_cluster_publish_sha(void) noexcept;
+const char *ngx_http_realtime_cluster_read_sha(void) noexcept;
+
+/* "PREFIX:<kind>:GROUP": 's' the seq hash, 'h' the stream. May throw. */
+std::string ngx_http_realtime_cluster_key(ngx_http_realtime_zone_t *z,
+    char kind, std::string_view group);
+
+/* An epoch as the scripts write it (hex); 0: not one. */
+uint64_t ngx_http_realtime_cluster_parse_epoch(const char *s, size_t len)
+    noexcept;
