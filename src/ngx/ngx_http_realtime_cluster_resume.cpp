@@ -189,7 +189,124 @@ ngx_http_realtime_resume_done(ngx_http_realtime_resume_wait_t *w)
 }
 
 
-/* {epoch, last, (seq, flags, payload)...} from the read script */
+/*
+ * {epoch, last, (seq, flags, payload)...} from the read script into f:
+ * kCovered with every message after f.after (without a gap), or with all
+ * kept when f.after.epoch is 0; kLost; kUnknown without a usable reply.
+ */
+
+static void
+ngx_http_realtime_cluster_parse_read(redisReply *reply,
+    ngx_http_realtime_fetched_t *f)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 2 || reply->elements % 3 != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    {
+        return;     /* no reply (timeout, link down): kUnknown */
+    }
+
+    bool      all = (f->after.epoch == 0);
+    uint64_t  epoch = ngx_http_realtime_cluster_parse_epoch(
+                          reply->element[0]->str, reply->element[0]->len);
+    uint64_t  last = (uint64_t) reply->element[1]->integer;
+    uint64_t  want = f->after.seq + 1;
+    bool      whole = all ? epoch != 0
+                          : (epoch == f->after.epoch && last >= f->after.seq);
+
+    f->epoch = epoch;
+
+    for (size_t i = 2; whole && i < reply->elements; i += 3) {
+        redisReply  *seq = reply->element[i];
+        redisReply  *flags = reply->element[i + 1];
+        redisReply  *payload = reply->element[i + 2];
+
+        if (seq->type != REDIS_REPLY_STRING || flags->type != REDIS_REPLY_STRING
+            || payload->type != REDIS_REPLY_STRING
+            || seq->len == 0 || seq->len > 19)
+        {
+            whole = false;
+            break;
+        }
+
+        uint64_t  n = 0;
+
+        for (size_t j = 0; j < seq->len; j++) {
+            if (seq->str[j] < '0' || seq->str[j] > '9') {
+                whole = false;
+                break;
+            }
+
+            n = n * 10 + (uint64_t) (seq->str[j] - '0');
+        }
+
+        /* trimmed (MAXLEN) or expired entries leave a gap */
+        if (!whole || (!all && n != want)) {
+            whole = false;
+            break;
+        }
+
+        want = n + 1;
+
+        f->entries.push_back(ngx_http_realtime_fetched_t::entry_t{
+            n, flags->len == 1 && flags->str[0] == 's',
+            std::string(payload->str, payload->len) });
+    }
+
+    if (all && epoch == 0) {
+        f->state = ngx_http_realtime_fetched_t::kCovered;   /* no group */
+        f->entries.clear();
+        return;
+    }
+
+    if (whole && (all || want - 1 == last)) {
+        f->state = ngx_http_realtime_fetched_t::kCovered;
+        f->last = last;
+
+    } else {
+        f->state = ngx_http_realtime_fetched_t::kLost;
+        f->entries.clear();
+    }
+}
+
+
+/* The read script for f's group after f.after, on z's command link. */
+
+static ngx_int_t
+ngx_http_realtime_cluster_send_read(ngx_http_realtime_zone_t *z,
+    const ngx_http_realtime_fetched_t *f, ngx_http_realtime_redis_reply_pt fn,
+    void *data)
+{
+    char   epoch[17], after[NGX_INT64_LEN];
+    ngx_http_realtime_cluster_t  *cl = z->cluster;
+
+    ngx_http_realtime_redis_connect(&cl->cmd);
+
+    std::string  seq_key = ngx_http_realtime_cluster_key(z, 's', f->group);
+    std::string  stream_key = ngx_http_realtime_cluster_key(z, 'h', f->group);
+
+    size_t  epoch_len = 0;
+
+    if (f->after.epoch) {
+        ngx_sprintf((u_char *) epoch, "%016xL", f->after.epoch);
+        epoch_len = 16;
+    }
+
+    /* at most what a history can hold */
+    const char  *argv[8] = { "EVALSHA", ngx_http_realtime_cluster_read_sha(),
+                             "2", seq_key.data(), stream_key.data(), epoch,
+                             after, "10000" };
+    size_t       lens[8] = { 7, ngx_strlen(argv[1]), 1, seq_key.size(),
+                             stream_key.size(), epoch_len, 0, 5 };
+
+    lens[6] = ngx_sprintf((u_char *) after, "%uL",
+                          f->after.epoch ? f->after.seq : 0)
+              - (u_char *) after;
+
+    return ngx_http_realtime_redis_command(&cl->cmd, fn, data, 8, argv, lens);
+}
+
 
 static void
 ngx_http_realtime_resume_read(ngx_http_realtime_redis_link_t *link,
@@ -199,67 +316,14 @@ ngx_http_realtime_resume_read(ngx_http_realtime_redis_link_t *link,
     auto  *w = rd->w;
 
     if (w->r) {
+        ngx_http_realtime_fetched_t  &f = w->set->groups[rd->index];
+
         try {
-            ngx_http_realtime_fetched_t  &f = w->set->groups[rd->index];
-
-            if (reply && reply->type == REDIS_REPLY_ARRAY
-                && reply->elements >= 2 && reply->elements % 3 == 2
-                && reply->element[0]->type == REDIS_REPLY_STRING
-                && reply->element[1]->type == REDIS_REPLY_INTEGER)
-            {
-                uint64_t  epoch = ngx_http_realtime_cluster_parse_epoch(
-                                      reply->element[0]->str,
-                                      reply->element[0]->len);
-                uint64_t  last = (uint64_t) reply->element[1]->integer;
-                uint64_t  want = f.after.seq + 1;
-                bool      whole = (epoch == f.after.epoch
-                                   && last >= f.after.seq);
-
-                for (size_t i = 2; whole && i < reply->elements; i += 3) {
-                    redisReply  *seq = reply->element[i];
-                    redisReply  *flags = reply->element[i + 1];
-                    redisReply  *payload = reply->element[i + 2];
-
-                    if (seq->type != REDIS_REPLY_STRING
-                        || flags->type != REDIS_REPLY_STRING
-                        || payload->type != REDIS_REPLY_STRING)
-                    {
-                        whole = false;
-                        break;
-                    }
-
-                    uint64_t  n = 0;
-
-                    for (size_t j = 0; j < seq->len; j++) {
-                        n = n * 10 + (uint64_t) (seq->str[j] - '0');
-                    }
-
-                    /* trimmed (MAXLEN) or expired entries leave a gap */
-                    if (n != want++) {
-                        whole = false;
-                        break;
-                    }
-
-                    f.entries.push_back(ngx_http_realtime_fetched_t::entry_t{
-                        n, flags->len == 1 && flags->str[0] == 's',
-                        std::string(payload->str, payload->len) });
-                }
-
-                if (whole && want - 1 == last) {
-                    f.state = ngx_http_realtime_fetched_t::kCovered;
-                    f.last = last;
-
-                } else {
-                    f.state = ngx_http_realtime_fetched_t::kLost;
-                    f.entries.clear();
-                }
-            }
-
-            /* no reply (timeout, link down): kUnknown, local only */
+            ngx_http_realtime_cluster_parse_read(reply, &f);
 
         } catch (...) {
-            w->set->groups[rd->index].state = ngx_http_realtime_fetched_t::kUnknown;
-            w->set->groups[rd->index].entries.clear();
+            f.state = ngx_http_realtime_fetched_t::kUnknown;
+            f.entries.clear();
         }
     }
 
@@ -274,43 +338,16 @@ ngx_http_realtime_resume_read(ngx_http_realtime_redis_link_t *link,
 static void
 ngx_http_realtime_resume_fetch(ngx_http_realtime_resume_wait_t *w)
 {
-    char                       epoch[17], after[NGX_INT64_LEN];
-    ngx_http_realtime_zone_t  *z = w->zone;
-    ngx_http_realtime_cluster_t  *cl = z->cluster;
-
-    ngx_http_realtime_redis_connect(&cl->cmd);
-
     try {
         w->reads.reserve(w->set->groups.size());    /* never moves */
 
         for (size_t i = 0; i < w->set->groups.size(); i++) {
-            const ngx_http_realtime_fetched_t  &f = w->set->groups[i];
-
-            std::string  seq_key = ngx_http_realtime_cluster_key(z, 's',
-                                                                 f.group);
-            std::string  stream_key = ngx_http_realtime_cluster_key(z, 'h',
-                                                                    f.group);
-
-            ngx_sprintf((u_char *) epoch, "%016xL", f.after.epoch);
-
-            /* at most what a history can hold */
-            const char  *argv[8] = { "EVALSHA",
-                                     ngx_http_realtime_cluster_read_sha(), "2",
-                                     seq_key.data(), stream_key.data(), epoch,
-                                     after, "10000" };
-            size_t       lens[8] = { 7, ngx_strlen(argv[1]), 1,
-                                     seq_key.size(), stream_key.size(), 16,
-                                     0, 5 };
-
-            lens[6] = ngx_sprintf((u_char *) after, "%uL", f.after.seq)
-                      - (u_char *) after;
-
             w->reads.push_back(
                 ngx_http_realtime_resume_wait_t::read_t{ w, i });
 
-            if (ngx_http_realtime_redis_command(&cl->cmd,
-                    ngx_http_realtime_resume_read, &w->reads.back(), 8, argv,
-                    lens)
+            if (ngx_http_realtime_cluster_send_read(w->zone,
+                    &w->set->groups[i], ngx_http_realtime_resume_read,
+                    &w->reads.back())
                 == NGX_OK)
             {
                 w->pending++;
@@ -474,4 +511,67 @@ ngx_http_realtime_cluster_fetched(ngx_http_realtime_session_t *s,
     }
 
     return NULL;
+}
+
+
+/* ------------------------------------------- a group's stream, for GET */
+
+struct ngx_http_realtime_cluster_read_t {
+    ngx_http_realtime_fetched_t        f;
+    ngx_http_realtime_cluster_read_pt  done;
+    void                              *data;
+};
+
+
+static void
+ngx_http_realtime_cluster_read_reply(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, void *data)
+{
+    auto  *rd = (ngx_http_realtime_cluster_read_t *) data;
+
+    try {
+        ngx_http_realtime_cluster_parse_read(reply, &rd->f);
+
+    } catch (...) {
+        rd->f.state = ngx_http_realtime_fetched_t::kUnknown;
+        rd->f.entries.clear();
+    }
+
+    rd->done(rd->data, &rd->f);
+
+    delete rd;
+}
+
+
+ngx_int_t
+ngx_http_realtime_cluster_read(ngx_http_realtime_zone_t *z,
+    std::string_view group, realtime::MessageId after,
+    ngx_http_realtime_cluster_read_pt done, void *data) noexcept
+{
+    ngx_http_realtime_cluster_read_t  *rd;
+
+    if (z->cluster == NULL) {
+        return NGX_DECLINED;
+    }
+
+    try {
+        rd = new ngx_http_realtime_cluster_read_t();
+        rd->f.group.assign(group.data(), group.size());
+        rd->f.after = after;
+        rd->done = done;
+        rd->data = data;
+
+        if (ngx_http_realtime_cluster_send_read(z, &rd->f,
+                ngx_http_realtime_cluster_read_reply, rd)
+            != NGX_OK)
+        {
+            delete rd;
+            return NGX_DECLINED;
+        }
+
+    } catch (...) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }

@@ -35,7 +35,8 @@ struct ngx_http_realtime_fetched_t {
     };
 
     std::string               group;
-    realtime::MessageId       after;
+    realtime::MessageId       after;      /* epoch 0: everything kept */
+    uint64_t                  epoch = 0;  /* the group's in Redis */
     enum { kUnknown, kCovered, kLost }  state = kUnknown;
     uint64_t                  last = 0;   /* the last seq Redis gave */
     std::vector<entry_t>      entries;
@@ -58,3 +59,16 @@ ngx_int_t ngx_http_realtime_cluster_resume(ngx_http_request_t *r,
 const ngx_http_realtime_fetched_t *ngx_http_realtime_cluster_fetched(
     ngx_http_realtime_session_t *s, std::string_view group,
     realtime::MessageId after) noexcept;
+
+
+/*
+ * Reads group's stream in Redis after after (epoch 0: everything kept);
+ * done gets it once, later (state kUnknown: no answer). NGX_DECLINED at
+ * once when the link is down (done is not called).
+ */
+typedef void (*ngx_http_realtime_cluster_read_pt)(void *data,
+    const ngx_http_realtime_fetched_t *f);
+
+ngx_int_t ngx_http_realtime_cluster_read(ngx_http_realtime_zone_t *z,
+    std::string_view group, realtime::MessageId after,
+    ngx_http_realtime_cluster_read_pt done, void *data) noexcept;

@@ -54,14 +54,15 @@ static ngx_str_t  ngx_http_realtime_publish_script = ngx_string(
 
 
 /*
- * KEYS: seq hash, stream. ARGV: the epoch the client knows (hex), the
- * seq it has, at most how many. Returns {epoch, last seq, then seq,
- * flags, payload for each unexpired entry after it}; {epoch or "", 0}
- * when the group's epoch is another.
+ * KEYS: seq hash, stream. ARGV: the epoch the client knows (hex; "": any,
+ * with seq 0: everything kept), the seq it has, at most how many. Returns
+ * {epoch, last seq, then seq, flags, payload for each unexpired entry
+ * after it}; {epoch or "", 0} when the group's epoch is another.
  */
 static ngx_str_t  ngx_http_realtime_read_script = ngx_string(
     "local e = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not e or e ~= ARGV[1] then return {e or '', 0} end\n"
+    "if not e or (ARGV[1] ~= '' and e ~= ARGV[1]) then"
+    " return {e or '', 0} end\n"
     "local last = tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"

@@ -19,6 +19,7 @@
 #include "core/publish_request.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_cluster.h"
+#include "ngx_http_realtime_cluster_resume.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_presence.h"
 #include "ngx_http_realtime_worker.h"
@@ -29,6 +30,9 @@ static ngx_int_t ngx_http_realtime_publish_info(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body);
+static ngx_int_t ngx_http_realtime_publish_history_cluster(
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf,
+    ngx_str_t *name, ngx_str_t *since);
 static ngx_int_t ngx_http_realtime_publish_local(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, const realtime::PublishRequest &req,
     int64_t nodes, const realtime::MessageId *ids);
@@ -721,9 +725,172 @@ ngx_http_realtime_publish_history(ngx_http_request_t *r,
         }
     }
 
+    if (rlcf->zone->cluster) {
+        /* the whole cluster's history is in Redis: the same on any node */
+        ngx_int_t  rc = ngx_http_realtime_publish_history_cluster(r, rlcf,
+                            &name, &since);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* Redis unavailable: what this node kept */
+    }
+
     std::string  out = ngx_http_realtime_history_list(rlcf->zone,
                            ngx_http_realtime_sv(name),
                            ngx_http_realtime_sv(since));
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/* GET ?history with realtime_redis: the group's stream in Redis. */
+
+/* Not in the request's pool: the reply may come after the request went. */
+struct ngx_http_realtime_history_wait_t {
+    ngx_http_request_t   *r;        /* NULL: the request is gone */
+    ngx_pool_cleanup_t   *cln;
+    std::string           group;
+    realtime::MessageId   since;    /* epoch 0: none */
+};
+
+
+static void
+ngx_http_realtime_history_wait_cleanup(void *data) noexcept
+{
+    ((ngx_http_realtime_history_wait_t *) data)->r = NULL;
+}
+
+
+static void
+ngx_http_realtime_publish_history_read(void *data,
+    const ngx_http_realtime_fetched_t *f)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    auto                *w = (ngx_http_realtime_history_wait_t *) data;
+    ngx_http_request_t  *r = w->r;
+
+    if (r == NULL) {
+        delete w;
+        return;
+    }
+
+    c = r->connection;
+    w->cln->handler = NULL;
+
+    try {
+        if (f->state == ngx_http_realtime_fetched_t::kUnknown) {
+            rc = ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                     "{\"error\":\"redis unavailable\"}");
+
+        } else {
+            /* as on one node: after since when it is all there, else all
+               that is kept and "recovered": false */
+            size_t    from = 0;
+            bool      recovered = true;
+
+            if (w->since.epoch) {
+                recovered = false;
+
+                if (f->epoch == w->since.epoch) {
+                    while (from < f->entries.size()
+                           && f->entries[from].seq <= w->since.seq)
+                    {
+                        from++;
+                    }
+
+                    uint64_t  want = w->since.seq + 1;
+                    size_t    i = from;
+
+                    for ( /* void */ ; i < f->entries.size(); i++, want++) {
+                        if (f->entries[i].seq != want) {
+                            break;
+                        }
+                    }
+
+                    recovered = (i == f->entries.size()
+                                 && want - 1 == f->last
+                                 && w->since.seq <= f->last);
+                }
+
+                if (!recovered) {
+                    from = 0;
+                }
+            }
+
+            std::string  body = "{\"group\":" + realtime::json_quote(w->group)
+                                + ",\"messages\":[";
+
+            for (size_t i = from; i < f->entries.size(); i++) {
+                const auto  &e = f->entries[i];
+
+                body += i > from ? ",{\"id\":\"" : "{\"id\":\"";
+                body += ngx_http_realtime_history_id(
+                            realtime::MessageId{ f->epoch, e.seq })
+                        + "\",\"data\":";
+                body += e.is_string ? realtime::json_quote(e.payload)
+                                    : e.payload;
+                body += "}";
+            }
+
+            body += "],\"recovered\":";
+            body += recovered ? "true}" : "false}";
+
+            rc = ngx_http_realtime_send_json(r, NGX_HTTP_OK, body);
+        }
+
+    } catch (...) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    delete w;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_publish_history_cluster(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *name, ngx_str_t *since)
+{
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_realtime_history_wait_t  *w;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    try {
+        w = new ngx_http_realtime_history_wait_t{
+                r, cln, std::string((const char *) name->data, name->len),
+                realtime::MessageId{0, 0} };
+
+    } catch (...) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (since->len) {
+        (void) ngx_http_realtime_history_parse_id(ngx_http_realtime_sv(*since),
+                                                  &w->since);
+    }
+
+    if (ngx_http_realtime_cluster_read(rlcf->zone, w->group,
+            realtime::MessageId{0, 0}, ngx_http_realtime_publish_history_read,
+            w)
+        != NGX_OK)
+    {
+        delete w;
+        return NGX_DECLINED;
+    }
+
+    cln->handler = ngx_http_realtime_history_wait_cleanup;
+    cln->data = w;
+
+    r->main->count++;
+
+    return NGX_DONE;
 }

@@ -12,6 +12,7 @@ import pytest
 
 from groups_util import http, next_text, publish, subscribe, close_ws  # noqa: F401
 from nginx_harness import wait_for
+from sse_client import Stream
 from test_redis_cluster import (TIMEOUT, Redis, assert_nothing_pending, redis,  # noqa: F401
                                 redis_factory, redis_stats, wait_numsub, wait_up)
 
@@ -28,6 +29,7 @@ server {
     location = /plain {
         realtime_websocket;
         realtime_subscribe $arg_g;
+        realtime_eventsource on;
     }
     location = /chat {
         realtime_websocket;
@@ -275,3 +277,53 @@ def test_resume_on_another_node_under_a_steady_stream_loses_nothing(redis, nginx
     assert [m["data"] for m in seen] == list(range(1, total + 1))
     assert [seq_of(m)[1] for m in seen] == list(range(1, total + 1))
     assert_nothing_pending(ws)
+
+
+def test_history_query_answers_the_same_on_every_node(redis, nginx_factory):
+    """GET ?history= reads the group's stream in Redis: a node that never
+    followed the group answers what the others do."""
+    a, b, c = nodes(nginx_factory, redis.url, n=3)
+    wa = subscribe(a.port, "/ws?g=feed")
+    wait_numsub(redis, "feed", 1)
+    for n in range(1, 5):
+        publish(a.port if n % 2 else b.port, {"group": "feed", "data": {"n": n}})
+    got = [env(wa) for _ in range(4)]
+    ids = [m["id"] for m in got]
+
+    for node in (a, b, c):
+        hist = json.loads(http(node.port, "GET", "/publish?history=feed").body)
+        assert [m["id"] for m in hist["messages"]] == ids, (node.port, hist)
+        assert [m["data"] for m in hist["messages"]] == [{"n": n} for n in range(1, 5)]
+        assert hist["recovered"] is True
+        since = json.loads(http(node.port, "GET", f"/publish?history=feed&since={ids[1]}").body)
+        assert [m["id"] for m in since["messages"]] == ids[2:], since
+        assert since["recovered"] is True
+
+    # a since from another epoch: everything kept, not recovered
+    other = json.loads(http(c.port, "GET", "/publish?history=feed&since=abc:1").body)
+    assert other["recovered"] is False and len(other["messages"]) == 4, other
+    # a group nobody published to
+    empty = json.loads(http(c.port, "GET", "/publish?history=nothing").body)
+    assert empty == {"group": "nothing", "messages": [], "recovered": True}, empty
+
+
+def test_event_stream_resumes_on_another_node(redis, nginx_factory):
+    """Last-Event-ID works across nodes as ?last_id= does."""
+    a, b = nodes(nginx_factory, redis.url)
+    first = Stream(a.port, "/plain?g=ticker")
+    assert first.status == 200, first.status
+    wait_numsub(redis, "ticker", 1)
+    publish(a.port, {"group": "ticker", "data": "t1"})
+    ev = first.next_event()
+    eid, data = ev.get("id"), ev["data"]
+    assert data == "t1" and eid, ev
+    first.close()
+    publish(b.port, {"group": "ticker", "data": "t2"})
+    publish(a.port, {"group": "ticker", "data": "t3"})
+
+    back = Stream(b.port, "/plain?g=ticker", headers=[("Last-Event-ID", eid)])
+    assert back.status == 200
+    ev2, ev3 = back.next_event(), back.next_event()
+    assert (ev2["data"], ev3["data"]) == ("t2", "t3"), (ev2, ev3)
+    assert int(ev3["id"].split(":")[1]) == int(eid.split(":")[1]) + 2
+    back.close()
