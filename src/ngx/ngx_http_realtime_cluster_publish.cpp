@@ -195,6 +195,8 @@ ngx_http_realtime_cluster_numbered(ngx_http_realtime_redis_link_t *link,
 
     uint64_t  epoch = 0;
 
+    (void) ngx_http_realtime_cluster_noscript(link, reply);
+
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
         && reply->element[0]->type == REDIS_REPLY_STRING
         && reply->element[1]->type == REDIS_REPLY_INTEGER

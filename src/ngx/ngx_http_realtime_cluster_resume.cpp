@@ -196,9 +196,13 @@ ngx_http_realtime_resume_done(ngx_http_realtime_resume_wait_t *w)
  */
 
 static void
-ngx_http_realtime_cluster_parse_read(redisReply *reply,
-    ngx_http_realtime_fetched_t *f)
+ngx_http_realtime_cluster_parse_read(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, ngx_http_realtime_fetched_t *f)
 {
+    if (ngx_http_realtime_cluster_noscript(link, reply)) {
+        return;
+    }
+
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements < 2 || reply->elements % 3 != 2
         || reply->element[0]->type != REDIS_REPLY_STRING
@@ -319,7 +323,7 @@ ngx_http_realtime_resume_read(ngx_http_realtime_redis_link_t *link,
         ngx_http_realtime_fetched_t  &f = w->set->groups[rd->index];
 
         try {
-            ngx_http_realtime_cluster_parse_read(reply, &f);
+            ngx_http_realtime_cluster_parse_read(link, reply, &f);
 
         } catch (...) {
             f.state = ngx_http_realtime_fetched_t::kUnknown;
@@ -530,7 +534,7 @@ ngx_http_realtime_cluster_read_reply(ngx_http_realtime_redis_link_t *link,
     auto  *rd = (ngx_http_realtime_cluster_read_t *) data;
 
     try {
-        ngx_http_realtime_cluster_parse_read(reply, &rd->f);
+        ngx_http_realtime_cluster_parse_read(link, reply, &rd->f);
 
     } catch (...) {
         rd->f.state = ngx_http_realtime_fetched_t::kUnknown;

@@ -169,3 +169,19 @@ ngx_http_realtime_cluster_parse_epoch(const char *s, size_t len) noexcept
 
     return v;
 }
+
+
+bool
+ngx_http_realtime_cluster_noscript(ngx_http_realtime_redis_link_t *link,
+    const redisReply *reply) noexcept
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || reply->len < 8
+        || ngx_strncmp(reply->str, "NOSCRIPT", 8) != 0)
+    {
+        return false;
+    }
+
+    ngx_http_realtime_redis_fail(link, "it lost the module's scripts");
+
+    return true;
+}

@@ -27,3 +27,9 @@ std::string ngx_http_realtime_cluster_key(ngx_http_realtime_zone_t *z,
 /* An epoch as the scripts write it (hex); 0: not one. */
 uint64_t ngx_http_realtime_cluster_parse_epoch(const char *s, size_t len)
     noexcept;
+
+/* A reply that says the server lost our scripts (SCRIPT FLUSH, a failover
+   to a server that never had them): the link is made again, which loads
+   them. True when it was one. */
+bool ngx_http_realtime_cluster_noscript(struct ngx_http_realtime_redis_link_t *link,
+    const struct redisReply *reply) noexcept;

@@ -60,8 +60,8 @@ server {
 """
 
 
-def nodes(nginx_factory, url, n=2):
-    out = [nginx_factory(CONF.replace("@URL@", url), workers=2) for _ in range(n)]
+def nodes(nginx_factory, url, n=2, workers=2):
+    out = [nginx_factory(CONF.replace("@URL@", url), workers=workers) for _ in range(n)]
     wait_up(*out)
     return out
 
@@ -327,3 +327,27 @@ def test_event_stream_resumes_on_another_node(redis, nginx_factory):
     assert (ev2["data"], ev3["data"]) == ("t2", "t3"), (ev2, ev3)
     assert int(ev3["id"].split(":")[1]) == int(eid.split(":")[1]) + 2
     back.close()
+
+
+def test_scripts_flushed_in_redis_are_loaded_again(redis, nginx_factory):
+    """SCRIPT FLUSH (or a failover to a server without them): a publish
+    fails with 503 at worst, the link is made again and loads them."""
+    # one worker: the publishes go through the link that loaded them
+    a, b = nodes(nginx_factory, redis.url, workers=1)
+    wb = subscribe(b.port, "/ws?g=flush")
+    wait_numsub(redis, "flush", 1)
+    publish(a.port, {"group": "flush", "data": 1})
+    assert env(wb)["data"] == 1
+    assert redis.cmd("SCRIPT", "FLUSH") == "OK"
+
+    statuses = []
+
+    def delivered_again():
+        r = publish(a.port, {"group": "flush", "data": 2}, expect=None)
+        statuses.append(r.status)
+        return r.status == 200
+    assert wait_for(delivered_again, TIMEOUT), statuses
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[0] == 503, "the first one met the flushed server"
+    m = env(wb)
+    assert m["data"] == 2 and seq_of(m)[1] == 2, m
