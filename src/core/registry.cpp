@@ -638,7 +638,7 @@ Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noex
 
     sc->count++;
     if (g->subscribers++ == 0) {
-        __atomic_add_fetch(&root_->cluster.group_changes, 1, __ATOMIC_RELEASE);
+        note_group_change(g);
     }
     if (created) {
         g->epoch = next_epoch(root_);
@@ -646,6 +646,26 @@ Registry::Status Registry::subscribe(std::string_view group, uint32_t slot) noex
         root_->groups++;
     }
     return Status::kOk;
+}
+
+// g's subscriber count went from 0 to 1 or back: the counter moves, and
+// where the node's subscriber asked for it the group is listed (once).
+void Registry::note_group_change(GroupNode* g) noexcept {
+    __atomic_add_fetch(&root_->cluster.group_changes, 1, __ATOMIC_RELEASE);
+    ClusterState& cs = root_->cluster;
+    if (!cs.track_changes || g->change_listed) {
+        return;
+    }
+    auto* c = static_cast<ChangedGroup*>(alloc_.allocate(sizeof(ChangedGroup) + g->name_len));
+    if (c == nullptr) {
+        cs.changes_lost = 1;  // the subscriber walks every group instead
+        return;
+    }
+    c->name_len = g->name_len;
+    std::memcpy(c + 1, g->name().data(), g->name_len);
+    c->next = cs.changed;
+    cs.changed = c;
+    g->change_listed = 1;
 }
 
 void Registry::remove_group(GroupNode* g, GroupNode** link) noexcept {
@@ -665,7 +685,7 @@ void Registry::drop_slot_count(GroupNode* g, GroupNode** link, uint32_t slot,
         sc.count -= n;
         g->subscribers -= n;
         if (n && g->subscribers == 0) {
-            __atomic_add_fetch(&root_->cluster.group_changes, 1, __ATOMIC_RELEASE);
+            note_group_change(g);
         }
         if (sc.count == 0) {
             g->slots[i] = g->slots[--g->nslots];

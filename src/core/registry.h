@@ -182,6 +182,9 @@ struct GroupNode {
     // confirmed (set and cleared by the subscriber, read by a resume that
     // needs everything published from now on to reach this node)
     uint8_t cluster_ready;
+    // realtime_redis: listed on ClusterState::changed since its subscriber
+    // count last went from 0 to 1 or back (listed once)
+    uint8_t change_listed;
     // followed by the name
 
     std::string_view name() const noexcept {
@@ -294,6 +297,18 @@ struct RegistryStats {
 // any change to the structures above or below.
 constexpr uint32_t kRegistryLayout = 0x52540005;  // "RT", version 5
 
+// A group whose subscriber count went from 0 to 1 or back, for the node's
+// Redis subscriber (ClusterState::changed).
+struct ChangedGroup {
+    ChangedGroup* next;
+    uint16_t name_len;
+    // followed by the name
+
+    std::string_view name() const noexcept {
+        return std::string_view(reinterpret_cast<const char*>(this + 1), name_len);
+    }
+};
+
 // The node's link to the other nodes (realtime_redis): which worker holds
 // the subscription, and what realtime_stats shows of the links. The glue
 // reads and writes it under the lock; nothing in the core but the counter
@@ -307,6 +322,12 @@ struct ClusterState {
     // count goes from 0 to 1 or back: the subscriber reads it without the
     // lock and walks the groups only when it moved.
     uint64_t group_changes;
+    // With track_changes (set by the glue), the groups behind those
+    // changes, so the subscriber need not walk every group; changes_lost:
+    // some could not be listed (the zone was full), walk them all.
+    ChangedGroup* changed;
+    uint8_t track_changes;
+    uint8_t changes_lost;
     uint8_t state;       // the subscriber link: 0 down, 1 connecting, 2 up
     uint32_t channels;   // group channels it is subscribed to
     uint64_t latency_us; // the last round trip measured through Redis
@@ -448,6 +469,28 @@ public:
         }
     }
 
+    // realtime_redis: calls f(name, subscribed) for each group listed on
+    // ClusterState::changed (its count went from 0 to 1 or back since the
+    // last call; subscribed: whether it has subscribers now) and empties
+    // the list. false when some were not listed (then the caller walks
+    // every group with each_group). O(changes), under the lock.
+    template <class F>
+    bool take_group_changes(F f) {
+        ClusterState& cs = root_->cluster;
+        bool complete = cs.changes_lost == 0;
+        cs.changes_lost = 0;
+        while (ChangedGroup* c = cs.changed) {
+            cs.changed = c->next;
+            GroupNode* g = lookup(c->name(), hash_group_name(c->name()), nullptr);
+            if (g) {
+                g->change_listed = 0;
+            }
+            f(c->name(), g != nullptr && g->subscribers > 0);
+            alloc_.deallocate(c);
+        }
+        return complete;
+    }
+
     // Calls f(const GroupNode&) for every group node, in no order. It
     // walks the whole table (buckets and chains): O(groups), under the
     // lock; the subscriber calls it only when group_changes moved.
@@ -547,6 +590,7 @@ private:
     void release_queue(QueueNode* list) noexcept;
     void leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexcept;
     uint32_t distinct(GroupNode* const* found, size_t n) noexcept;
+    void note_group_change(GroupNode* g) noexcept;
 
     RegistryRoot* root_;
     Allocator& alloc_;

@@ -9,10 +9,11 @@
  *
  * What it subscribes to: "<prefix>:g:<group>" for every group with
  * subscribers here (internal "~" groups are never shared). The zone
- * counts the groups gaining or losing their last subscriber; when the
- * count moved (checked every 100 ms, without the lock), the subscriber
- * walks every group under the lock, O(groups), and sends the difference.
- * A list of the groups that changed could replace the walk later.
+ * counts the groups gaining or losing their last subscriber and lists
+ * them; when the count moved (checked every 100 ms, without the lock),
+ * the subscriber takes the list under the lock, O(changes), and sends the
+ * difference. It walks every group, O(groups), only after a (re)connect
+ * or when the zone was too full to list a change.
  *
  * Liveness. Every second the subscriber PUBLISHes a heartbeat on its own
  * command link to its node's channel "<prefix>:n:<node id>", which its
@@ -387,35 +388,69 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
     try {
         std::set<std::string>     want;
         std::vector<std::string>  add, remove;
+        bool                      walk = all;
 
         {
             ngx_http_realtime_registry_t  reg(z);
 
             changes = z->root->cluster.group_changes;
 
-            reg->each_group([&want](const realtime::GroupNode &g) {
-                if (g.subscribers && g.name()[0] != '~') {
-                    want.emplace(g.name());
+            /* the groups that changed, O(changes); all of them when the
+               list is incomplete or the subscription is new */
+            bool  complete = reg->take_group_changes(
+                [&](std::string_view g, bool subscribed) {
+                    if (walk || g[0] == '~') {
+                        return;
+                    }
+
+                    std::string  name(g);
+                    bool         have = cl->groups->count(name) != 0;
+
+                    if (subscribed && !have) {
+                        add.push_back(name);
+                        cl->groups->insert(std::move(name));
+
+                    } else if (!subscribed && have) {
+                        remove.push_back(name);
+                        cl->groups->erase(name);
+                    }
+                });
+
+            if (!complete) {
+                walk = true;
+            }
+
+            if (walk) {
+                reg->each_group([&want](const realtime::GroupNode &g) {
+                    if (g.subscribers && g.name()[0] != '~') {
+                        want.emplace(g.name());
+                    }
+                });
+            }
+        }
+
+        if (walk) {
+            add.clear();
+            remove.clear();
+
+            for (const auto &g : want) {
+                if (cl->groups->count(g) == 0) {
+                    add.push_back(g);
                 }
-            });
-        }
-
-        for (const auto &g : want) {
-            if (cl->groups->count(g) == 0) {
-                add.push_back(g);
             }
-        }
 
-        for (const auto &g : *cl->groups) {
-            if (want.count(g) == 0) {
-                remove.push_back(g);
+            for (const auto &g : *cl->groups) {
+                if (want.count(g) == 0) {
+                    remove.push_back(g);
+                }
             }
+
+            cl->groups->swap(want);
         }
 
         ngx_http_realtime_cluster_send(cl, "SUBSCRIBE", add);
         ngx_http_realtime_cluster_send(cl, "UNSUBSCRIBE", remove);
 
-        cl->groups->swap(want);
         cl->seen_changes = changes;
 
         if (!add.empty() || !remove.empty()) {
@@ -426,6 +461,12 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
         ngx_log_error(NGX_LOG_ERR, cl->sub.log, 0,
                       "realtime: out of memory updating the redis "
                       "subscriptions of zone \"%V\"", &z->name);
+
+        /* the list may be half taken: walk every group next time */
+        ngx_http_realtime_registry_t  reg(z);
+
+        z->root->cluster.changes_lost = 1;
+        cl->seen_changes = 0;
     }
 }
 
@@ -693,6 +734,7 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
             ngx_http_realtime_registry_t  reg(z[i]);
 
             z[i]->root->cluster.external_ids = z[i]->redis ? 1 : 0;
+            z[i]->root->cluster.track_changes = z[i]->redis ? 1 : 0;
         }
 
         if (z[i]->redis == NULL) {

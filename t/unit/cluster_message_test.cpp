@@ -2,7 +2,10 @@
 // subscriber watches.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/cluster_message.h"
 #include "core/registry.h"
@@ -146,6 +149,68 @@ TEST(ClusterGroupChanges, MovesOnlyWhenAGroupGainsOrLosesItsLastSubscriber) {
     EXPECT_EQ(changes(), 7u);
     reg.release_slot(3);
     EXPECT_EQ(changes(), 8u);
+}
+
+TEST(ClusterGroupChanges, ListsTheGroupsThatChangedOnceEach) {
+    test::CountingAllocator alloc;
+    RegistryRoot* root = Registry::create(alloc, 16);
+    ASSERT_NE(root, nullptr);
+    Registry reg(root, alloc);
+    using Seen = std::vector<std::pair<std::string, bool>>;
+    auto take = [&reg](bool* complete = nullptr) {
+        Seen seen;
+        bool c = reg.take_group_changes(
+            [&seen](std::string_view g, bool on) { seen.emplace_back(std::string(g), on); });
+        if (complete) {
+            *complete = c;
+        }
+        std::sort(seen.begin(), seen.end());
+        return seen;
+    };
+
+    // not tracked: nothing listed, nothing allocated for it
+    ASSERT_EQ(reg.subscribe("a", 0), Registry::Status::kOk);
+    EXPECT_EQ(take(), Seen{});
+    reg.unsubscribe("a", 0);
+
+    root->cluster.track_changes = 1;
+    ASSERT_EQ(reg.subscribe("a", 0), Registry::Status::kOk);
+    ASSERT_EQ(reg.subscribe("a", 1), Registry::Status::kOk);
+    ASSERT_EQ(reg.subscribe("b", 0), Registry::Status::kOk);
+    reg.unsubscribe("b", 0);  // gone again: listed once, not subscribed now
+    ASSERT_EQ(reg.subscribe("c", 0), Registry::Status::kOk);
+    reg.unsubscribe("c", 0);
+    ASSERT_EQ(reg.subscribe("c", 0), Registry::Status::kOk);  // back: a second entry
+    bool complete = false;
+    Seen seen = take(&complete);
+    EXPECT_TRUE(complete);
+    EXPECT_EQ(seen, (Seen{{"a", true}, {"b", false}, {"c", true}, {"c", true}}));
+    EXPECT_EQ(take(), Seen{}) << "emptied";
+
+    // listed again after being taken
+    reg.unsubscribe("a", 0);
+    EXPECT_EQ(take(), Seen{}) << "a still has a subscriber";
+    reg.unsubscribe("a", 1);
+    EXPECT_EQ(take(), (Seen{{"a", false}}));
+
+    // a full zone: the group node and its counts fit, its record not:
+    // the subscription holds, and the taker is told to walk
+    alloc.fail_after(2, /*once=*/true);
+    ASSERT_EQ(reg.subscribe("d", 0), Registry::Status::kOk);
+    EXPECT_EQ(take(&complete), Seen{});
+    EXPECT_FALSE(complete);
+    EXPECT_EQ(reg.subscribers("d"), 1u);
+    take(&complete);
+    EXPECT_TRUE(complete) << "said once";
+
+    // a record outlives its group node
+    const size_t live = alloc.live();
+    ASSERT_EQ(reg.subscribe("c", 1), Registry::Status::kOk);   // no change: c has one
+    reg.unsubscribe("c", 0);
+    reg.unsubscribe("c", 1);  // c: 1 -> 0, its node goes; the record stays
+    EXPECT_EQ(take(&complete), (Seen{{"c", false}}));
+    EXPECT_TRUE(complete);
+    EXPECT_LT(alloc.live(), live);
 }
 
 }  // namespace
