@@ -26,8 +26,11 @@
  * Publishing (and the fences that keep the API's order across nodes) is
  * in ngx_http_realtime_cluster_publish.cpp.
  *
- * Not shared in this slice: control messages (actions by user), presence
- * events, and the history of remote messages (they are published here
+ * Presence across nodes is in ngx_http_realtime_cluster_presence.cpp (its
+ * deltas arrive here on the group channels, its snapshots on ours).
+ *
+ * Not shared in this slice: control messages (actions by user) and the
+ * history of remote messages (they are published here
  * without history: the next slice carries ids across nodes).
  */
 
@@ -39,6 +42,7 @@
 #include "core/cluster_message.h"
 #include "core/group_name.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_cluster_presence.h"
 #include "ngx_http_realtime_cluster_state.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -65,7 +69,8 @@ ngx_http_realtime_cluster_zones(void)
 
 /* ------------------------------------------------------ subscriber link */
 
-/* "h <us>": our heartbeat; "f <slot> <claim> <n>": a publisher's fence. */
+/* "h <us>": our heartbeat; "f <slot> <claim> <n>": a publisher's fence;
+   "s...": a presence snapshot we asked for. */
 
 static void
 ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
@@ -73,6 +78,11 @@ ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
 {
     uint64_t  v[3];
     size_t    i, n;
+
+    if (!text.empty() && text[0] == 's') {
+        ngx_http_realtime_cluster_presence_snapshot(cl, text);
+        return;
+    }
 
     if (text.size() < 3 || text[1] != ' ') {
         cl->dropped++;
@@ -151,6 +161,12 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
         return;
     }
 
+    if (!text.empty() && text[0] == 'p') {
+        /* presence, not a message: ngx_http_realtime_cluster_presence.cpp */
+        ngx_http_realtime_cluster_presence_delta(cl, channel, text);
+        return;
+    }
+
     if (!realtime::cluster_channel_group(
             ngx_http_realtime_sv(z->redis->prefix), channel, &group)
         || !realtime::is_valid_group_name(group)
@@ -217,8 +233,15 @@ ngx_http_realtime_cluster_push(ngx_http_realtime_redis_link_t *link,
 
     std::string_view  kind(reply->element[0]->str, reply->element[0]->len);
 
+    if (kind == "subscribe") {
+        /* the group's presence snapshot comes after this, in order */
+        ngx_http_realtime_cluster_presence_subscribed(cl,
+            std::string_view(reply->element[1]->str, reply->element[1]->len));
+        return;
+    }
+
     if (kind != "message") {
-        return;     /* (un)subscribe confirmations */
+        return;     /* unsubscribe confirmations */
     }
 
     if (reply->element[2]->type != REDIS_REPLY_STRING) {
@@ -248,6 +271,10 @@ ngx_http_realtime_cluster_sub_up(ngx_http_realtime_redis_link_t *link)
 
     ngx_http_realtime_cluster_sync(cl, true);
     ngx_http_realtime_cluster_save(cl);
+
+    /* our presence again (Redis may have lost it, or our changes) */
+    ngx_http_realtime_cluster_presence_resync(cl);
+    ngx_http_realtime_cluster_presence_tick(cl);
 
     if (!cl->check.timer_set) {
         ngx_add_timer(&cl->check, NGX_HTTP_REALTIME_CLUSTER_CHECK);
@@ -331,18 +358,23 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
 
     try {
         std::set<std::string>     want;
-        std::vector<std::string>  add, remove;
+        std::vector<std::string>  add, remove, stale;
 
         {
             ngx_http_realtime_registry_t  reg(z);
 
             changes = z->root->cluster.group_changes;
 
-            reg->each_group([&want](const realtime::GroupNode &g) {
+            reg->each_group([&want, &stale](const realtime::GroupNode &g) {
                 if (g.subscribers && g.name()[0] != '~') {
                     want.emplace(g.name());
+
+                } else if (g.remote) {
+                    stale.emplace_back(g.name());   /* not followed now */
                 }
             });
+
+            ngx_http_realtime_cluster_presence_forget(reg.get(), stale);
         }
 
         for (const auto &g : want) {
@@ -385,6 +417,7 @@ ngx_http_realtime_cluster_check_handler(ngx_event_t *ev) noexcept
     }
 
     ngx_http_realtime_cluster_sync(cl, false);
+    ngx_http_realtime_cluster_presence_drain(cl);
 
     ngx_add_timer(&cl->check, NGX_HTTP_REALTIME_CLUSTER_CHECK);
 }
@@ -536,6 +569,9 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
             }
         }
 
+        /* this node is alive; expired ones are reaped */
+        ngx_http_realtime_cluster_presence_tick(cl);
+
     } else if (cl->cmd.state == NGX_HTTP_REALTIME_REDIS_UP
                && cl->cmd.sent->empty() && !ngx_exiting
                && ngx_current_msec - cl->cmd.used_at >= 1000)
@@ -568,6 +604,8 @@ ngx_http_realtime_cluster_save(ngx_http_realtime_cluster_t *cl)
     cs->dropped += cl->dropped;
     cs->local_only += cl->local_only;
     cs->reconnects += cl->cmd.reconnects + cl->sub.reconnects;
+    cs->presence_sent += cl->presence_sent;
+    cl->presence_sent = 0;
 
     cl->published = cl->received = cl->dropped = cl->local_only = 0;
     cl->cmd.reconnects = cl->sub.reconnects = 0;
@@ -678,6 +716,8 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
 
         z[i]->cluster = cl;
 
+        ngx_http_realtime_cluster_presence_init(cl);
+
         /* a node without a subscriber misses messages: elect at once */
         ngx_http_realtime_cluster_tick_zone(cl);
     }
@@ -754,6 +794,7 @@ std::string
 ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
 {
     realtime::ClusterState  cs;
+    uint64_t                remote;
 
     if (z->redis == NULL) {
         return std::string();
@@ -763,6 +804,7 @@ ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
         ngx_http_realtime_registry_t  reg(z);
 
         cs = z->root->cluster;
+        remote = z->root->stats.presence_remote;
     }
 
     const char  *state = cs.owner == 0 ? "down"
@@ -777,5 +819,7 @@ ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
            + ",\"published\":" + std::to_string(cs.published)
            + ",\"received\":" + std::to_string(cs.received)
            + ",\"dropped\":" + std::to_string(cs.dropped)
-           + ",\"local_only\":" + std::to_string(cs.local_only) + "}";
+           + ",\"local_only\":" + std::to_string(cs.local_only)
+           + ",\"presence_remote\":" + std::to_string(remote)
+           + ",\"presence_sent\":" + std::to_string(cs.presence_sent) + "}";
 }

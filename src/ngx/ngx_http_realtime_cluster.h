@@ -52,6 +52,10 @@ void ngx_http_realtime_cluster_forward(ngx_http_realtime_zone_t *z,
  */
 void ngx_http_realtime_cluster_fences(void) noexcept;
 
+/* The subscriber sends the presence changes the zone's outbox holds (the
+   drain after a wake-up). */
+void ngx_http_realtime_cluster_presence_drain_all(void) noexcept;
+
 /* ,"redis":{...} for realtime_stats, or "" without realtime_redis. May
    throw std::bad_alloc. */
 std::string ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z);
