@@ -774,6 +774,7 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
         ngx_http_realtime_redis_close(&cl->cmd);
 
         ngx_http_realtime_cluster_save(cl);
+        ngx_http_realtime_cluster_presence_exit(cl);   /* after the links */
 
         delete cl->groups;
         delete cl->node_channel;

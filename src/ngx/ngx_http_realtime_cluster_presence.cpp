@@ -331,6 +331,79 @@ ngx_http_realtime_presence_published(ngx_http_realtime_redis_link_t *link,
 }
 
 
+/* A snapshot that could not be asked for (or whose script failed) is asked
+   for again at the next drain with the links up. */
+
+static void
+ngx_http_realtime_presence_snapshot_later(ngx_http_realtime_cluster_t *cl,
+    std::string_view group)
+{
+    try {
+        if (cl->presence_snapshots == NULL) {
+            cl->presence_snapshots = new std::set<std::string>();
+        }
+
+        cl->presence_snapshots->emplace(group);
+
+    } catch (...) {
+        cl->dropped++;
+    }
+}
+
+
+struct ngx_http_realtime_presence_asked_t {
+    ngx_http_realtime_cluster_t  *cl;
+    std::string                   group;
+};
+
+
+static void
+ngx_http_realtime_presence_snapshot_sent(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, void *data)
+{
+    auto  *a = (ngx_http_realtime_presence_asked_t *) data;
+
+    if ((reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        && a->cl->subscriber)     /* not exiting, still following */
+    {
+        ngx_http_realtime_presence_snapshot_later(a->cl, a->group);
+    }
+
+    delete a;
+}
+
+
+static void
+ngx_http_realtime_presence_ask_snapshot(ngx_http_realtime_cluster_t *cl,
+    std::string_view group)
+{
+    std::string_view  prefix = ngx_http_realtime_sv(cl->zone->redis->prefix);
+
+    if (cl->cmd.state != NGX_HTTP_REALTIME_REDIS_UP) {
+        ngx_http_realtime_presence_snapshot_later(cl, group);
+        return;
+    }
+
+    auto  *a = new ngx_http_realtime_presence_asked_t{ cl, std::string(group) };
+
+    std::string  key = realtime::presence_hash_key(prefix, group);
+    const char  *argv[6] = { "EVAL", ngx_http_realtime_presence_snapshot_lua,
+                             "1", key.c_str(), a->group.c_str(),
+                             cl->node_channel->c_str() };
+    size_t       lens[6] = { 4, sizeof(ngx_http_realtime_presence_snapshot_lua)
+                                - 1, 1, key.size(), a->group.size(),
+                             cl->node_channel->size() };
+
+    if (ngx_http_realtime_redis_command(&cl->cmd,
+            ngx_http_realtime_presence_snapshot_sent, a, 6, argv, lens)
+        != NGX_OK)
+    {
+        delete a;
+        ngx_http_realtime_presence_snapshot_later(cl, group);
+    }
+}
+
+
 void
 ngx_http_realtime_cluster_presence_subscribed(ngx_http_realtime_cluster_t *cl,
     std::string_view channel) noexcept
@@ -346,19 +419,20 @@ ngx_http_realtime_cluster_presence_subscribed(ngx_http_realtime_cluster_t *cl,
             return;
         }
 
-        if (ngx_http_realtime_presence_eval(cl,
-                ngx_http_realtime_presence_snapshot_lua,
-                { realtime::presence_hash_key(prefix, group) },
-                { std::string(group), *cl->node_channel },
-                ngx_http_realtime_presence_published)
-            != NGX_OK)
-        {
-            cl->presence_resync = true;
-        }
+        ngx_http_realtime_presence_ask_snapshot(cl, group);
 
     } catch (...) {
         cl->dropped++;
     }
+}
+
+
+void
+ngx_http_realtime_cluster_presence_exit(ngx_http_realtime_cluster_t *cl)
+    noexcept
+{
+    delete cl->presence_snapshots;
+    cl->presence_snapshots = NULL;
 }
 
 
@@ -416,6 +490,7 @@ ngx_http_realtime_cluster_presence_drain(ngx_http_realtime_cluster_t *cl)
     }
 
     if (!cl->presence_resync
+        && (cl->presence_snapshots == NULL || cl->presence_snapshots->empty())
         && __atomic_load_n(&z->root->dirty, __ATOMIC_ACQUIRE) == NULL
         && __atomic_load_n(&z->root->gone, __ATOMIC_ACQUIRE) == NULL)
     {
@@ -429,6 +504,23 @@ ngx_http_realtime_cluster_presence_drain(ngx_http_realtime_cluster_t *cl)
         ngx_http_realtime_registry_t  reg(z);
 
         reg->mark_all_presence_dirty(wake);
+    }
+
+    if (cl->presence_snapshots && !cl->presence_snapshots->empty()) {
+        std::set<std::string>  asked;
+
+        asked.swap(*cl->presence_snapshots);
+
+        try {
+            for (const auto &g : asked) {
+                if (ngx_http_realtime_presence_following(cl, g)) {
+                    ngx_http_realtime_presence_ask_snapshot(cl, g);
+                }
+            }
+
+        } catch (...) {
+            cl->dropped++;
+        }
     }
 
     std::string_view  prefix = ngx_http_realtime_sv(z->redis->prefix);

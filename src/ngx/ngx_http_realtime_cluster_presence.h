@@ -28,6 +28,10 @@ void ngx_http_realtime_cluster_presence_snapshot(
 void ngx_http_realtime_cluster_presence_subscribed(
     ngx_http_realtime_cluster_t *cl, std::string_view channel) noexcept;
 
+/* exit_process */
+void ngx_http_realtime_cluster_presence_exit(ngx_http_realtime_cluster_t *cl)
+    noexcept;
+
 /* the subscriber link is up (again): our whole state goes out again */
 void ngx_http_realtime_cluster_presence_resync(ngx_http_realtime_cluster_t *cl)
     noexcept;
