@@ -603,14 +603,15 @@ public:
 
     // The outbox: f(const PresenceDelta&) for every record then every
     // dirty node, oldest change first where it matters (a record of a
-    // forgotten node comes before a new node of the same user); the marks
-    // are cleared. Under the lock; f must not throw.
+    // forgotten node comes before a new node of the same user), at most max
+    // of them (the rest stays for the next call); the marks of those given
+    // are cleared. Under the lock; f must not throw. Returns how many.
     template <class F>
-    size_t take_presence_outbox(F f) noexcept {
+    size_t take_presence_outbox(F f, size_t max = SIZE_MAX) noexcept {
         size_t n = 0;
-        PresenceGone* list = reverse_gone(root_->gone);
+        PresenceGone* list = reverse_gone(root_->gone);  // oldest first
         root_->gone = nullptr;
-        while (list) {
+        while (list && n < max) {
             PresenceGone* next = list->next;
             const char* d = reinterpret_cast<const char*>(list + 1);
             PresenceDelta delta{std::string_view(d, list->group_len),
@@ -621,7 +622,12 @@ public:
             alloc_.deallocate(list);
             list = next;
         }
-        while (PresenceNode* p = root_->dirty) {
+        if (list) {
+            root_->gone = reverse_gone(list);  // newest first again
+            return n;
+        }
+        while (n < max && root_->dirty) {
+            PresenceNode* p = root_->dirty;
             unmark_dirty(p);
             bool here = p->connections > 0 || is_pending(p);
             if (!here && !p->announced) {

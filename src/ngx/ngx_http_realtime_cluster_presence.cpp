@@ -39,6 +39,11 @@
 
 
 #define NGX_HTTP_REALTIME_PRESENCE_REAP   1000  /* fields per second */
+#define NGX_HTTP_REALTIME_PRESENCE_BATCH  1024  /* changes in flight at most:
+                                                   the lock is held for one
+                                                   batch, and no pile of
+                                                   commands outlives the
+                                                   timeout */
 
 
 /*
@@ -315,6 +320,10 @@ ngx_http_realtime_presence_published(ngx_http_realtime_redis_link_t *link,
 {
     auto  *cl = (ngx_http_realtime_cluster_t *) data;
 
+    if (cl->presence_inflight) {
+        cl->presence_inflight--;
+    }
+
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (reply && !cl->presence_error_logged) {
             cl->presence_error_logged = true;
@@ -525,6 +534,10 @@ ngx_http_realtime_cluster_presence_drain(ngx_http_realtime_cluster_t *cl)
 
     std::string_view  prefix = ngx_http_realtime_sv(z->redis->prefix);
 
+    if (cl->presence_inflight >= NGX_HTTP_REALTIME_PRESENCE_BATCH) {
+        return;     /* the next look, when replies came back */
+    }
+
     node = z->root->zone_id;
     failed = false;
 
@@ -566,7 +579,8 @@ ngx_http_realtime_cluster_presence_drain(ngx_http_realtime_cluster_t *cl)
                 } catch (...) {
                     failed = true;
                 }
-            });
+            },
+            NGX_HTTP_REALTIME_PRESENCE_BATCH - cl->presence_inflight);
     }
 
     if (failed) {
@@ -591,6 +605,8 @@ ngx_http_realtime_cluster_presence_drain(ngx_http_realtime_cluster_t *cl)
                 cl->presence_resync = true;
                 break;
             }
+
+            cl->presence_inflight++;
         }
 
     } catch (...) {

@@ -46,6 +46,7 @@ struct ngx_http_realtime_cluster_t {
 
     /* presence across nodes (ngx_http_realtime_cluster_presence.cpp) */
     uint64_t                           presence_sent;
+    ngx_uint_t                         presence_inflight;
     std::set<std::string>             *presence_snapshots; /* to ask for */
     bool                               presence_resync;
     bool                               presence_tick_sent;

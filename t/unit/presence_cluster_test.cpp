@@ -438,6 +438,35 @@ TEST(PresenceOutbox, DeletedWhileDirtyAndAnnouncedLeavesARecord) {
     EXPECT_EQ(Take(e), (std::vector<Seen>{{"room", "ann", "", "", false, 0}}));
 }
 
+TEST(PresenceOutbox, TakenAtMostMaxAtATimeInOrder) {
+    Env e;
+    Outbox(e);
+    SlotSet w;
+    std::vector<ConnNode*> conns;
+    for (const char* u : {"a", "b", "c"}) {
+        conns.push_back(e.Join(u, 1));
+    }
+    Take(e);
+    for (ConnNode* c : conns) {
+        e.reg.leave(c, 0, w);  // three records, oldest "a"
+    }
+    e.Join("a", 2);  // and a dirty node of "a" again
+    std::vector<std::string> order;
+    auto take = [&](size_t max) {
+        return e.reg.take_presence_outbox(
+            [&](const PresenceDelta& d) {
+                order.push_back(std::string(d.user) + (d.present ? "+" : "-"));
+            },
+            max);
+    };
+    EXPECT_EQ(take(2), 2u);
+    EXPECT_EQ(take(1), 1u);
+    EXPECT_FALSE(e.reg.presence_outbox_empty());
+    EXPECT_EQ(take(5), 1u);
+    EXPECT_TRUE(e.reg.presence_outbox_empty());
+    EXPECT_EQ(order, (std::vector<std::string>{"a-", "b-", "c-", "a+"}));
+}
+
 TEST(PresenceOutbox, MarkAllResendsTheLocalState) {
     Env e;
     Outbox(e);
