@@ -30,10 +30,13 @@
 #include "ngx_http_realtime_cluster_presence.h"
 
 #include <deque>
+#include <map>
 
 #include "core/cluster_message.h"
 #include "core/cluster_presence.h"
 #include "core/group_name.h"
+#include "core/json_template.h"
+#include "core/publish_request.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -693,4 +696,150 @@ ngx_http_realtime_cluster_presence_drain_all(void) noexcept
             ngx_http_realtime_cluster_presence_drain(zones[i]->cluster);
         }
     }
+}
+
+
+/* ------------------------------------------------ GET ?presence= elsewhere */
+
+bool
+ngx_http_realtime_cluster_presence_local(ngx_http_realtime_zone_t *z,
+    std::string_view group) noexcept
+{
+    ngx_http_realtime_registry_t  reg(z);
+
+    const realtime::GroupNode  *g = reg->find(group);
+
+    return g && (g->subscribers || g->remote_synced);
+}
+
+
+struct ngx_http_realtime_presence_query_t {
+    ngx_http_realtime_cluster_answer_pt   done;
+    void                                 *data;
+    std::string                           group;
+    ngx_uint_t                            max;
+};
+
+
+static void
+ngx_http_realtime_presence_queried(ngx_http_realtime_redis_link_t *link,
+    redisReply *reply, void *data)
+{
+    auto  *q = (ngx_http_realtime_presence_query_t *) data;
+
+    std::string  out;
+    bool         ok = false;
+
+    try {
+        if (reply && reply->type == REDIS_REPLY_ARRAY) {
+            struct user_t {
+                std::string_view  user;
+                std::string_view  info;
+                uint64_t          connections;
+            };
+
+            std::vector<user_t>                      users;
+            std::map<std::string_view, size_t>       index;
+
+            /* field, value, field, value... */
+            for (size_t i = 1; i < reply->elements; i += 2) {
+                redisReply              *v = reply->element[i];
+                realtime::PresenceWire   d;
+
+                if (v->type != REDIS_REPLY_STRING
+                    || !realtime::parse_presence_delta(
+                           std::string_view(v->str, v->len), &d)
+                    || !d.present || d.user.empty())
+                {
+                    continue;
+                }
+
+                auto  it = index.find(d.user);
+
+                if (it == index.end()) {
+                    index.emplace(d.user, users.size());
+                    users.push_back({ d.user, d.info, d.connections });
+
+                } else {
+                    users[it->second].connections += d.connections;
+                }
+            }
+
+            out = "{\"group\":" + realtime::json_quote(q->group)
+                  + ",\"count\":" + std::to_string(users.size())
+                  + ",\"users\":[";
+
+            size_t  n;
+
+            for (n = 0; n < users.size() && n < q->max; n++) {
+                out += n ? ",{\"user\":" : "{\"user\":";
+                out += realtime::json_quote(
+                           realtime::json_string_text(users[n].user));
+                out += ",\"info\":";
+                out += users[n].info.empty() ? std::string_view("null")
+                                             : users[n].info;
+                out += ",\"connections\":"
+                       + std::to_string(users[n].connections) + "}";
+            }
+
+            out += "]";
+
+            if (n < users.size()) {
+                out += ",\"truncated\":true";
+            }
+
+            out += "}";
+            ok = true;
+        }
+
+    } catch (...) {
+        ok = false;
+    }
+
+    q->done(q->data, ok ? &out : NULL);
+
+    delete q;
+}
+
+
+ngx_int_t
+ngx_http_realtime_cluster_presence_query(ngx_http_realtime_zone_t *z,
+    std::string_view group, ngx_uint_t max,
+    ngx_http_realtime_cluster_answer_pt done, void *data) noexcept
+{
+    ngx_http_realtime_cluster_t  *cl = z->cluster;
+
+    if (cl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_realtime_redis_connect(&cl->cmd);
+
+    if (!ngx_http_realtime_redis_usable(&cl->cmd)) {
+        return NGX_DECLINED;
+    }
+
+    try {
+        std::string  key = realtime::presence_hash_key(
+                               ngx_http_realtime_sv(z->redis->prefix), group);
+
+        auto  *q = new ngx_http_realtime_presence_query_t{
+                       done, data, std::string(group), max };
+
+        const char  *argv[2] = { "HGETALL", key.c_str() };
+        size_t       lens[2] = { 7, key.size() };
+
+        if (ngx_http_realtime_redis_command(&cl->cmd,
+                ngx_http_realtime_presence_queried, q, 2, argv, lens)
+            != NGX_OK)
+        {
+            delete q;
+            return NGX_DECLINED;
+        }
+
+    } catch (...) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }

@@ -292,3 +292,23 @@ def test_redis_killed_and_restarted(redis, nginx_factory):
         seen.append(next_event(oa))
     assert event("leave", "r", "dave") in seen, seen
     del ta, tb, tc
+
+
+def test_a_node_without_the_group_answers_from_redis(redis, nginx_factory):
+    a, b = start_nodes(nginx_factory, redis.url)
+    tabs = [subscribe(a.port, f"/ws?g=far&u={u}") for u in ("ann", "ann", "bob")]
+    wait_connections(a, "far", {"ann": 2, "bob": 1})
+    # b has nobody in "far" and follows it not: it asks Redis
+    doc = wait_connections(b, "far", {"ann": 2, "bob": 1})
+    assert {u["user"]: u["info"] for u in doc["users"]} == \
+        {"ann": {"name": "ann"}, "bob": {"name": "bob"}}, doc
+    tb = subscribe(b.port, "/ws?g=far&u=bob")
+    wait_connections(a, "far", {"ann": 2, "bob": 2})
+    close_ws(tb)
+    close_ws(tabs[2])
+    wait_connections(b, "far", {"ann": 2})
+    assert presence(b, "nowhere") == {"group": "nowhere", "count": 0, "users": []}
+    # Redis down: what b knows (nothing), not an error
+    redis.kill()
+    assert wait_for(lambda: redis_stats(b)["state"] != "up", TIMEOUT)
+    assert presence(b, "far")["count"] == 0
