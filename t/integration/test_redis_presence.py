@@ -3,7 +3,8 @@ redis-server and real nginx nodes (2 workers each): a join on one node is
 told on the others once, a second tab elsewhere is silent and counted, the
 leave comes when the last tab anywhere closes (with and without
 leave_delay), a node started later lists who is there, a node killed with
-SIGKILL has its users leave after node_expiry, and Redis killed and
+SIGKILL has its users leave after node_expiry, the subscriber worker killed
+hands over without losing presence, and Redis killed and
 restarted leaves every node with everyone's users again.
 
 Observers (/obs, no user: not tracked) see the events of a group."""
@@ -15,8 +16,9 @@ import time
 
 import pytest
 
-from groups_util import close_ws, http, next_text, nginx_test_config, subscribe  # noqa: F401
-from nginx_harness import wait_for
+from groups_util import (close_ws, http, kill_worker, next_text, nginx_expecting,  # noqa: F401
+                         nginx_test_config, spread_subscribers, subscribe)
+from nginx_harness import pid_alive, wait_for
 # the private redis-server and the node helpers of the cluster tests
 from test_redis_cluster import (Redis, assert_nothing_pending, redis, redis_factory,  # noqa: F401
                                 redis_stats, wait_numsub, wait_up)
@@ -306,9 +308,41 @@ def test_a_node_without_the_group_answers_from_redis(redis, nginx_factory):
     wait_connections(a, "far", {"ann": 2, "bob": 2})
     close_ws(tb)
     close_ws(tabs[2])
+    wait_numsub(redis, "far", 1)    # b follows it no more (a does)
     wait_connections(b, "far", {"ann": 2})
     assert presence(b, "nowhere") == {"group": "nowhere", "count": 0, "users": []}
     # Redis down: what b knows (nothing), not an error
     redis.kill()
     assert wait_for(lambda: redis_stats(b)["state"] != "up", TIMEOUT)
     assert presence(b, "far")["count"] == 0
+
+
+def test_subscriber_worker_killed_presence_carries_on(redis, nginx_expecting, nginx_factory):
+    a, allowed = nginx_expecting(conf(redis.url), workers=2)
+    b = nginx_factory(conf(redis.url), workers=2)
+    wait_up(a, b)
+    ob = observe(b, "sk")
+    wait_numsub(redis, "sk", 1)
+    conns = spread_subscribers(a, "/ws?g=sk&u=sam", 2)     # tabs on each worker
+    assert next_event(ob) == event("join", "sk", "sam")
+    wait_connections(b, "sk", {"sam": len(conns)})
+
+    old = redis_stats(a)["subscriber_pid"]
+    kill_worker(a, old, allowed)
+
+    def taken_over():
+        st = redis_stats(a)
+        return st["state"] == "up" and st["subscriber_pid"] not in (0, old) \
+            and pid_alive(st["subscriber_pid"])
+    assert wait_for(taken_over, 8), redis_stats(a)
+    # the killed worker's tabs are gone, sam is still there through the other
+    left = sum(1 for _ws, pid in conns if pid != old)
+    wait_connections(b, "sk", {"sam": left})
+    assert_nothing_pending(ob, 0.3)
+    # and the new subscriber tells what changes
+    subscribe(a.port, "/ws?g=sk&u=tia")
+    assert next_event(ob) == event("join", "sk", "tia")
+    for ws, pid in conns:
+        if pid != old:
+            close_ws(ws)
+    assert next_event(ob) == event("leave", "sk", "sam")
