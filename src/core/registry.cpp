@@ -208,11 +208,13 @@ MessageId assign_id(RegistryRoot* root, Allocator& alloc, GroupNode* g,
 
 bool valid_spec(const PresenceSpec& s) noexcept {
     return !s.user.empty() && s.user.size() <= kMaxPresenceUser &&
-           s.info.size() <= kMaxPresenceInfo && s.leave_frame.size() <= UINT32_MAX;
+           s.info.size() <= kMaxPresenceInfo && s.leave_frame.size() <= UINT32_MAX &&
+           s.join_frame.size() <= UINT32_MAX;
 }
 
 size_t presence_size(const PresenceSpec& s) noexcept {
-    return sizeof(PresenceNode) + s.user.size() + s.info.size() + s.leave_frame.size();
+    return sizeof(PresenceNode) + s.user.size() + s.info.size() + s.leave_frame.size() +
+           s.join_frame.size();
 }
 
 // Fills a fresh block (presence_size(spec) bytes) as the node of spec's
@@ -227,6 +229,7 @@ PresenceNode* init_presence(RegistryRoot* root, void* block, GroupNode* g,
     p->connections = 1;
     p->leave_delay = spec.leave_delay;
     p->leave_size = static_cast<uint32_t>(spec.leave_frame.size());
+    p->join_size = static_cast<uint32_t>(spec.join_frame.size());
     p->user_len = static_cast<uint16_t>(spec.user.size());
     p->info_len = static_cast<uint16_t>(spec.info.size());
     char* d = reinterpret_cast<char*>(p + 1);
@@ -239,6 +242,10 @@ PresenceNode* init_presence(RegistryRoot* root, void* block, GroupNode* g,
     if (!spec.leave_frame.empty()) {
         std::memcpy(d + spec.user.size() + spec.info.size(), spec.leave_frame.data(),
                     spec.leave_frame.size());
+    }
+    if (!spec.join_frame.empty()) {
+        std::memcpy(d + spec.user.size() + spec.info.size() + spec.leave_frame.size(),
+                    spec.join_frame.data(), spec.join_frame.size());
     }
 
     p->prev = g->presence_tail;
@@ -283,10 +290,78 @@ void remove_pending(RegistryRoot* root, PresenceNode* p) noexcept {
     p->leaving_next = nullptr;
 }
 
-// Unlists and frees a node that is not pending. Its group stays: the
-// caller removes it when nothing else holds it.
-void delete_presence(RegistryRoot* root, Allocator& alloc, PresenceNode* p) noexcept {
+// The subscriber drains the outbox: it is woken when the outbox gains its
+// first entry (and looks every 100 ms anyway).
+void wake_drainer(RegistryRoot* root, SlotSet* wake) noexcept {
+    if (wake && root->dirty == nullptr && root->gone == nullptr && root->cluster.owner &&
+        root->cluster.slot < kMaxWorkerSlots) {
+        wake->set(root->cluster.slot);
+    }
+}
+
+// p's local state changed: on the outbox (once), when the zone has one.
+void mark_dirty(RegistryRoot* root, PresenceNode* p, SlotSet* wake) noexcept {
+    if (!root->cluster.presence_outbox || p->dirty) {
+        return;
+    }
+    wake_drainer(root, wake);
+    p->dirty = 1;
+    p->dirty_prev = nullptr;
+    p->dirty_next = root->dirty;
+    if (root->dirty) {
+        root->dirty->dirty_prev = p;
+    }
+    root->dirty = p;
+}
+
+void unlink_dirty(RegistryRoot* root, PresenceNode* p) noexcept {
+    if (!p->dirty) {
+        return;
+    }
+    if (p->dirty_prev) {
+        p->dirty_prev->dirty_next = p->dirty_next;
+    } else {
+        root->dirty = p->dirty_next;
+    }
+    if (p->dirty_next) {
+        p->dirty_next->dirty_prev = p->dirty_prev;
+    }
+    p->dirty_prev = nullptr;
+    p->dirty_next = nullptr;
+    p->dirty = 0;
+}
+
+// Unlists and frees a node that is not pending (its remote holders too).
+// One whose presence here was told to the other nodes leaves a record on
+// the outbox so they are told it is gone. Its group stays: the caller
+// removes it when nothing else holds it.
+void delete_presence(RegistryRoot* root, Allocator& alloc, PresenceNode* p,
+                     SlotSet* wake = nullptr) noexcept {
     GroupNode* g = p->group;
+    while (RemotePresence* h = p->remote) {
+        p->remote = h->next;
+        alloc.deallocate(h);
+        g->remote--;
+        root->stats.presence_remote--;
+    }
+    unlink_dirty(root, p);
+    if (p->announced && root->cluster.presence_outbox) {
+        std::string_view name = g->name();
+        std::string_view user = p->user();
+        auto* r = static_cast<PresenceGone*>(
+            alloc.allocate(sizeof(PresenceGone) + name.size() + user.size()));
+        if (r == nullptr) {
+            root->stats.presence_outbox_lost++;
+        } else {
+            wake_drainer(root, wake);
+            r->group_len = static_cast<uint16_t>(name.size());
+            r->user_len = static_cast<uint16_t>(user.size());
+            std::memcpy(r + 1, name.data(), name.size());
+            std::memcpy(reinterpret_cast<char*>(r + 1) + name.size(), user.data(), user.size());
+            r->next = root->gone;
+            root->gone = r;
+        }
+    }
     if (p->prev) {
         p->prev->next = p->next;
     } else {
@@ -379,7 +454,11 @@ Registry::Status add_membership(Registry& reg, RegistryRoot* root, Allocator& al
     if (block) {
         p = init_presence(root, block, g, *spec, phash);
     } else if (p) {
-        p->connections++;  // from 0: a pending leave, cancelled at commit
+        if (p->connections == 0 && !is_pending(root, p)) {
+            p->leave_delay = spec->leave_delay;  // remote-only so far
+        }
+        p->connections++;  // from 0: a pending leave, cancelled at commit,
+                           // or a user held by other nodes only (no event)
     }
 
     m->group = g;
@@ -412,6 +491,7 @@ void commit_membership(Registry& reg, RegistryRoot* root, ConnNode* conn, const 
     if (p == nullptr) {
         return;  // named twice, first without presence: untracked
     }
+    mark_dirty(root, p, &wake);
     if (is_pending(root, p)) {
         remove_pending(root, p);  // came back in time: no event at all
         p->leave_at = 0;
@@ -739,7 +819,11 @@ void Registry::leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexce
         lookup(g->name(), g->hash, &link);
         drop_slot_count(g, link, conn->slot, 1);  // frees g only if p is null
                                                   // (and g keeps no history)
-        if (p == nullptr || --p->connections > 0) {
+        if (p == nullptr) {
+            continue;
+        }
+        mark_dirty(root_, p, &wake);
+        if (--p->connections > 0) {
             continue;
         }
         if (p->leave_delay) {
@@ -747,10 +831,13 @@ void Registry::leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexce
             add_pending(root_, p);
             continue;
         }
+        if (p->remote) {
+            continue;  // still present on other nodes: no event, remote-only
+        }
         // The membership is gone already: the leaver is not told, the
         // group's other connections are.
         publish_event(*this, root_, g, p->leave_frame(), wake, root_->stats.presence_leaves);
-        delete_presence(root_, alloc_, p);
+        delete_presence(root_, alloc_, p, &wake);
         collect_group(root_, alloc_, g);
     }
 }
@@ -837,9 +924,14 @@ uint64_t Registry::sweep_presence(uint64_t now, SlotSet& wake) noexcept {
         }
         GroupNode* g = p->group;
         remove_pending(root_, p);
-        publish_event(*this, root_, g, p->leave_frame(), wake, root_->stats.presence_leaves);
-        delete_presence(root_, alloc_, p);
-        collect_group(root_, alloc_, g);
+        p->leave_at = 0;
+        mark_dirty(root_, p, &wake);
+        if (p->remote == nullptr) {  // else still present on other nodes
+            publish_event(*this, root_, g, p->leave_frame(), wake,
+                          root_->stats.presence_leaves);
+            delete_presence(root_, alloc_, p, &wake);
+            collect_group(root_, alloc_, g);
+        }
         p = older;
     }
     return earliest;
@@ -1284,6 +1376,255 @@ void Registry::release_queue(QueueNode* list) noexcept {
         }
         alloc_.deallocate(list);
         list = next;
+    }
+}
+
+}  // namespace realtime
+
+namespace realtime {
+
+// ------------------------------------------------- presence across nodes
+
+bool Registry::is_pending(const PresenceNode* p) const noexcept {
+    return p->leaving_prev != nullptr || root_->leaving == p;
+}
+
+void Registry::unmark_dirty(PresenceNode* p) noexcept {
+    unlink_dirty(root_, p);
+}
+
+PresenceGone* Registry::reverse_gone(PresenceGone* list) noexcept {
+    PresenceGone* out = nullptr;
+    while (list) {
+        PresenceGone* next = list->next;
+        list->next = out;
+        out = list;
+        list = next;
+    }
+    return out;
+}
+
+GroupNode* Registry::obtain_group(std::string_view group) noexcept {
+    uint32_t hash = hash_group_name(group);
+    GroupNode** link;
+    GroupNode* g = lookup(group, hash, &link);
+    if (g) {
+        return g;
+    }
+    g = static_cast<GroupNode*>(alloc_.allocate(sizeof(GroupNode) + group.size()));
+    if (g == nullptr) {
+        return nullptr;
+    }
+    std::memset(g, 0, sizeof(GroupNode));
+    g->hash = hash;
+    g->name_len = static_cast<uint16_t>(group.size());
+    std::memcpy(g + 1, group.data(), group.size());
+    g->epoch = next_epoch(root_);
+    *link = g;
+    root_->groups++;
+    return g;
+}
+
+RemotePresence** Registry::find_holder(PresenceNode* p, uint32_t node) noexcept {
+    RemotePresence** link = &p->remote;
+    while (*link && (*link)->node != node) {
+        link = &(*link)->next;
+    }
+    return link;
+}
+
+void Registry::remove_holder(PresenceNode* p, RemotePresence** link) noexcept {
+    RemotePresence* h = *link;
+    *link = h->next;
+    alloc_.deallocate(h);
+    p->group->remote--;
+    root_->stats.presence_remote--;
+}
+
+// p is gone everywhere (no connection here, no pending leave, no holder):
+// its leave event (events) and its node go; its group stays for the caller.
+bool Registry::end_if_absent(PresenceNode* p, bool events, SlotSet& wake) noexcept {
+    if (p->connections > 0 || is_pending(p) || p->remote) {
+        return false;
+    }
+    if (events) {
+        publish_event(*this, root_, p->group, p->leave_frame(), wake,
+                      root_->stats.presence_leaves);
+    }
+    delete_presence(root_, alloc_, p, &wake);
+    return true;
+}
+
+Registry::Status Registry::set_holder(GroupNode* g, std::string_view user, uint32_t node,
+                                      uint32_t connections, std::string_view info,
+                                      std::string_view join_frame, std::string_view leave_frame,
+                                      bool events, uint32_t mark, SlotSet& wake) noexcept {
+    uint32_t hash = hash_presence(g->name(), user);
+    PresenceNode* p = find_presence(root_, g, user, hash);
+    if (p) {
+        RemotePresence** link = find_holder(p, node);
+        if (*link) {
+            (*link)->connections = connections;
+            (*link)->seen = mark;
+            return Status::kOk;
+        }
+    }
+    PresenceSpec spec{user, info, join_frame, leave_frame, 0};
+    if (p == nullptr && !valid_spec(spec)) {
+        return Status::kNoMemory;  // nothing a node here could hold
+    }
+    auto* h = static_cast<RemotePresence*>(alloc_.allocate(sizeof(RemotePresence)));
+    if (h == nullptr) {
+        return Status::kNoMemory;
+    }
+    h->node = node;
+    h->connections = connections;
+    h->seen = mark;
+    bool joined = false;
+    if (p == nullptr) {
+        void* block = alloc_.allocate(presence_size(spec));
+        if (block == nullptr) {
+            alloc_.deallocate(h);
+            return Status::kNoMemory;
+        }
+        p = init_presence(root_, block, g, spec, hash);
+        p->connections = 0;
+        p->leave_at = 0;
+        joined = true;
+    }
+    // else present already (here, pending here, or on another node)
+    h->next = p->remote;
+    p->remote = h;
+    g->remote++;
+    root_->stats.presence_remote++;
+    if (joined && events) {
+        publish_event(*this, root_, g, join_frame, wake, root_->stats.presence_joins);
+    }
+    return Status::kOk;
+}
+
+Registry::Status Registry::remote_presence(std::string_view group, std::string_view user,
+                                           uint32_t node, bool present, uint32_t connections,
+                                           std::string_view info, std::string_view join_frame,
+                                           std::string_view leave_frame, uint64_t now,
+                                           SlotSet& wake) noexcept {
+    (void) now;
+    if (!present) {
+        GroupNode* g = lookup(group, hash_group_name(group), nullptr);
+        if (g == nullptr) {
+            return Status::kOk;
+        }
+        PresenceNode* p = find_presence(root_, g, user, hash_presence(group, user));
+        if (p == nullptr) {
+            return Status::kOk;
+        }
+        RemotePresence** link = find_holder(p, node);
+        if (*link == nullptr) {
+            return Status::kOk;
+        }
+        remove_holder(p, link);
+        if (end_if_absent(p, true, wake)) {
+            collect_group(root_, alloc_, g);
+        }
+        return Status::kOk;
+    }
+    GroupNode* g = obtain_group(group);
+    if (g == nullptr) {
+        return Status::kNoMemory;
+    }
+    Status s = set_holder(g, user, node, connections, info, join_frame, leave_frame, true, 0, wake);
+    if (s != Status::kOk) {
+        collect_group(root_, alloc_, g);
+    }
+    return s;
+}
+
+Registry::Status Registry::replace_remote_presence(std::string_view group,
+                                                   const RemoteEntry* entries, size_t n,
+                                                   uint32_t self, uint64_t now,
+                                                   SlotSet& wake) noexcept {
+    (void) now;
+    GroupNode* g = lookup(group, hash_group_name(group), nullptr);
+    bool others = false;
+    for (size_t i = 0; i < n && !others; ++i) {
+        others = entries[i].node != self;
+    }
+    if (g == nullptr && !others) {
+        return Status::kOk;  // nothing held, nothing to hold
+    }
+    if (g == nullptr && (g = obtain_group(group)) == nullptr) {
+        return Status::kNoMemory;
+    }
+    bool joins = g->remote_synced != 0;
+    for (PresenceNode* p = g->presence; p; p = p->next) {
+        for (RemotePresence* h = p->remote; h; h = h->next) {
+            h->seen = 0;
+        }
+    }
+    Status status = Status::kOk;
+    for (size_t i = 0; i < n; ++i) {
+        const RemoteEntry& e = entries[i];
+        if (e.node == self) {
+            continue;  // this node's own state is what it holds here
+        }
+        if (set_holder(g, e.user, e.node, e.connections, e.info, e.join_frame, e.leave_frame,
+                       joins, 1, wake) != Status::kOk) {
+            status = Status::kNoMemory;
+        }
+    }
+    PresenceNode* p = g->presence;
+    while (p) {
+        PresenceNode* next = p->next;
+        RemotePresence** link = &p->remote;
+        bool removed = false;
+        while (*link) {
+            if ((*link)->seen == 0) {
+                remove_holder(p, link);
+                removed = true;
+            } else {
+                link = &(*link)->next;
+            }
+        }
+        if (removed) {
+            end_if_absent(p, true, wake);
+        }
+        p = next;
+    }
+    g->remote_synced = 1;
+    collect_group(root_, alloc_, g);
+    return status;
+}
+
+void Registry::drop_remote_group(std::string_view group) noexcept {
+    GroupNode* g = lookup(group, hash_group_name(group), nullptr);
+    if (g == nullptr) {
+        return;
+    }
+    SlotSet wake;  // no event; the outbox is drained on the timer
+    PresenceNode* p = g->presence;
+    while (p) {
+        PresenceNode* next = p->next;
+        if (p->remote) {
+            while (p->remote) {
+                remove_holder(p, &p->remote);
+            }
+            if (p->connections == 0 && !is_pending(p)) {
+                delete_presence(root_, alloc_, p, &wake);
+            }
+        }
+        p = next;
+    }
+    g->remote_synced = 0;
+    collect_group(root_, alloc_, g);
+}
+
+void Registry::mark_all_presence_dirty(SlotSet& wake) noexcept {
+    for (uint32_t b = 0; b <= root_->bucket_mask; ++b) {
+        for (PresenceNode* p = root_->presence_buckets[b]; p; p = p->hash_next) {
+            if (p->connections > 0 || is_pending(p) || p->announced) {
+                mark_dirty(root_, p, &wake);
+            }
+        }
     }
 }
 

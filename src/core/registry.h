@@ -167,6 +167,12 @@ struct GroupNode {
     PresenceNode* presence;
     PresenceNode* presence_tail;
     uint32_t present;      // nodes in that list: the exact member count
+    // Presence across nodes (realtime_redis): RemotePresence records of
+    // the users in this group, and whether a snapshot of the other nodes'
+    // presence here was applied since the group was last dropped (see
+    // Registry::replace_remote_presence).
+    uint32_t remote;
+    uint32_t remote_synced;
     // History (realtime_history): the group's last messages, oldest first.
     // A group stays while it has any, even with no subscriber, so a client
     // that comes back finds what it missed.
@@ -213,6 +219,16 @@ struct MemberNode {
     PresenceNode* presence;  // the user it counts for there; nullptr: untracked
 };
 
+// Another node's hold on a user in a group (realtime_redis): that node
+// has connections of the user there (connections > 0) or a pending leave
+// (connections == 0).
+struct RemotePresence {
+    RemotePresence* next;
+    uint32_t node;         // the other node's zone_id
+    uint32_t connections;
+    uint32_t seen;         // replace_remote_presence's mark
+};
+
 // One user present in one group, whatever the number of its connections
 // (tabs) and of the workers holding them. Keyed by (group, user) in the
 // root's presence table, so a node-wide backend can mirror it as such. The
@@ -226,14 +242,27 @@ struct PresenceNode {
     PresenceNode* leaving_prev;  // root->leaving, while connections == 0
     PresenceNode* leaving_next;
     GroupNode* group;
+    // Presence across nodes: the other nodes holding this user here. A
+    // node with connections == 0, not pending and remote != nullptr is
+    // remote-only: listed and counted, but no connection here.
+    RemotePresence* remote;
+    // The outbox (ClusterState::presence_outbox): on root->dirty while its
+    // local state changed since the last drain; announced: the last state
+    // drained said "present here" (its removal must be told).
+    PresenceNode* dirty_prev;
+    PresenceNode* dirty_next;
     uint64_t leave_at;   // connections == 0: when the leave is published (ms)
     uint32_t hash;       // hash_presence(group name, user)
-    uint32_t connections;
+    uint32_t connections;  // on this node
     uint32_t leave_delay;  // ms, as the first join asked
     uint32_t leave_size;
+    uint32_t join_size;
     uint16_t user_len;
     uint16_t info_len;
-    // followed by the user, the info (JSON text) and the leave frame
+    uint8_t dirty;
+    uint8_t announced;
+    // followed by the user, the info (JSON text), the leave frame and the
+    // join frame (for the other nodes)
 
     std::string_view user() const noexcept {
         return std::string_view(reinterpret_cast<const char*>(this + 1), user_len);
@@ -245,6 +274,50 @@ struct PresenceNode {
         return std::string_view(reinterpret_cast<const char*>(this + 1) + user_len + info_len,
                                 leave_size);
     }
+    std::string_view join_frame() const noexcept {
+        return std::string_view(
+            reinterpret_cast<const char*>(this + 1) + user_len + info_len + leave_size, join_size);
+    }
+    // Connections here and on every other node.
+    uint64_t total_connections() const noexcept {
+        uint64_t n = connections;
+        for (const RemotePresence* r = remote; r; r = r->next) {
+            n += r->connections;
+        }
+        return n;
+    }
+};
+
+// A (group, user) whose presence here was told to the other nodes and was
+// then forgotten here: the outbox still has to tell them it is gone.
+struct PresenceGone {
+    PresenceGone* next;
+    uint16_t group_len;
+    uint16_t user_len;
+    // followed by the group name and the user
+};
+
+// What the outbox gives for one (group, user): its presence on this node
+// now (present: connections here or a pending leave), with what the other
+// nodes need to show it. gone (present false) carries no payloads.
+struct PresenceDelta {
+    std::string_view group;
+    std::string_view user;
+    std::string_view info;
+    std::string_view join_frame;
+    std::string_view leave_frame;
+    bool present;
+    uint32_t connections;
+};
+
+// One other node's state of a user in a snapshot (replace_remote_presence).
+struct RemoteEntry {
+    uint32_t node;
+    uint32_t connections;
+    std::string_view user;
+    std::string_view info;
+    std::string_view join_frame;
+    std::string_view leave_frame;
 };
 
 // One message kept in a group's history. Also on the root's list of all
@@ -289,13 +362,15 @@ struct RegistryStats {
     uint64_t presence_leaves;        // leave events published
     uint64_t presence_events_lost;   // events not published: zone full
     uint64_t history_evicted;        // entries dropped early: zone full
+    uint64_t presence_remote;        // RemotePresence records held now
+    uint64_t presence_outbox_lost;   // "gone" records not kept: zone full
 };
 
 // The layout of everything in the zone. A zone survives `nginx -s reload`,
 // and a reload may bring a new build of the module: one with another layout
 // must not read the zone (the glue refuses the reload instead). Bump it on
 // any change to the structures above or below.
-constexpr uint32_t kRegistryLayout = 0x52540005;  // "RT", version 5
+constexpr uint32_t kRegistryLayout = 0x52540006;  // "RT", version 6
 
 // A group whose subscriber count went from 0 to 1 or back, for the node's
 // Redis subscriber (ClusterState::changed).
@@ -339,6 +414,10 @@ struct ClusterState {
     // Message ids come from the cluster (Registry::PublishOptions::ids):
     // a publish without them takes none (set by the glue at start).
     uint8_t external_ids;
+    // Presence across nodes: set by the glue for a zone with realtime_redis,
+    // so that every change of a user's local presence goes to the outbox.
+    uint8_t presence_outbox;
+    uint64_t presence_sent;  // deltas the subscriber sent to Redis
     // Per worker slot: the last fence of that slot's claim (owner) that
     // the subscriber saw come back from Redis. A publish waits for its
     // fence before it is delivered here, so everything Redis ordered
@@ -369,6 +448,10 @@ struct RegistryRoot {
     HistEntry* hist_head;   // every group's history entries, oldest first
     HistEntry* hist_tail;
     uint64_t hist_entries;  // entries on that list
+    // The presence outbox (ClusterState::presence_outbox): nodes whose
+    // local state changed, and records of forgotten ones.
+    PresenceNode* dirty;
+    PresenceGone* gone;
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
     ClusterState cluster;
@@ -570,6 +653,80 @@ public:
                           const ShmMessage** out, MessageId* ids, size_t max,
                           size_t* n) noexcept;
 
+    // Presence across nodes (realtime_redis). `node` is another node's
+    // zone_id. present: the node holds the user here now with connections
+    // (0: a pending leave there); !present: it does not any more. The
+    // first holder anywhere publishes join_frame to the group; the last
+    // one going, with no presence here, publishes the stored leave frame.
+    // kNoMemory: nothing changed (zone full).
+    Status remote_presence(std::string_view group, std::string_view user, uint32_t node,
+                           bool present, uint32_t connections, std::string_view info,
+                           std::string_view join_frame, std::string_view leave_frame,
+                           uint64_t now, SlotSet& wake) noexcept;
+
+    // A snapshot of the other nodes' presence in group: entries not from
+    // self become its remote holders; holders not in it are removed, with
+    // events for the differences (joins only when a snapshot was applied
+    // to the group before: the first one after a subscription tells the
+    // existing users quietly, as a joiner here is not told of them either).
+    // O(group's presence + entries). kNoMemory: some entries were not kept.
+    Status replace_remote_presence(std::string_view group, const RemoteEntry* entries,
+                                   size_t n, uint32_t self, uint64_t now,
+                                   SlotSet& wake) noexcept;
+
+    // Forgets every remote holder in group, without events (this node no
+    // longer follows the group).
+    void drop_remote_group(std::string_view group) noexcept;
+
+    // The outbox: f(const PresenceDelta&) for every record then every
+    // dirty node, oldest change first where it matters (a record of a
+    // forgotten node comes before a new node of the same user), at most max
+    // of them (the rest stays for the next call); the marks of those given
+    // are cleared. Under the lock; f must not throw. Returns how many.
+    template <class F>
+    size_t take_presence_outbox(F f, size_t max = SIZE_MAX) noexcept {
+        size_t n = 0;
+        PresenceGone* list = reverse_gone(root_->gone);  // oldest first
+        root_->gone = nullptr;
+        while (list && n < max) {
+            PresenceGone* next = list->next;
+            const char* d = reinterpret_cast<const char*>(list + 1);
+            PresenceDelta delta{std::string_view(d, list->group_len),
+                                std::string_view(d + list->group_len, list->user_len),
+                                {}, {}, {}, false, 0};
+            f(delta);
+            n++;
+            alloc_.deallocate(list);
+            list = next;
+        }
+        if (list) {
+            root_->gone = reverse_gone(list);  // newest first again
+            return n;
+        }
+        while (n < max && root_->dirty) {
+            PresenceNode* p = root_->dirty;
+            unmark_dirty(p);
+            bool here = p->connections > 0 || is_pending(p);
+            if (!here && !p->announced) {
+                continue;
+            }
+            PresenceDelta delta{p->group->name(), p->user(), p->info(), p->join_frame(),
+                                p->leave_frame(), here, p->connections};
+            p->announced = here;
+            f(delta);
+            n++;
+        }
+        return n;
+    }
+    bool presence_outbox_empty() const noexcept {
+        return root_->dirty == nullptr && root_->gone == nullptr;
+    }
+
+    // Marks every (group, user) present here, or announced, as changed: a
+    // full resync of this node's presence (after Redis came back). O(all
+    // presence).
+    void mark_all_presence_dirty(SlotSet& wake) noexcept;
+
     // Moves a worker's queue (oldest first) to its draining list, clears its
     // wake-up flag and returns the list. The messages stay valid until
     // finish_drain(slot), so the worker reads them without the lock.
@@ -591,6 +748,17 @@ private:
     void leave_members(ConnNode* conn, uint64_t now, SlotSet& wake) noexcept;
     uint32_t distinct(GroupNode* const* found, size_t n) noexcept;
     void note_group_change(GroupNode* g) noexcept;
+    GroupNode* obtain_group(std::string_view group) noexcept;
+    void unmark_dirty(PresenceNode* p) noexcept;
+    bool is_pending(const PresenceNode* p) const noexcept;
+    static PresenceGone* reverse_gone(PresenceGone* list) noexcept;
+    void remove_holder(PresenceNode* p, RemotePresence** link) noexcept;
+    bool end_if_absent(PresenceNode* p, bool events, SlotSet& wake) noexcept;
+    RemotePresence** find_holder(PresenceNode* p, uint32_t node) noexcept;
+    Status set_holder(GroupNode* g, std::string_view user, uint32_t node, uint32_t connections,
+                      std::string_view info, std::string_view join_frame,
+                      std::string_view leave_frame, bool events, uint32_t mark,
+                      SlotSet& wake) noexcept;
 
     RegistryRoot* root_;
     Allocator& alloc_;

@@ -27,8 +27,11 @@
  * Publishing (and the fences that keep the API's order across nodes) is
  * in ngx_http_realtime_cluster_publish.cpp.
  *
- * Not shared in this slice: control messages (actions by user), presence
- * events, and the history of remote messages (they are published here
+ * Presence across nodes is in ngx_http_realtime_cluster_presence.cpp (its
+ * deltas arrive here on the group channels, its snapshots on ours).
+ *
+ * Not shared in this slice: control messages (actions by user) and the
+ * history of remote messages (they are published here
  * without history: the next slice carries ids across nodes).
  */
 
@@ -40,6 +43,7 @@
 #include "core/cluster_message.h"
 #include "core/group_name.h"
 #include "core/ws_frame.h"
+#include "ngx_http_realtime_cluster_presence.h"
 #include "ngx_http_realtime_cluster_scripts.h"
 #include "ngx_http_realtime_cluster_state.h"
 #include "ngx_http_realtime_history.h"
@@ -68,7 +72,8 @@ ngx_http_realtime_cluster_zones(void)
 
 /* ------------------------------------------------------ subscriber link */
 
-/* "h <us>": our heartbeat; "f <slot> <claim> <n>": a publisher's fence. */
+/* "h <us>": our heartbeat; "f <slot> <claim> <n>": a publisher's fence;
+   "s...": a presence snapshot we asked for. */
 
 static void
 ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
@@ -76,6 +81,11 @@ ngx_http_realtime_cluster_node_message(ngx_http_realtime_cluster_t *cl,
 {
     uint64_t  v[3];
     size_t    i, n;
+
+    if (!text.empty() && text[0] == 's') {
+        ngx_http_realtime_cluster_presence_snapshot(cl, text);
+        return;
+    }
 
     if (text.size() < 3 || text[1] != ' ') {
         cl->dropped++;
@@ -151,6 +161,12 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
 
     if (channel == *cl->node_channel) {
         ngx_http_realtime_cluster_node_message(cl, text);
+        return;
+    }
+
+    if (!text.empty() && text[0] == 'p') {
+        /* presence, not a message: ngx_http_realtime_cluster_presence.cpp */
+        ngx_http_realtime_cluster_presence_delta(cl, channel, text);
         return;
     }
 
@@ -266,9 +282,16 @@ ngx_http_realtime_cluster_push(ngx_http_realtime_redis_link_t *link,
     std::string_view  kind(reply->element[0]->str, reply->element[0]->len);
 
     if (kind == "subscribe" || kind == "unsubscribe") {
-        ngx_http_realtime_cluster_confirmed(cl,
-            std::string_view(reply->element[1]->str, reply->element[1]->len),
-            kind == "subscribe");
+        std::string_view  channel(reply->element[1]->str,
+                                  reply->element[1]->len);
+
+        ngx_http_realtime_cluster_confirmed(cl, channel, kind == "subscribe");
+
+        if (kind == "subscribe") {
+            /* the group's presence snapshot comes after this, in order */
+            ngx_http_realtime_cluster_presence_subscribed(cl, channel);
+        }
+
         return;
     }
 
@@ -303,6 +326,10 @@ ngx_http_realtime_cluster_sub_up(ngx_http_realtime_redis_link_t *link)
 
     ngx_http_realtime_cluster_sync(cl, true);
     ngx_http_realtime_cluster_save(cl);
+
+    /* our presence again (Redis may have lost it, or our changes) */
+    ngx_http_realtime_cluster_presence_resync(cl);
+    ngx_http_realtime_cluster_presence_tick(cl);
 
     if (!cl->check.timer_set) {
         ngx_add_timer(&cl->check, NGX_HTTP_REALTIME_CLUSTER_CHECK);
@@ -387,7 +414,7 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
 
     try {
         std::set<std::string>     want;
-        std::vector<std::string>  add, remove;
+        std::vector<std::string>  add, remove, stale;
         bool                      walk = all;
 
         {
@@ -406,6 +433,10 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
                     std::string  name(g);
                     bool         have = cl->groups->count(name) != 0;
 
+                    if (!subscribed) {
+                        stale.push_back(name);  /* its remote presence */
+                    }
+
                     if (subscribed && !have) {
                         add.push_back(name);
                         cl->groups->insert(std::move(name));
@@ -421,12 +452,19 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
             }
 
             if (walk) {
-                reg->each_group([&want](const realtime::GroupNode &g) {
+                stale.clear();
+
+                reg->each_group([&want, &stale](const realtime::GroupNode &g) {
                     if (g.subscribers && g.name()[0] != '~') {
                         want.emplace(g.name());
+
+                    } else if (g.remote) {
+                        stale.emplace_back(g.name());   /* not followed now */
                     }
                 });
             }
+
+            ngx_http_realtime_cluster_presence_forget(reg.get(), stale);
         }
 
         if (walk) {
@@ -481,6 +519,7 @@ ngx_http_realtime_cluster_check_handler(ngx_event_t *ev) noexcept
     }
 
     ngx_http_realtime_cluster_sync(cl, false);
+    ngx_http_realtime_cluster_presence_drain(cl);
 
     ngx_add_timer(&cl->check, NGX_HTTP_REALTIME_CLUSTER_CHECK);
 }
@@ -636,6 +675,9 @@ ngx_http_realtime_cluster_tick_zone(ngx_http_realtime_cluster_t *cl)
             }
         }
 
+        /* this node is alive; expired ones are reaped */
+        ngx_http_realtime_cluster_presence_tick(cl);
+
     } else if (cl->cmd.state == NGX_HTTP_REALTIME_REDIS_UP
                && cl->cmd.sent->empty() && !ngx_exiting
                && ngx_current_msec - cl->cmd.used_at >= 1000)
@@ -668,6 +710,8 @@ ngx_http_realtime_cluster_save(ngx_http_realtime_cluster_t *cl)
     cs->dropped += cl->dropped;
     cs->local_only += cl->local_only;
     cs->reconnects += cl->cmd.reconnects + cl->sub.reconnects;
+    cs->presence_sent += cl->presence_sent;
+    cl->presence_sent = 0;
 
     cl->published = cl->received = cl->dropped = cl->local_only = 0;
     cl->cmd.reconnects = cl->sub.reconnects = 0;
@@ -735,6 +779,10 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
 
             z[i]->root->cluster.external_ids = z[i]->redis ? 1 : 0;
             z[i]->root->cluster.track_changes = z[i]->redis ? 1 : 0;
+
+            if (z[i]->redis == NULL) {
+                z[i]->root->cluster.presence_outbox = 0;    /* set below */
+            }
         }
 
         if (z[i]->redis == NULL) {
@@ -789,6 +837,8 @@ ngx_http_realtime_cluster_init(ngx_cycle_t *cycle) noexcept
         }
 
         z[i]->cluster = cl;
+
+        ngx_http_realtime_cluster_presence_init(cl);
 
         /* a node without a subscriber misses messages: elect at once */
         ngx_http_realtime_cluster_tick_zone(cl);
@@ -850,6 +900,7 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
         ngx_http_realtime_redis_close(&cl->cmd);
 
         ngx_http_realtime_cluster_save(cl);
+        ngx_http_realtime_cluster_presence_exit(cl);   /* after the links */
 
         delete cl->groups;
         delete cl->node_channel;
@@ -870,6 +921,7 @@ std::string
 ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
 {
     realtime::ClusterState  cs;
+    uint64_t                remote;
 
     if (z->redis == NULL) {
         return std::string();
@@ -879,6 +931,7 @@ ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
         ngx_http_realtime_registry_t  reg(z);
 
         cs = z->root->cluster;
+        remote = z->root->stats.presence_remote;
     }
 
     const char  *state = cs.owner == 0 ? "down"
@@ -893,5 +946,7 @@ ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
            + ",\"published\":" + std::to_string(cs.published)
            + ",\"received\":" + std::to_string(cs.received)
            + ",\"dropped\":" + std::to_string(cs.dropped)
-           + ",\"local_only\":" + std::to_string(cs.local_only) + "}";
+           + ",\"local_only\":" + std::to_string(cs.local_only)
+           + ",\"presence_remote\":" + std::to_string(remote)
+           + ",\"presence_sent\":" + std::to_string(cs.presence_sent) + "}";
 }

@@ -63,6 +63,28 @@ void ngx_http_realtime_cluster_local_only(ngx_http_realtime_zone_t *z,
  */
 void ngx_http_realtime_cluster_fences(void) noexcept;
 
+/* The subscriber sends the presence changes the zone's outbox holds (the
+   drain after a wake-up). */
+void ngx_http_realtime_cluster_presence_drain_all(void) noexcept;
+
+/*
+ * GET ?presence= with realtime_redis. The zone knows a group's users on
+ * every node only when this node follows the group (it has subscribers
+ * there, or a snapshot of it was applied): _local says so. Otherwise the
+ * answer is built from Redis' hash of the group: done(data, json) later,
+ * json NULL when Redis did not answer. NGX_DECLINED: not asked (the link
+ * is down); done is not called.
+ */
+bool ngx_http_realtime_cluster_presence_local(ngx_http_realtime_zone_t *z,
+    std::string_view group) noexcept;
+
+typedef void (*ngx_http_realtime_cluster_answer_pt)(void *data,
+    const std::string *json);
+
+ngx_int_t ngx_http_realtime_cluster_presence_query(ngx_http_realtime_zone_t *z,
+    std::string_view group, ngx_uint_t max,
+    ngx_http_realtime_cluster_answer_pt done, void *data) noexcept;
+
 /* ,"redis":{...} for realtime_stats, or "" without realtime_redis. May
    throw std::bad_alloc. */
 std::string ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z);

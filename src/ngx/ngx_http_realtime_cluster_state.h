@@ -43,6 +43,14 @@ struct ngx_http_realtime_cluster_t {
     uint64_t                           local_only;
     uint64_t                           latency_us; /* 0: nothing new */
     bool                               local_logged;
+
+    /* presence across nodes (ngx_http_realtime_cluster_presence.cpp) */
+    uint64_t                           presence_sent;
+    ngx_uint_t                         presence_inflight;
+    std::set<std::string>             *presence_snapshots; /* to ask for */
+    bool                               presence_resync;
+    bool                               presence_tick_sent;
+    bool                               presence_error_logged;
 };
 
 

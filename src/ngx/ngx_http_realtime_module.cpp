@@ -392,6 +392,7 @@ ngx_http_realtime_drain(void) noexcept
 {
     ngx_http_realtime_groups_drain();
     ngx_http_realtime_cluster_fences();
+    ngx_http_realtime_cluster_presence_drain_all();
 }
 
 

@@ -305,7 +305,9 @@ ngx_http_realtime_presence_list(ngx_http_realtime_zone_t *z,
         out += realtime::json_quote(realtime::json_string_text(p->user()));
         out += ",\"info\":";
         out += p->info_len ? p->info() : std::string_view("null");
-        out += ",\"connections\":" + std::to_string(p->connections) + "}";
+        /* here and on the other nodes (realtime_redis) */
+        out += ",\"connections\":" + std::to_string(p->total_connections())
+               + "}";
     }
 
     out += "]";

@@ -469,7 +469,46 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
 }
 
 
-/* GET ?presence=NAME: the users in the group, across all workers. */
+/* GET ?presence=NAME: the users in the group, across all workers (and,
+   with realtime_redis, all nodes). */
+
+struct ngx_http_realtime_presence_wait_t {
+    ngx_http_request_t            *r;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+    ngx_str_t                      name;
+};
+
+
+static void
+ngx_http_realtime_presence_answered(void *data, const std::string *json)
+{
+    ngx_int_t           rc;
+    ngx_connection_t   *c;
+    auto               *w = (ngx_http_realtime_presence_wait_t *) data;
+    ngx_http_request_t *r = w->r;
+
+    c = r->connection;
+
+    try {
+        if (json) {
+            rc = ngx_http_realtime_send_json(r, NGX_HTTP_OK, *json);
+
+        } else {
+            /* Redis did not answer: what this node knows */
+            rc = ngx_http_realtime_send_json(r, NGX_HTTP_OK,
+                     ngx_http_realtime_presence_list(w->rlcf->zone,
+                         ngx_http_realtime_sv(w->name),
+                         w->rlcf->presence_max_list, std::string_view()));
+        }
+
+    } catch (...) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
 
 static ngx_int_t
 ngx_http_realtime_publish_presence(ngx_http_request_t *r,
@@ -491,6 +530,33 @@ ngx_http_realtime_publish_presence(ngx_http_request_t *r,
     if (!realtime::is_valid_group_name(ngx_http_realtime_sv(name))) {
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid group name (1-100 of A-Z a-z 0-9 - _ . :)");
+    }
+
+    /* a group this node does not follow: its users are in Redis */
+    if (rlcf->zone->redis
+        && !ngx_http_realtime_cluster_presence_local(rlcf->zone,
+                                                     ngx_http_realtime_sv(name)))
+    {
+        auto  *w = ngx_http_realtime_pool_new<
+                       ngx_http_realtime_presence_wait_t>(r->pool);
+        if (w == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        w->r = r;
+        w->rlcf = rlcf;
+        w->name = name;
+
+        if (ngx_http_realtime_cluster_presence_query(rlcf->zone,
+                ngx_http_realtime_sv(name), rlcf->presence_max_list,
+                ngx_http_realtime_presence_answered, w)
+            == NGX_OK)
+        {
+            r->main->count++;
+            return NGX_DONE;
+        }
+
+        /* Redis down: what this node knows */
     }
 
     std::string  out = ngx_http_realtime_presence_list(rlcf->zone,

@@ -30,7 +30,7 @@ static void ngx_http_realtime_redis_arm(ngx_http_realtime_redis_link_t *link);
 
 
 /* realtime_redis URL [zone=NAME] [prefix=STRING] [timeout=TIME]
-   [password=P] [db=N] (the last two for a unix: URL) */
+   [node_expiry=TIME] [password=P] [db=N] (the last two for a unix: URL) */
 
 char *
 ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -54,6 +54,7 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     rc->timeout = 1000;
+    rc->node_expiry = 15000;
     ngx_str_set(&rc->prefix, "realtime");
 
     try {
@@ -88,6 +89,21 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                     return (char *) NGX_CONF_ERROR;
                 }
 
+            } else if (v->len > 12
+                       && ngx_strncmp(v->data, "node_expiry=", 12) == 0)
+            {
+                ngx_str_t  t = { v->len - 12, v->data + 12 };
+
+                rc->node_expiry = ngx_parse_time(&t, 0);
+                if (rc->node_expiry == (ngx_msec_t) NGX_ERROR
+                    || rc->node_expiry < 2000)
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid node_expiry \"%V\" (at least "
+                                       "2s: nodes check in every second)", &t);
+                    return (char *) NGX_CONF_ERROR;
+                }
+
             } else if (url.is_unix && v->len > 9
                        && ngx_strncmp(v->data, "password=", 9) == 0)
             {
@@ -109,7 +125,8 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                 /* never echo it: it may be a password= where none fits */
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid parameter %ui of realtime_redis "
-                                   "(zone=, prefix=, timeout=; password= "
+                                   "(zone=, prefix=, timeout=, node_expiry=; "
+                                   "password= "
                                    "and db= after a unix: URL)", i);
                 return (char *) NGX_CONF_ERROR;
             }

@@ -21,7 +21,8 @@ extern "C" {
 #include <deque>
 
 
-/* realtime_redis URL [zone=NAME] [prefix=STRING] [timeout=TIME]; */
+/* realtime_redis URL [zone=NAME] [prefix=STRING] [timeout=TIME]
+   [node_expiry=TIME]; */
 struct ngx_http_realtime_redis_conf_t {
     ngx_str_t                   display;   /* the URL without its password */
     ngx_str_t                   prefix;    /* of every channel name */
@@ -34,6 +35,8 @@ struct ngx_http_realtime_redis_conf_t {
     ngx_str_t                   user;      /* AUTH [user] password */
     ngx_str_t                   password;
     ngx_uint_t                  db;        /* SELECT db, when not 0 */
+    ngx_msec_t                  node_expiry; /* a silent node's users
+                                                leave after it */
 };
 
 
