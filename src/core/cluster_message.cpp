@@ -1,8 +1,11 @@
 #include "cluster_message.h"
 
+#include "group_name.h"
+
 namespace realtime {
 
-std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload) {
+std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload,
+                                   bool is_control) {
     static const char hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(14 + payload.size());
@@ -10,7 +13,7 @@ std::string encode_cluster_message(uint32_t node, bool is_string, std::string_vi
     for (int shift = 28; shift >= 0; shift -= 4) {
         out += hex[(node >> shift) & 0xf];
     }
-    out += is_string ? " s\n" : " -\n";
+    out += is_control ? (is_string ? " cs\n" : " c\n") : is_string ? " s\n" : " -\n";
     out.append(payload.data(), payload.size());
     return out;
 }
@@ -80,10 +83,13 @@ bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept 
     }
     ++i;  // the space
     bool is_string = false;
+    bool is_control = false;
     size_t flags = 0;
     for (; i < text.size() && text[i] != '\n' && !(with_id && text[i] == ' '); ++i, ++flags) {
         if (text[i] == 's') {
             is_string = true;
+        } else if (text[i] == 'c') {
+            is_control = true;
         } else if (text[i] != '-') {
             return false;  // a flag this version does not know
         }
@@ -110,9 +116,18 @@ bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept 
     }
     m.node = static_cast<uint32_t>(node);
     m.is_string = is_string;
+    m.is_control = is_control;
     m.payload = text.substr(i + 1);
     *out = m;
     return true;
+}
+
+bool is_shared_group(std::string_view group) noexcept {
+    constexpr std::string_view kUser = "~user:";
+    if (group.size() > kUser.size() && group.substr(0, kUser.size()) == kUser) {
+        return group.size() <= 255;  // what a message can name
+    }
+    return is_valid_group_name(group);
 }
 
 std::string cluster_channel(std::string_view prefix, std::string_view group) {

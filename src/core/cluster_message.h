@@ -5,7 +5,9 @@
 //   "1 <node id, hex> <flags>\n" <payload>
 //
 // The version digit comes first so the format can change; flags is "-"
-// or letters: s = the payload is a JSON string's text (not a JSON value).
+// or letters: s = the payload is a JSON string's text (not a JSON value);
+// c = the payload is an instruction for the group's connections (an action
+// by user, to "~user:USER"), not a message to send them.
 // The node id lets a node drop its own messages (delivered here already).
 // Anything else is refused whole: the receiver counts and drops it.
 //
@@ -27,6 +29,7 @@ namespace realtime {
 struct ClusterMessage {
     uint32_t node = 0;
     bool is_string = false;
+    bool is_control = false;
     uint64_t epoch = 0;  // version 2: the id; 0 in version 1
     uint64_t seq = 0;
     uint32_t history_size = 0;
@@ -40,10 +43,15 @@ std::string cluster_message_head(uint32_t node, bool is_string);
 std::string cluster_message_tail(uint32_t history_size, uint32_t history_ttl);
 
 // May throw std::bad_alloc.
-std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload);
+std::string encode_cluster_message(uint32_t node, bool is_string, std::string_view payload,
+                                   bool is_control = false);
 
 // false: not a message of this format (nothing is read past text).
 bool parse_cluster_message(std::string_view text, ClusterMessage* out) noexcept;
+
+// Whether a group's messages go to the other nodes: a valid group name,
+// or a user's internal group "~user:USER" (actions by user).
+bool is_shared_group(std::string_view group) noexcept;
 
 // "<prefix>:g:<group>"; May throw std::bad_alloc.
 std::string cluster_channel(std::string_view prefix, std::string_view group);

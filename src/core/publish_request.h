@@ -19,6 +19,8 @@ struct PublishItem {
     std::vector<std::string> groups;
     std::string payload;     // the text frame's payload (valid UTF-8)
     bool is_string = false;  // data was a JSON string: payload is its text
+    bool is_control = false; // (made by the glue, never parsed) payload is
+                             // an action's instruction, not a message
 };
 
 struct PublishRequest {

@@ -172,8 +172,9 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
 
     if (!realtime::cluster_channel_group(
             ngx_http_realtime_sv(z->redis->prefix), channel, &group)
-        || !realtime::is_valid_group_name(group)
-        || !realtime::parse_cluster_message(text, &m))
+        || !realtime::is_shared_group(group)
+        || !realtime::parse_cluster_message(text, &m)
+        || m.is_control != (group[0] == '~'))   /* actions to users only */
     {
         cl->dropped++;
         return;
@@ -186,8 +187,10 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
     std::string  frame;
 
     try {
-        frame = realtime::ws::encode_frame(realtime::ws::Opcode::kText,
-                                           m.payload);
+        /* an action by user is an instruction as it is, not a frame */
+        frame = m.is_control ? std::string(m.payload)
+                             : realtime::ws::encode_frame(
+                                   realtime::ws::Opcode::kText, m.payload);
     } catch (...) {
         cl->dropped++;
         return;
@@ -198,6 +201,10 @@ ngx_http_realtime_cluster_receive(ngx_http_realtime_cluster_t *cl,
 
     options.header_size = (uint8_t) (frame.size() - m.payload.size());
     options.flags = m.is_string ? realtime::kPayloadIsString : 0;
+
+    if (m.is_control) {
+        options.kind = realtime::MessageKind::kControl;
+    }
 
     if (m.seq) {
         /* kept here as its publisher keeps it, with the id Redis gave */
@@ -426,7 +433,7 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
                list is incomplete or the subscription is new */
             bool  complete = reg->take_group_changes(
                 [&](std::string_view g, bool subscribed) {
-                    if (walk || g[0] == '~') {
+                    if (walk || !realtime::is_shared_group(g)) {
                         return;
                     }
 
@@ -455,7 +462,7 @@ ngx_http_realtime_cluster_sync(ngx_http_realtime_cluster_t *cl, bool all)
                 stale.clear();
 
                 reg->each_group([&want, &stale](const realtime::GroupNode &g) {
-                    if (g.subscribers && g.name()[0] != '~') {
+                    if (g.subscribers && realtime::is_shared_group(g.name())) {
                         want.emplace(g.name());
 
                     } else if (g.remote) {

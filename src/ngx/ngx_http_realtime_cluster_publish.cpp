@@ -386,7 +386,8 @@ ngx_http_realtime_cluster_publish(ngx_http_realtime_zone_t *z,
             } else {
                 wire = realtime::encode_cluster_message(z->root->zone_id,
                                                         item.is_string,
-                                                        item.payload);
+                                                        item.payload,
+                                                        item.is_control);
             }
 
             for (const auto &g : item.groups) {

@@ -284,9 +284,96 @@ ngx_http_realtime_publish_local(ngx_http_request_t *r,
  * retry without duplicates.
  */
 
-struct ngx_http_realtime_publish_wait_t {
-    ngx_http_request_t            *r;
-    ngx_http_realtime_loc_conf_t  *rlcf;
+/*
+ * A request suspended until Redis answers. Not in the request's pool: a
+ * reply may come after the request went (terminated, the worker exiting),
+ * and must then read nothing freed. The pool's cleanup only says so.
+ */
+
+struct ngx_http_realtime_request_wait_t {
+    ngx_http_request_t  *r = NULL;     /* NULL: the request is gone */
+    ngx_pool_cleanup_t  *cln = NULL;
+
+    virtual ~ngx_http_realtime_request_wait_t() = default;
+};
+
+
+static void
+ngx_http_realtime_request_wait_cleanup(void *data) noexcept
+{
+    ((ngx_http_realtime_request_wait_t *) data)->r = NULL;
+}
+
+
+/* Before the command goes: NGX_ERROR when out of memory. */
+
+static ngx_int_t
+ngx_http_realtime_request_wait_arm(ngx_http_request_t *r,
+    ngx_http_realtime_request_wait_t *w)
+{
+    w->cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (w->cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->r = r;
+    w->cln->handler = ngx_http_realtime_request_wait_cleanup;
+    w->cln->data = w;
+
+    return NGX_OK;
+}
+
+
+/* The answer came: the request, or NULL when it went (w is then freed). */
+
+static ngx_http_request_t *
+ngx_http_realtime_request_wait_take(ngx_http_realtime_request_wait_t *w)
+{
+    ngx_http_request_t  *r = w->r;
+
+    if (r == NULL) {
+        delete w;
+        return NULL;
+    }
+
+    w->cln->handler = NULL;
+
+    return r;
+}
+
+
+/* The command could not go: the request goes on without w. */
+
+static void
+ngx_http_realtime_request_wait_drop(ngx_http_realtime_request_wait_t *w)
+{
+    if (w->cln) {
+        w->cln->handler = NULL;
+    }
+
+    delete w;
+}
+
+
+/* Finishes a request that waited (w freed): as the content phase would. */
+
+static void
+ngx_http_realtime_request_wait_finish(ngx_http_realtime_request_wait_t *w,
+    ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c = r->connection;
+
+    delete w;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+struct ngx_http_realtime_publish_wait_t final
+    : ngx_http_realtime_request_wait_t
+{
+    ngx_http_realtime_loc_conf_t  *rlcf = NULL;
     realtime::PublishRequest       req;
 };
 
@@ -296,14 +383,15 @@ ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
     const realtime::MessageId *ids)
 {
     ngx_int_t           rc;
-    ngx_connection_t   *c;
     auto               *w = (ngx_http_realtime_publish_wait_t *) data;
-    ngx_http_request_t *r = w->r;
+    ngx_http_request_t *r = ngx_http_realtime_request_wait_take(w);
 
-    c = r->connection;
+    if (r == NULL) {
+        return;
+    }
 
     if (nodes < 0) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "realtime: publish refused with 503: redis did not "
                       "take it");
 
@@ -320,8 +408,7 @@ ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
         }
     }
 
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_realtime_request_wait_finish(w, r, rc);
 }
 
 
@@ -329,14 +416,13 @@ static ngx_int_t
 ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req)
 {
-    ngx_http_realtime_publish_wait_t  *w;
+    auto  *w = new (std::nothrow) ngx_http_realtime_publish_wait_t();
 
-    w = ngx_http_realtime_pool_new<ngx_http_realtime_publish_wait_t>(r->pool);
-    if (w == NULL) {
+    if (w == NULL || ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
+        delete w;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    w->r = r;
     w->rlcf = rlcf;
     w->req = std::move(req);
 
@@ -345,6 +431,7 @@ ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
             ngx_http_realtime_publish_redis_done, w)
         != NGX_OK)
     {
+        ngx_http_realtime_request_wait_drop(w);
         return ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "{\"error\":\"redis unavailable\"}");
     }
@@ -415,12 +502,65 @@ ngx_http_realtime_publish_info(ngx_http_request_t *r,
  * connections joined at its handshake. The answer counts them.
  */
 
+static ngx_int_t ngx_http_realtime_publish_action_local(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act,
+    int64_t nodes);
+
+
+/*
+ * With realtime_redis an action reaches the user's connections on every
+ * node: it goes first to Redis on the channel of "~user:U" (which each
+ * node follows while it has connections of U), then here, as a publish
+ * does (503 and nothing done anywhere when Redis is unavailable).
+ */
+
+struct ngx_http_realtime_action_wait_t final
+    : ngx_http_realtime_request_wait_t
+{
+    ngx_http_realtime_loc_conf_t  *rlcf = NULL;
+    realtime::ActionRequest        act;
+    realtime::PublishRequest       req;
+};
+
+
+static void
+ngx_http_realtime_action_redis_done(void *data, int64_t nodes,
+    const realtime::MessageId *ids)
+{
+    ngx_int_t           rc;
+    auto               *w = (ngx_http_realtime_action_wait_t *) data;
+    ngx_http_request_t *r = ngx_http_realtime_request_wait_take(w);
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (nodes < 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: action refused with 503: redis did not "
+                      "take it");
+
+        rc = ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "{\"error\":\"redis unavailable\"}");
+
+    } else {
+        try {
+            rc = ngx_http_realtime_publish_action_local(r, w->rlcf, w->act,
+                                                        nodes);
+
+        } catch (...) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_http_realtime_request_wait_finish(w, r, rc);
+}
+
+
 static ngx_int_t
 ngx_http_realtime_publish_action(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act)
 {
-    realtime::Registry::Published  res;
-
     if (!act.ok) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "realtime: action refused with 400: %*s",
@@ -428,6 +568,49 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
 
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST, act.error);
     }
+
+    if (rlcf->zone->redis == NULL) {
+        return ngx_http_realtime_publish_action_local(r, rlcf, act, -1);
+    }
+
+    auto  *w = new (std::nothrow) ngx_http_realtime_action_wait_t();
+
+    if (w == NULL || ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
+        delete w;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->rlcf = rlcf;
+    w->act = act;
+    w->req.ok = true;
+    w->req.items.emplace_back();
+    w->req.items.back().groups.push_back("~user:" + act.user);
+    w->req.items.back().payload = act.instruction;
+    w->req.items.back().is_control = true;
+
+    if (ngx_http_realtime_cluster_publish(rlcf->zone, w->req, 0, 0,
+            ngx_http_realtime_action_redis_done, w)
+        != NGX_OK)
+    {
+        ngx_http_realtime_request_wait_drop(w);
+        return ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "{\"error\":\"redis unavailable\"}");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* Here: a control message to "~user:U"; nodes >= 0: Redis took it first. */
+
+static ngx_int_t
+ngx_http_realtime_publish_action_local(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, const realtime::ActionRequest &act,
+    int64_t nodes)
+{
+    realtime::Registry::Published  res;
 
     std::string       key = "~user:" + act.user;
     std::string_view  name(key);
@@ -462,8 +645,13 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
 
     std::string  out = "{\"action\":" + realtime::json_quote(act.action)
                        + ",\"user\":" + realtime::json_quote(act.user)
-                       + ",\"connections\":" + std::to_string(res.subscribers)
-                       + "}";
+                       + ",\"connections\":" + std::to_string(res.subscribers);
+
+    if (nodes >= 0) {
+        out += ",\"nodes\":" + std::to_string(nodes);
+    }
+
+    out += "}";
 
     return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);
 }
@@ -472,10 +660,11 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
 /* GET ?presence=NAME: the users in the group, across all workers (and,
    with realtime_redis, all nodes). */
 
-struct ngx_http_realtime_presence_wait_t {
-    ngx_http_request_t            *r;
-    ngx_http_realtime_loc_conf_t  *rlcf;
-    ngx_str_t                      name;
+struct ngx_http_realtime_presence_wait_t final
+    : ngx_http_realtime_request_wait_t
+{
+    ngx_http_realtime_loc_conf_t  *rlcf = NULL;
+    ngx_str_t                      name;    /* in r's pool: read while r is */
 };
 
 
@@ -483,11 +672,12 @@ static void
 ngx_http_realtime_presence_answered(void *data, const std::string *json)
 {
     ngx_int_t           rc;
-    ngx_connection_t   *c;
     auto               *w = (ngx_http_realtime_presence_wait_t *) data;
-    ngx_http_request_t *r = w->r;
+    ngx_http_request_t *r = ngx_http_realtime_request_wait_take(w);
 
-    c = r->connection;
+    if (r == NULL) {
+        return;
+    }
 
     try {
         if (json) {
@@ -505,8 +695,7 @@ ngx_http_realtime_presence_answered(void *data, const std::string *json)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_realtime_request_wait_finish(w, r, rc);
 }
 
 
@@ -537,13 +726,13 @@ ngx_http_realtime_publish_presence(ngx_http_request_t *r,
         && !ngx_http_realtime_cluster_presence_local(rlcf->zone,
                                                      ngx_http_realtime_sv(name)))
     {
-        auto  *w = ngx_http_realtime_pool_new<
-                       ngx_http_realtime_presence_wait_t>(r->pool);
-        if (w == NULL) {
+        auto  *w = new (std::nothrow) ngx_http_realtime_presence_wait_t();
+
+        if (w == NULL || ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
+            delete w;
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        w->r = r;
         w->rlcf = rlcf;
         w->name = name;
 
@@ -555,6 +744,8 @@ ngx_http_realtime_publish_presence(ngx_http_request_t *r,
             r->main->count++;
             return NGX_DONE;
         }
+
+        ngx_http_realtime_request_wait_drop(w);
 
         /* Redis down: what this node knows */
     }
@@ -813,20 +1004,12 @@ ngx_http_realtime_publish_history(ngx_http_request_t *r,
 
 /* GET ?history with realtime_redis: the group's stream in Redis. */
 
-/* Not in the request's pool: the reply may come after the request went. */
-struct ngx_http_realtime_history_wait_t {
-    ngx_http_request_t   *r;        /* NULL: the request is gone */
-    ngx_pool_cleanup_t   *cln;
-    std::string           group;
-    realtime::MessageId   since;    /* epoch 0: none */
-};
-
-
-static void
-ngx_http_realtime_history_wait_cleanup(void *data) noexcept
+struct ngx_http_realtime_history_wait_t final
+    : ngx_http_realtime_request_wait_t
 {
-    ((ngx_http_realtime_history_wait_t *) data)->r = NULL;
-}
+    std::string           group;
+    realtime::MessageId   since{0, 0};  /* epoch 0: none */
+};
 
 
 static void
@@ -834,17 +1017,12 @@ ngx_http_realtime_publish_history_read(void *data,
     const ngx_http_realtime_fetched_t *f)
 {
     ngx_int_t            rc;
-    ngx_connection_t    *c;
     auto                *w = (ngx_http_realtime_history_wait_t *) data;
-    ngx_http_request_t  *r = w->r;
+    ngx_http_request_t  *r = ngx_http_realtime_request_wait_take(w);
 
     if (r == NULL) {
-        delete w;
         return;
     }
-
-    c = r->connection;
-    w->cln->handler = NULL;
 
     try {
         if (f->state == ngx_http_realtime_fetched_t::kUnknown) {
@@ -911,10 +1089,7 @@ ngx_http_realtime_publish_history_read(void *data,
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    delete w;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_realtime_request_wait_finish(w, r, rc);
 }
 
 
@@ -922,20 +1097,18 @@ static ngx_int_t
 ngx_http_realtime_publish_history_cluster(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *name, ngx_str_t *since)
 {
-    ngx_pool_cleanup_t                *cln;
     ngx_http_realtime_history_wait_t  *w;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    try {
+        w = new ngx_http_realtime_history_wait_t();
+        w->group.assign((const char *) name->data, name->len);
+
+    } catch (...) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    try {
-        w = new ngx_http_realtime_history_wait_t{
-                r, cln, std::string((const char *) name->data, name->len),
-                realtime::MessageId{0, 0} };
-
-    } catch (...) {
+    if (ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
+        delete w;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -949,12 +1122,9 @@ ngx_http_realtime_publish_history_cluster(ngx_http_request_t *r,
             w)
         != NGX_OK)
     {
-        delete w;
+        ngx_http_realtime_request_wait_drop(w);
         return NGX_DECLINED;
     }
-
-    cln->handler = ngx_http_realtime_history_wait_cleanup;
-    cln->data = w;
 
     r->main->count++;
 

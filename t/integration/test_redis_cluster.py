@@ -427,9 +427,9 @@ def test_envelopes_and_string_payloads_across_nodes(redis, nginx_factory):
         # no history where it was published: nobody numbers it, no "id"
         assert "id" not in first and "id" not in second, (first, second)
 
-    # the users' internal groups ("~user:...") are never shared
+    # the users' internal groups ("~user:...") are followed for actions only
     everything = redis.cmd("PUBSUB", "CHANNELS", "*")
-    assert not [c for c in everything if "~" in c], everything
+    assert [c for c in everything if "~" in c] == ["realtime:g:~user:alice"], everything
     assert "realtime:g:ev" in everything
 
 
@@ -685,3 +685,56 @@ def test_reload_keeps_one_subscriber(redis, nginx_factory):
     assert next_text(wa) == next_text(wb) == "2"
     # one subscription per node, whatever the number of workers
     assert redis.cmd("PUBSUB", "NUMSUB", "realtime:g:reloaded")[1] == 2
+
+
+# --------------------------------------------------------------------------
+# actions by user across nodes
+
+
+def _expect_close(ws, code, reason=b""):
+    while True:
+        f = ws.recv_data(timeout=TIMEOUT)
+        if f.opcode == wsclient.OP_CLOSE:
+            break
+        raise AssertionError(f"expected a close frame, got {f!r}")
+    assert f.close_code == code and f.close_reason == reason, f
+
+
+def test_actions_reach_the_users_connections_on_every_node(redis, nginx_factory):
+    a, b, c = start_nodes(nginx_factory, redis.url, n=3)
+    alice_a = subscribe(a.port, "/env?g=room&u=alice")
+    alice_b = subscribe(b.port, "/env?g=room&u=alice")
+    bob_b = subscribe(b.port, "/env?g=room&u=bob")
+    wait_numsub(redis, "~user:alice", 2)
+
+    # posted to a node where alice has no connection: both of hers, on a and b
+    r = publish(c.port, {"action": "subscribe", "user": "alice", "group": "extra"}).json()
+    assert r == {"action": "subscribe", "user": "alice", "connections": 0, "nodes": 2}, r
+    wait_numsub(redis, "extra", 2)
+    publish(c.port, {"group": "extra", "data": "only alice"})
+    for ws in (alice_a, alice_b):
+        m = json.loads(next_text(ws))
+        while m.get("type") == "subscribed":    # the action's notice first
+            m = json.loads(next_text(ws))
+        assert m["data"] == "only alice", m
+
+    r = publish(a.port, {"action": "disconnect", "user": "alice", "code": 4001,
+                         "reason": "banned"}).json()
+    assert r == {"action": "disconnect", "user": "alice", "connections": 1, "nodes": 2}, r
+    for ws in (alice_a, alice_b):
+        _expect_close(ws, 4001, b"banned")
+    # bob is untouched
+    publish(a.port, {"group": "room", "data": "bob still here"})
+    assert json.loads(next_text(bob_b))["data"] == "bob still here"
+    wait_numsub(redis, "~user:alice", 0)
+
+
+def test_actions_are_refused_while_redis_is_down(redis, nginx_factory):
+    a, b = start_nodes(nginx_factory, redis.url)
+    alice = subscribe(b.port, "/env?g=room&u=alice")
+    wait_numsub(redis, "~user:alice", 1)
+    redis.kill()
+    assert wait_for(lambda: redis_stats(a)["state"] != "up", TIMEOUT)
+    r = publish(a.port, {"action": "disconnect", "user": "alice"}, expect=503)
+    assert r.json() == {"error": "redis unavailable"}
+    assert alice.is_open()
