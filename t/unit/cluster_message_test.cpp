@@ -102,6 +102,31 @@ TEST(ClusterMessage, MalformedVersion2IsRefused) {
     }
 }
 
+TEST(ClusterMessage, ControlFlagForActions) {
+    std::string wire = encode_cluster_message(5, false, "{\"action\":\"disconnect\"}", true);
+    EXPECT_EQ(wire, "1 00000005 c\n{\"action\":\"disconnect\"}");
+    ClusterMessage m;
+    ASSERT_TRUE(parse_cluster_message(wire, &m));
+    EXPECT_TRUE(m.is_control);
+    EXPECT_FALSE(m.is_string);
+    ASSERT_TRUE(parse_cluster_message(encode_cluster_message(5, true, "x", true), &m));
+    EXPECT_TRUE(m.is_control && m.is_string);
+    ASSERT_TRUE(parse_cluster_message(encode_cluster_message(5, true, "x"), &m));
+    EXPECT_FALSE(m.is_control);
+    EXPECT_FALSE(parse_cluster_message("1 5 cx\nx", &m));
+}
+
+TEST(ClusterChannel, SharedGroupsAreValidNamesAndUsersInternalGroups) {
+    EXPECT_TRUE(is_shared_group("room:1"));
+    EXPECT_TRUE(is_shared_group("~user:alice"));
+    EXPECT_TRUE(is_shared_group("~user:any bytes \xff at all"));
+    EXPECT_FALSE(is_shared_group("~user:"));
+    EXPECT_FALSE(is_shared_group("~other:x"));
+    EXPECT_FALSE(is_shared_group("bad name"));
+    EXPECT_FALSE(is_shared_group(""));
+    EXPECT_FALSE(is_shared_group("~user:" + std::string(250, 'u')));
+}
+
 TEST(ClusterChannel, NamesAndBack) {
     EXPECT_EQ(cluster_channel("realtime", "room:1"), "realtime:g:room:1");
     std::string_view g;
