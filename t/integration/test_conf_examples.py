@@ -17,6 +17,7 @@ from jwt_util import KeyPair, make_token, new_secret, new_secret_file
 from nginx_harness import MODULE, REPO, example_locations, example_snippet, wait_for
 from sse_client import Stream
 from wsclient import assert_json_error, handshake
+from test_redis_cluster import redis, redis_factory  # noqa: F401
 
 EXAMPLES = sorted((REPO / "conf-examples").glob("*.conf"))
 
@@ -327,11 +328,11 @@ class JwtExample:
     opens a wss socket with a token for those claims ("iss" and "exp" added
     unless given)."""
 
-    def __init__(self, nginx_factory, name, tls_cert, ssl_context, key):
+    def __init__(self, nginx_factory, name, tls_cert, ssl_context, key, replace=()):
         self.snippet, _ = example_snippet(name, replace=[
             ("/etc/nginx/realtime/jwt-public.pem", str(key.pub_path)),
             ("/etc/ssl/certs/ssl-cert-snakeoil.pem", str(tls_cert[0])),
-            ("/etc/ssl/private/ssl-cert-snakeoil.key", str(tls_cert[1]))])
+            ("/etc/ssl/private/ssl-cert-snakeoil.key", str(tls_cert[1])), *replace])
         self.ngx = nginx_factory(self.snippet)
         placeholders = {ph for _l, ph in example_locations(self.snippet, "realtime_websocket")}
         assert placeholders == {"ssl_port"}, placeholders
@@ -342,9 +343,10 @@ class JwtExample:
     def token(self, **claims):
         return make_token("ES256", self.key, {"iss": ORIGIN, "exp": int(time.time()) + 600, **claims})
 
-    def connect(self, path, **claims):
-        _, ws = subscriber(self.port, f"{path}?token={self.token(**claims)}", [("Origin", ORIGIN)],
-                           ssl_context=self.ssl_context)
+    def connect(self, path, query="", **claims):
+        q = f"{query}&" if query else ""
+        _, ws = subscriber(self.port, f"{path}?{q}token={self.token(**claims)}",
+                           [("Origin", ORIGIN)], ssl_context=self.ssl_context)
         return ws
 
     def refused(self, path, token, status):
@@ -370,11 +372,67 @@ class JwtExample:
 def jwt_example(nginx_factory, tls_cert, client_ssl_context, tmp_path):
     tmp_path.chmod(0o755)
     key = KeyPair(tmp_path, "p256", "app")
-    return lambda name: JwtExample(nginx_factory, name, tls_cert, client_ssl_context, key)
+    return lambda name, **kw: JwtExample(nginx_factory, name, tls_cert, client_ssl_context, key,
+                                         **kw)
 
 
 def next_json(ws):
     return json.loads(next_text(ws))
+
+
+def test_multi_node_chat_example_end_to_end(jwt_example, redis):
+    """The chat room on two nodes sharing a real redis-server: members on
+    either node talk, presence counts a user once across nodes, a member
+    that comes back through the other node resumes, and the app asks any
+    node."""
+    a, b = (jwt_example("multi-node-chat.conf",
+                        replace=[("redis://127.0.0.1:6379", redis.url)]) for _ in range(2))
+    # both nodes' subscribers are up: each follows its node channel
+    assert wait_for(lambda: len(redis.channels("chat:n:*")) == 2, 10)
+
+    def joined(name):
+        return {"group": "chat_lobby",
+                "data": {"type": "user_event", "event": "user_joined", "user": name}}
+
+    alice = a.connect("/ws/chat/lobby/", sub="5", username="alice")
+    assert next_json(alice) == joined("alice")
+    assert wait_for(lambda: redis.numsub("chat:g:chat_lobby") == 1, 10)
+    bob = b.connect("/ws/chat/lobby/", sub="8", username="bob")
+    assert next_json(bob) == joined("bob")
+    assert next_json(alice) == joined("bob")       # across nodes
+    alice_b = b.connect("/ws/chat/lobby/", sub="5", username="alice")  # a tab on B: no event
+    assert wait_for(lambda: redis.numsub("chat:g:chat_lobby") == 2, 10)
+
+    alice.send_text('{"message":"Merhaba!"}')
+    got = [next_json(ws) for ws in (alice, bob, alice_b)]
+    assert got[0] == got[1] == got[2], got
+    first = got[0]
+    assert first["data"] == {"message": "Merhaba!", "type": "chat_message", "sender": "alice"}
+    assert re.fullmatch(r"[0-9a-f]{16}:1", first["id"]), first
+
+    # one user, two nodes: counted once, with both tabs
+    for ex in (a, b):
+        p = ex.presence("chat_lobby")
+        assert p["count"] == 2, p
+        assert {u["user"]: u["connections"] for u in p["users"]} == {"5": 2, "8": 1}, p
+
+    # bob goes; alice's message meanwhile; bob comes back through node A
+    close_ws(bob)
+    alice.send_text('{"message":"are you there?"}')
+    missed = next_json(alice)
+    assert next_json(alice_b) == missed
+    bob = a.connect("/ws/chat/lobby/", query=f"last_id={first['id']}", sub="8", username="bob")
+    assert next_json(bob) == missed     # back within leave_delay: no leave, no join
+    close_ws(bob)
+    assert next_json(alice) == {"group": "chat_lobby", "data": {
+        "type": "user_event", "event": "user_left", "user": "bob"}}
+
+    port, path = a.pub
+    hist = http_call(b.pub[0], "GET", f"{b.pub[1]}?history=chat_lobby").json()
+    assert [m["id"] for m in hist["messages"]] == [first["id"], missed["id"]], hist
+    assert publish(port, {"group": "chat_lobby", "data": {"type": "chat_message",
+                                                           "message": "Hi!", "sender": "bot"}},
+                   path=path).json()["nodes"] == 2
 
 
 def test_chat_room_example_end_to_end(jwt_example):
@@ -579,5 +637,5 @@ def test_every_example_runs_end_to_end():
     """A new file in conf-examples/ needs its own end-to-end test above."""
     covered = {"demo.conf", "notifications.conf", "django-session.conf", "jwt-notifications.conf",
                "chat-room.conf", "online-status.conf", "project-tickets.conf",
-               "notifications-relay.conf"}
+               "notifications-relay.conf", "multi-node-chat.conf"}
     assert {e.name for e in EXAMPLES} == covered
