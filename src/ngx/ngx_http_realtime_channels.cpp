@@ -1220,9 +1220,11 @@ ngx_http_realtime_channels_save(ngx_http_realtime_channels_t *ch)
 
         if (ch->conf->layer == NGX_HTTP_REALTIME_CHANNELS_CORE) {
             s = ngx_min(ch->cmd.state, ch->pop.state);
-            s = (ch->cmd.state == NGX_HTTP_REALTIME_REDIS_DOWN
-                 || ch->pop.state == NGX_HTTP_REALTIME_REDIS_DOWN)
-                ? NGX_HTTP_REALTIME_REDIS_DOWN : s;
+            if (ch->cmd.state == NGX_HTTP_REALTIME_REDIS_DOWN
+                || ch->pop.state == NGX_HTTP_REALTIME_REDIS_DOWN)
+            {
+                s = NGX_HTTP_REALTIME_REDIS_DOWN;
+            }
 
         } else {
             s = ch->sub.state;
