@@ -694,10 +694,13 @@ ngx_http_realtime_channels_link_down(ngx_http_realtime_redis_link_t *link)
         ch->popping = 0;
     }
 
-    if (link == &ch->cmd || link == &ch->sub) {
-        /* Redis may have lost them: all of them again on reconnect */
+    if (link == &ch->sub) {
+        /* a new connection has no subscription: all again on reconnect */
         ch->groups->clear();
     }
+
+    /* core: the registrations are kept, and all made again on reconnect
+       (Redis may have lost them), those of groups left meanwhile removed */
 
     ngx_http_realtime_channels_save(ch);
 }
@@ -856,7 +859,8 @@ ngx_http_realtime_channels_sync(ngx_http_realtime_channels_t *ch, bool all)
         }
 
         for (const auto &g : want) {
-            if (ch->groups->count(g) == 0) {
+            /* after a reconnect (all), the core layer's again */
+            if (ch->groups->count(g) == 0 || (all && core)) {
                 add.push_back(g);
             }
         }
@@ -953,7 +957,10 @@ ngx_http_realtime_channels_sync_up(ngx_http_realtime_redis_link_t *link)
 {
     auto  *ch = (ngx_http_realtime_channels_t *) link->data;
 
-    ch->groups->clear();
+    if (link == &ch->sub) {
+        ch->groups->clear();
+    }
+
     ngx_http_realtime_channels_sync(ch, true);
     ngx_http_realtime_channels_save(ch);
 

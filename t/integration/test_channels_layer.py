@@ -462,3 +462,30 @@ def test_malformed_message_is_dropped_and_counted(redis, nginx_factory, app_fact
     assert_burst(ws, 1)
     assert "dropped" in node.error_log()
     assert node.worker_pids() and ch_stats(node)["state"] == "up"
+
+
+def test_reload_keeps_the_registration_and_quit_removes_it(redis, nginx_factory, app_factory):
+    node = nginx_factory(conf(redis.url), workers=2)
+    wait_up(node)
+    app = app_factory(redis.url)
+    cp = ch_stats(node)["client_prefix"]
+    ws = subscribe(node.port, "/ws?g=news")
+    wait_registered(redis, node, "news")
+
+    _old, new = node.reload()
+    # the next workers hold the same identity (kept in the zone)
+    assert wait_for(lambda: ch_stats(node)["holder_pid"] in new
+                    and ch_stats(node)["state"] == "up", TIMEOUT), ch_stats(node)
+    assert ch_stats(node)["client_prefix"] == cp
+    close_ws(ws)
+    ws = subscribe(node.port, "/ws?g=news")
+    wait_registered(redis, node, "news")
+    app.send(burst("news", 3))
+    assert_burst(ws, 3)
+    close_ws(ws)
+
+    ws = subscribe(node.port, "/ws?g=news")
+    wait_registered(redis, node, "news")
+    node.stop()
+    # nginx quit: Django sends nothing to it any more
+    assert members(redis, "news") == [], members(redis, "news")
