@@ -143,10 +143,8 @@ ngx_http_realtime_channels_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                 return v->len > len && ngx_strncmp(v->data, name, len) == 0;
             };
 
-            if (is("symmetric_encryption_keys=", 26)
-                || is("encryption=", 11)
-                || (v->len >= 10
-                    && ngx_strncmp(v->data, "encryption", 10) == 0))
+            if (ngx_strlcasestrn(v->data, v->data + v->len,
+                                 (u_char *) "encrypt", 7 - 1) != NULL)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "realtime_channels_redis: encrypted "

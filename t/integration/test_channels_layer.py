@@ -426,12 +426,19 @@ def test_inbox_full_is_counted(redis, nginx_factory, app_factory):
     assert_burst(ws, 5, start=100)
 
 
-def test_redis_restart_delivery_resumes(redis, nginx_factory, app_factory):
-    node = nginx_factory(conf(redis.url), workers=2)
+@pytest.mark.parametrize("layer", ["core", "pubsub"])
+def test_redis_restart_delivery_resumes(redis, nginx_factory, app_factory, layer):
+    node = nginx_factory(conf(redis.url, f"layer={layer}"), workers=2)
     wait_up(node)
-    app = app_factory(redis.url)
+    app = app_factory(redis.url, layer=layer)
     ws = subscribe(node.port, "/ws?g=news")
-    wait_registered(redis, node, "news")
+
+    def ready():
+        if layer == "core":
+            wait_registered(redis, node, "news")
+        else:
+            wait_numsub(redis, "asgi__group__news", 1)
+    ready()
     app.send(burst("news", 3))
     assert_burst(ws, 3)
 
@@ -439,12 +446,13 @@ def test_redis_restart_delivery_resumes(redis, nginx_factory, app_factory):
     assert wait_for(lambda: ch_stats(node)["state"] == "down", TIMEOUT), ch_stats(node)
     redis.start()
     wait_up(node)
-    # the registration is made again (Redis lost it)
-    wait_registered(redis, node, "news")
+    # the registration or subscription is made again (Redis lost it)
+    ready()
     app.send(burst("news", 3, start=3))
     assert_burst(ws, 3, start=3)
     log = node.error_log()
-    assert log.count("channel layer inbox link") >= 1 and "lost" in log, log[-2000:]
+    link = "channel layer inbox link" if layer == "core" else "channel layer subscriber link"
+    assert log.count(link) >= 1 and "lost" in log, log[-2000:]
 
 
 def test_malformed_message_is_dropped_and_counted(redis, nginx_factory, app_factory):
