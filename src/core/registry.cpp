@@ -293,9 +293,9 @@ void remove_pending(RegistryRoot* root, PresenceNode* p) noexcept {
 // The subscriber drains the outbox: it is woken when the outbox gains its
 // first entry (and looks every 100 ms anyway).
 void wake_drainer(RegistryRoot* root, SlotSet* wake) noexcept {
-    if (wake && root->dirty == nullptr && root->gone == nullptr && root->cluster.owner &&
-        root->cluster.slot < kMaxWorkerSlots) {
-        wake->set(root->cluster.slot);
+    if (wake && root->dirty == nullptr && root->gone == nullptr && root->cluster.election.owner &&
+        root->cluster.election.slot < kMaxWorkerSlots) {
+        wake->set(root->cluster.election.slot);
     }
 }
 

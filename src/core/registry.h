@@ -370,7 +370,7 @@ struct RegistryStats {
 // and a reload may bring a new build of the module: one with another layout
 // must not read the zone (the glue refuses the reload instead). Bump it on
 // any change to the structures above or below.
-constexpr uint32_t kRegistryLayout = 0x52540006;  // "RT", version 6
+constexpr uint32_t kRegistryLayout = 0x52540007;  // "RT", version 7
 
 // A group whose subscriber count went from 0 to 1 or back, for the node's
 // Redis subscriber (ClusterState::changed).
@@ -388,11 +388,17 @@ struct ChangedGroup {
 // the subscription, and what realtime_stats shows of the links. The glue
 // reads and writes it under the lock; nothing in the core but the counter
 // of subscribed groups touches it.
-struct ClusterState {
-    uint64_t owner;      // WorkerSlot::owner of the subscriber's claim, 0: none
-    uint64_t lease;      // ms (CLOCK_MONOTONIC) the subscriber last renewed it
+// A role one worker of the node holds (the Redis subscriber, the channel
+// layer's links): elected through the zone by the glue, under the lock.
+struct Election {
+    uint64_t owner;      // WorkerSlot::owner of the holder's claim, 0: none
+    uint64_t lease;      // ms (CLOCK_MONOTONIC) the holder last renewed it
     uint32_t slot;       // its slot
     int32_t pid;         // its process
+};
+
+struct ClusterState {
+    Election election;   // the subscriber's
     // Bumped (atomically, under the lock) each time a group's subscriber
     // count goes from 0 to 1 or back: the subscriber reads it without the
     // lock and walks the groups only when it moved.
@@ -426,6 +432,21 @@ struct ClusterState {
     uint64_t fence[kMaxWorkerSlots];
 };
 
+// The node's part in a Django Channels layer (realtime_channels_redis):
+// which worker holds its links, and what realtime_stats shows. The glue
+// reads and writes it under the lock; the core never touches it.
+struct ChannelsState {
+    Election election;
+    char client_prefix[33];  // 32 hex, NUL-terminated; "": not picked yet
+    uint8_t state;           // its links: 0 down, 1 connecting, 2 up
+    uint32_t groups;         // groups registered (core) or subscribed (pubsub)
+    uint64_t received;       // messages taken from Redis
+    uint64_t delivered;      // published into the zone
+    uint64_t dropped;        // could not be decoded, mapped or published
+    uint64_t ignored;        // a rule says off
+    uint64_t inbox_full;     // times the inbox was found at its capacity
+};
+
 struct RegistryRoot {
     uint32_t layout;  // kRegistryLayout; first, so any version can read it
     uint32_t bucket_mask;
@@ -455,6 +476,7 @@ struct RegistryRoot {
     WorkerSlot slots[kMaxWorkerSlots];
     RegistryStats stats;
     ClusterState cluster;
+    ChannelsState channels;
 };
 
 uint32_t hash_group_name(std::string_view name) noexcept;

@@ -46,6 +46,7 @@
 #include "ngx_http_realtime_cluster_presence.h"
 #include "ngx_http_realtime_cluster_scripts.h"
 #include "ngx_http_realtime_cluster_state.h"
+#include "ngx_http_realtime_election.h"
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_worker.h"
 
@@ -542,52 +543,31 @@ ngx_http_realtime_cluster_check_handler(ngx_event_t *ev) noexcept
 static bool
 ngx_http_realtime_cluster_elect(ngx_http_realtime_cluster_t *cl)
 {
-    uint64_t                   now;
-    bool                       mine;
     ngx_http_realtime_zone_t  *z = cl->zone;
-
-    now = ngx_http_realtime_now_ms();
 
     ngx_http_realtime_registry_t  reg(z);
 
     realtime::ClusterState  *cs = &z->root->cluster;
 
-    mine = z->slot >= 0 && cs->owner != 0 && cs->owner == z->owner;
-
-    if (ngx_exiting) {
-        if (mine) {
-            cs->owner = 0;
-            cs->pid = 0;
-            cs->state = 0;
-        }
-
-        return false;
-    }
-
-    if (mine) {
-        cs->lease = now;
-        return true;
-    }
-
-    if (z->slot < 0) {
-        return false;
-    }
-
-    const realtime::WorkerSlot  &held = z->root->slots[cs->slot];
-
-    if (cs->owner == 0 || held.pid == 0 || held.owner != cs->owner
-        || now - cs->lease > NGX_HTTP_REALTIME_CLUSTER_LEASE)
+    switch (ngx_http_realtime_elect(z, &cs->election,
+                                    ngx_http_realtime_now_ms(),
+                                    NGX_HTTP_REALTIME_CLUSTER_LEASE))
     {
-        cs->owner = z->owner;
-        cs->slot = (uint32_t) z->slot;
-        cs->pid = (int32_t) ngx_pid;
-        cs->lease = now;
+    case NGX_HTTP_REALTIME_ELECT_KEPT:
+        return true;
+
+    case NGX_HTTP_REALTIME_ELECT_TAKEN:
         cs->state = 1;
         cs->channels = 0;
         return true;
-    }
 
-    return false;
+    case NGX_HTTP_REALTIME_ELECT_RELEASED:
+        cs->state = 0;
+        return false;
+
+    default:
+        return false;
+    }
 }
 
 
@@ -723,7 +703,7 @@ ngx_http_realtime_cluster_save(ngx_http_realtime_cluster_t *cl)
     cl->published = cl->received = cl->dropped = cl->local_only = 0;
     cl->cmd.reconnects = cl->sub.reconnects = 0;
 
-    if (cl->subscriber && z->slot >= 0 && cs->owner == z->owner) {
+    if (cl->subscriber && z->slot >= 0 && cs->election.owner == z->owner) {
         cs->state = cl->sub.state == NGX_HTTP_REALTIME_REDIS_UP ? 2
                     : cl->sub.state == NGX_HTTP_REALTIME_REDIS_CONNECTING ? 1
                     : 0;
@@ -883,9 +863,7 @@ ngx_http_realtime_cluster_exit(ngx_cycle_t *cycle) noexcept
             realtime::ClusterState  *cs = &z[i]->root->cluster;
 
             /* only our own claim: a successor may hold it already */
-            if (z[i]->slot >= 0 && cs->owner == z[i]->owner) {
-                cs->owner = 0;
-                cs->pid = 0;
+            if (ngx_http_realtime_election_release(z[i], &cs->election)) {
                 cs->state = 0;
             }
         }
@@ -941,12 +919,12 @@ ngx_http_realtime_cluster_stats(ngx_http_realtime_zone_t *z)
         remote = z->root->stats.presence_remote;
     }
 
-    const char  *state = cs.owner == 0 ? "down"
+    const char  *state = cs.election.owner == 0 ? "down"
                          : cs.state == 2 ? "up"
                          : cs.state == 1 ? "connecting" : "down";
 
     return ",\"redis\":{\"state\":\"" + std::string(state)
-           + "\",\"subscriber_pid\":" + std::to_string(cs.owner ? cs.pid : 0)
+           + "\",\"subscriber_pid\":" + std::to_string(cs.election.owner ? cs.election.pid : 0)
            + ",\"reconnects\":" + std::to_string(cs.reconnects)
            + ",\"latency_us\":" + std::to_string(cs.latency_us)
            + ",\"channels\":" + std::to_string(cs.channels)

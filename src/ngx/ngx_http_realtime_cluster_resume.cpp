@@ -433,7 +433,7 @@ ngx_http_realtime_cluster_resume(ngx_http_request_t *r,
 
             const realtime::ClusterState  &cs = z->root->cluster;
 
-            if (cs.owner == 0 || cs.state != 2) {
+            if (cs.election.owner == 0 || cs.state != 2) {
                 return NGX_OK;  /* no subscriber up: this node alone */
             }
 

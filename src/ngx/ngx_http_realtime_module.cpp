@@ -7,6 +7,7 @@
 #include "core/group_name.h"
 #include "core/ws_frame.h"
 #include "ngx_http_realtime_auth.h"
+#include "ngx_http_realtime_channels.h"
 #include "ngx_http_realtime_client.h"
 #include "ngx_http_realtime_cluster.h"
 #include "ngx_http_realtime_groups.h"
@@ -51,6 +52,20 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
     { ngx_string("realtime_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_realtime_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_channels_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_channels_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_channels_event"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_channels_event_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -396,6 +411,16 @@ ngx_http_realtime_drain(void) noexcept
 }
 
 
+/* Once a second: the elected roles (realtime_redis, the channel layer). */
+
+static void
+ngx_http_realtime_tick(void) noexcept
+{
+    ngx_http_realtime_cluster_tick();
+    ngx_http_realtime_channels_tick();
+}
+
+
 /* Each worker joins the zones; its drain delivers to its groups. */
 
 static ngx_int_t
@@ -403,21 +428,26 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle) noexcept
 {
     if (ngx_http_realtime_worker_init(cycle, ngx_http_realtime_drain,
                                       ngx_http_realtime_client_control,
-                                      ngx_http_realtime_cluster_tick)
+                                      ngx_http_realtime_tick)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    /* after the worker's slots: the subscriber's election needs one */
-    return ngx_http_realtime_cluster_init(cycle);
+    /* after the worker's slots: the elections need one */
+    if (ngx_http_realtime_cluster_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_realtime_channels_init(cycle);
 }
 
 
 static void
 ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
 {
-    /* first: the subscription names our slot's claim */
+    /* first: the roles name our slot's claim */
+    ngx_http_realtime_channels_exit(cycle);
     ngx_http_realtime_cluster_exit(cycle);
     ngx_http_realtime_worker_exit(cycle);
 }

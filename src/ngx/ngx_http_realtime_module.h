@@ -43,6 +43,10 @@ struct ngx_http_realtime_session_t;
 struct ngx_http_realtime_relay_target_t;
 struct ngx_http_realtime_redis_conf_t;
 struct ngx_http_realtime_cluster_t;
+struct ngx_http_realtime_channels_conf_t;
+struct ngx_http_realtime_channels_t;
+
+namespace realtime::channels { struct EventRule; }
 
 
 /*
@@ -67,6 +71,10 @@ typedef struct {
     /* realtime_redis (configuration), and this worker's links for it */
     ngx_http_realtime_redis_conf_t    *redis;
     ngx_http_realtime_cluster_t       *cluster;
+
+    /* realtime_channels_redis (configuration), and this worker's links */
+    ngx_http_realtime_channels_conf_t *channels_conf;
+    ngx_http_realtime_channels_t      *channels;
 } ngx_http_realtime_zone_t;
 
 
@@ -78,6 +86,9 @@ typedef struct {
 
     /* every realtime_relay, resolved at postconfiguration (relay.cpp) */
     ngx_array_t                 relay_targets;
+
+    /* realtime_channels_event, in order (channels.cpp); NULL: none */
+    std::vector<realtime::channels::EventRule>  *channels_rules;
 } ngx_http_realtime_main_conf_t;
 
 

@@ -36,13 +36,9 @@ char *
 ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept
 {
-    ngx_http_realtime_main_conf_t *rmcf =
-        (ngx_http_realtime_main_conf_t *) conf;
-
     ngx_str_t                       *value, zone_name = ngx_null_string;
     ngx_uint_t                       i;
-    ngx_url_t                        u;
-    ngx_http_realtime_zone_t        *z, **zones;
+    ngx_http_realtime_zone_t        *z;
     ngx_http_realtime_redis_conf_t  *rc;
 
     value = (ngx_str_t *) cf->args->elts;
@@ -132,6 +128,49 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             }
         }
 
+        if (ngx_http_realtime_redis_conf_address(cf, url, rc, "realtime_redis")
+            != NGX_CONF_OK)
+        {
+            return (char *) NGX_CONF_ERROR;
+        }
+
+    } catch (...) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    z = ngx_http_realtime_redis_conf_zone(cf, &zone_name, "realtime_redis");
+    if (z == NULL) {
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (z->redis) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" has a realtime_redis already",
+                           &z->name);
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    z->redis = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The address of a link (realtime_redis, realtime_channels_redis): rc's
+ * display, user, password, path, db, and for TCP the host resolved now,
+ * as nginx resolves upstream servers: hiredis' own connect would call
+ * getaddrinfo() in the worker, which blocks. The first address is used.
+ */
+
+char *
+ngx_http_realtime_redis_conf_address(ngx_conf_t *cf,
+    const realtime::RedisUrl &url, ngx_http_realtime_redis_conf_t *rc,
+    const char *directive) noexcept
+{
+    ngx_url_t  u;
+
+    try {
         auto copy = [cf](const std::string &s, ngx_str_t *out) {
             out->len = s.size();
             out->data = (u_char *) ngx_pnalloc(cf->pool, s.size() + 1);
@@ -152,11 +191,6 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         rc->db = url.db;
 
         if (!url.is_unix) {
-            /*
-             * Resolved now, as nginx resolves upstream servers: hiredis'
-             * own connect would call getaddrinfo() in the worker, which
-             * blocks. The first address is used.
-             */
             std::string  hostport = (url.host.find(':') != std::string::npos
                                      ? "[" + url.host + "]" : url.host)
                                     + ":" + std::to_string(url.port);
@@ -172,8 +206,8 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "realtime_redis: host of \"%V\" not "
-                                   "found%s%s", &rc->display,
+                                   "%s: host of \"%V\" not found%s%s",
+                                   directive, &rc->display,
                                    u.err ? ": " : "", u.err ? u.err : "");
                 return (char *) NGX_CONF_ERROR;
             }
@@ -194,16 +228,34 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return (char *) NGX_CONF_ERROR;
     }
 
+    return NGX_CONF_OK;
+}
+
+
+/* The zone a directive names (zone=NAME), or the only one declared so
+   far; NULL (said) otherwise. */
+
+ngx_http_realtime_zone_t *
+ngx_http_realtime_redis_conf_zone(ngx_conf_t *cf, ngx_str_t *zone_name,
+    const char *directive) noexcept
+{
+    ngx_http_realtime_zone_t       *z, **zones;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = (ngx_http_realtime_main_conf_t *)
+               ngx_http_conf_get_module_main_conf(cf, ngx_realtime_module);
+
     /* the zone: named, or the only one declared so far */
     zones = (ngx_http_realtime_zone_t **) rmcf->zones.elts;
 
-    if (zone_name.len) {
-        z = ngx_http_realtime_find_zone(cf, &zone_name);
+    if (zone_name->len) {
+        z = ngx_http_realtime_find_zone(cf, zone_name);
         if (z == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "realtime_redis: unknown zone \"%V\" "
-                               "(realtime_zone must come first)", &zone_name);
-            return (char *) NGX_CONF_ERROR;
+                               "%s: unknown zone \"%V\" "
+                               "(realtime_zone must come first)", directive,
+                               zone_name);
+            return NULL;
         }
 
     } else if (rmcf->zones.nelts == 1) {
@@ -211,21 +263,13 @@ ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "realtime_redis needs zone=NAME after its "
-                           "realtime_zone when there is not exactly one");
-        return (char *) NGX_CONF_ERROR;
+                           "%s needs zone=NAME after its "
+                           "realtime_zone when there is not exactly one",
+                           directive);
+        return NULL;
     }
 
-    if (z->redis) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" has a realtime_redis already",
-                           &z->name);
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    z->redis = rc;
-
-    return NGX_CONF_OK;
+    return z;
 }
 
 

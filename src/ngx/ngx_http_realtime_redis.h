@@ -20,6 +20,8 @@ extern "C" {
 
 #include <deque>
 
+#include "core/redis_url.h"
+
 
 /* realtime_redis URL [zone=NAME] [prefix=STRING] [timeout=TIME]
    [node_expiry=TIME]; */
@@ -91,6 +93,18 @@ struct ngx_http_realtime_redis_link_t {
 
 char *ngx_http_realtime_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+
+/* For the directives that make links (realtime_redis,
+   realtime_channels_redis): rc's address from url, the host resolved now
+   (errors said, naming directive). */
+char *ngx_http_realtime_redis_conf_address(ngx_conf_t *cf,
+    const realtime::RedisUrl &url, ngx_http_realtime_redis_conf_t *rc,
+    const char *directive) noexcept;
+
+/* The zone of zone=NAME (empty: the only one declared so far); NULL
+   (said) when there is none such. */
+ngx_http_realtime_zone_t *ngx_http_realtime_redis_conf_zone(ngx_conf_t *cf,
+    ngx_str_t *zone_name, const char *directive) noexcept;
 
 /* Sets a link up (not connected); NGX_ERROR: out of memory. */
 ngx_int_t ngx_http_realtime_redis_init(ngx_http_realtime_redis_link_t *link,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/publish_request.h"
+#include "ngx_http_realtime_channels.h"
 #include "ngx_http_realtime_cluster.h"
 
 
@@ -81,6 +82,7 @@ ngx_http_realtime_stats_handler(ngx_http_request_t *r) noexcept
               + ",\"history_evicted\":"
               + std::to_string(snap.stats.history_evicted)
               + ngx_http_realtime_cluster_stats(z)
+              + ngx_http_realtime_channels_stats(z)
               + ",\"workers\":[" + per_worker + "]}";
 
         return ngx_http_realtime_send_json(r, NGX_HTTP_OK, out);

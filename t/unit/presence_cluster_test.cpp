@@ -341,8 +341,8 @@ std::vector<Seen> Take(Env& e) {
 
 void Outbox(Env& e) {
     e.root->cluster.presence_outbox = 1;
-    e.root->cluster.owner = 42;
-    e.root->cluster.slot = 5;
+    e.root->cluster.election.owner = 42;
+    e.root->cluster.election.slot = 5;
 }
 
 TEST(PresenceOutbox, OffByDefault) {
