@@ -716,10 +716,14 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
                         ngx_http_realtime_session_send(s, fs[v]);
                     }
 
-                } else if (s->conf->envelope) {
+                } else if (s->conf->envelope
+                           && (m->frame()[0] & 0x0f)
+                              != (uint8_t) realtime::ws::Opcode::kBinary)
+                {
                     /* {"group","id","data"}: one frame per message and
                        group, shared by its subscribers here (no "id"
-                       where it has none: realtime_redis without history) */
+                       where it has none: realtime_redis without history);
+                       binary data has no JSON form: sent as it is */
                     if (fe == NULL) {
                         fe = ngx_http_realtime_envelope_frame(m, k);
                     }

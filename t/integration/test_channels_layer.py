@@ -148,6 +148,11 @@ server {
         realtime_websocket;
         realtime_subscribe $arg_g;
     }
+    location = /env {
+        realtime_websocket;
+        realtime_subscribe $arg_g;
+        realtime_envelope on;
+    }
     location = /stats {
         realtime_stats;
     }
@@ -334,6 +339,30 @@ def test_seed_shapes(redis, nginx_factory, app_factory):
     assert wait_for(lambda: ch_stats(node)["ignored"] == 1, 3), ch_stats(node)
     s = ch_stats(node)
     assert s["delivered"] == 9 and s["dropped"] == 0, s
+
+
+def test_envelopes_wrap_text_and_leave_binary_as_it_is(redis, nginx_factory, app_factory):
+    """With realtime_envelope on, a layer event is {"group","id","data"}, a
+    websocket.send text a JSON string in it, and bytes (no JSON form) a
+    binary frame as they are."""
+    node = nginx_factory(conf(redis.url), workers=2)
+    wait_up(node)
+    app = app_factory(redis.url)
+    ws = subscribe(node.port, "/env?g=env_group")
+    wait_registered(redis, node, "env_group")
+    app.send([
+        ["env_group", {"type": "ticket_update", "ticket_id": 4}],
+        ["env_group", {"type": "websocket.send", "text": "plain"}],
+        ["env_group", {"type": "websocket.send",
+                       "bytes": {"__b64__": base64.b64encode(b"\x00\xffbin").decode()}}],
+    ])
+    got = frames(ws, 3)
+    first, second = json.loads(got[0][1]), json.loads(got[1][1])
+    first.pop("id", None), second.pop("id", None)    # numbered here (no history)
+    assert first == {"group": "env_group",
+                     "data": {"type": "ticket_update", "ticket_id": 4}}, got[0]
+    assert second == {"group": "env_group", "data": "plain"}, got[1]
+    assert got[2] == (wsclient.OP_BINARY, b"\x00\xffbin"), got[2]
 
 
 def test_two_nodes_each_browser_gets_each_message_once(redis, nginx_factory, app_factory):

@@ -337,7 +337,9 @@ class JwtExample:
         placeholders = {ph for _l, ph in example_locations(self.snippet, "realtime_websocket")}
         assert placeholders == {"ssl_port"}, placeholders
         self.port = self.ngx.ports["ssl_port"]
-        self.pub = publish_api(self.ngx, self.snippet)
+        # (the Django drop-in has no publish API: its app uses the channel layer)
+        self.pub = (publish_api(self.ngx, self.snippet)
+                    if example_locations(self.snippet, "realtime_publish") else None)
         self.ssl_context, self.key = ssl_context, key
 
     def token(self, **claims):
@@ -433,6 +435,44 @@ def test_multi_node_chat_example_end_to_end(jwt_example, redis):
     assert publish(port, {"group": "chat_lobby", "data": {"type": "chat_message",
                                                            "message": "Hi!", "sender": "bot"}},
                    path=path).json()["nodes"] == 2
+
+
+def test_django_channels_example_end_to_end(jwt_example, redis, tmp_path):
+    """The seed notifications app with its Python unchanged: group_send from
+    a Django view and from a process of its own (channels_redis' core layer
+    on a real redis-server) reaches the browsers connected to nginx, each
+    in the shape its consumer's handler sent."""
+    from test_channels_layer import ChannelsApp
+
+    ex = jwt_example("django-channels.conf",
+                     replace=[("redis://127.0.0.1:6379", redis.url)])
+    app = ChannelsApp(redis.url).start()
+    try:
+        alice = ex.connect("/ws/notifications/", user_id=5)
+        bob = ex.connect("/ws/notifications/", user_id=8)
+        # nginx registered one channel per group in the layer, as group_add does
+        assert wait_for(lambda: redis.cmd("ZCARD", "asgi:group:user_5_notifications") == 1
+                        and redis.cmd("ZCARD", "asgi:group:global_notifications") == 1, 10)
+
+        note = {"title": "Ticket Assigned", "message": "You were assigned to PROJ-456"}
+        app.send([["user_5_notifications", {"type": "send_notification", "notification": note}],
+                  ["global_notifications", {"type": "notification_message",
+                                            "data": {"id": "maintenance", "level": "info"}}]])
+        assert next_json(alice) == {"type": "notification", "data": note}
+        glob = {"type": "notification_message", "data": {"id": "maintenance", "level": "info"}}
+        assert next_json(alice) == glob
+        assert next_json(bob) == glob               # not alice's own notification
+        # from a process of its own (a Celery task, a cron job)
+        app.command([["user_8_notifications", {"type": "send_notification",
+                                               "notification": {"title": "Hi bob"}}]])
+        assert next_json(bob) == {"type": "notification", "data": {"title": "Hi bob"}}
+        # nothing else was on its way to alice: the next thing she gets is a marker
+        app.send([["user_5_notifications", {"type": "websocket.send", "text": "marker"}]])
+        assert next_text(alice) == "marker"
+        # a forged or missing token never joins
+        ex.refused("/ws/notifications/", "not.a.token", 401)
+    finally:
+        app.stop()
 
 
 def test_chat_room_example_end_to_end(jwt_example):
@@ -637,5 +677,5 @@ def test_every_example_runs_end_to_end():
     """A new file in conf-examples/ needs its own end-to-end test above."""
     covered = {"demo.conf", "notifications.conf", "django-session.conf", "jwt-notifications.conf",
                "chat-room.conf", "online-status.conf", "project-tickets.conf",
-               "notifications-relay.conf", "multi-node-chat.conf"}
+               "notifications-relay.conf", "multi-node-chat.conf", "django-channels.conf"}
     assert {e.name for e in EXAMPLES} == covered
