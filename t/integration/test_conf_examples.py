@@ -402,8 +402,10 @@ def test_multi_node_chat_example_end_to_end(jwt_example, redis):
     bob = b.connect("/ws/chat/lobby/", sub="8", username="bob")
     assert next_json(bob) == joined("bob")
     assert next_json(alice) == joined("bob")       # across nodes
-    alice_b = b.connect("/ws/chat/lobby/", sub="5", username="alice")  # a tab on B: no event
+    # B learns who was there before it followed the room (its snapshot)
     assert wait_for(lambda: redis.numsub("chat:g:chat_lobby") == 2, 10)
+    assert wait_for(lambda: "5" in [u["user"] for u in b.presence("chat_lobby")["users"]], 10)
+    alice_b = b.connect("/ws/chat/lobby/", sub="5", username="alice")  # a tab on B: no event
 
     alice.send_text('{"message":"Merhaba!"}')
     got = [next_json(ws) for ws in (alice, bob, alice_b)]
