@@ -509,7 +509,9 @@ bool FastScanner::object(std::string& out, int depth) {
     out.push_back('{');
     // where each key's quoted text is in out: json_quote() is one-to-one,
     // so equal quoted texts are equal keys (JSON_REJECT_DUPLICATES)
-    std::pair<size_t, size_t> keys[kFastMaxKeys];
+    struct Key {
+        size_t at, len;
+    } keys[kFastMaxKeys];  // not initialized: only keys[0, nkeys) are read
     size_t nkeys = 0;
     if (eat('}')) {
         out.push_back('}');
@@ -532,7 +534,7 @@ bool FastScanner::object(std::string& out, int depth) {
             return false;  // a NUL in a key: leave it to jansson
         }
         for (size_t i = 0; i < nkeys; ++i) {
-            if (std::string_view(out.data() + keys[i].first, keys[i].second) == key) {
+            if (std::string_view(out.data() + keys[i].at, keys[i].len) == key) {
                 return false;
             }
         }
