@@ -32,6 +32,17 @@ struct PublishRequest {
 
 PublishRequest parse_publish_request(std::string_view body);
 
+// The two ways parse_publish_request() reads a body, for tests.
+//
+// The fast path reads one object {"group"|"groups", "data"} (keys in any
+// order) in a single pass without building a DOM. It returns true, with req
+// set, only for a valid body whose result it is sure is exactly the DOM
+// path's; otherwise (an error of any kind, another key, a batch, a number
+// jansson would reformat, deep nesting, ...) false, with req untouched,
+// and the DOM path (jansson) runs.
+bool parse_publish_request_fast(std::string_view body, PublishRequest& req);
+PublishRequest parse_publish_request_dom(std::string_view body);
+
 // An action on every connection of one user (the app's logout, ban, or
 // room membership decided server-side), POSTed to the publish location:
 //
