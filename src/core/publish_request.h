@@ -32,7 +32,8 @@ struct PublishRequest {
 
 PublishRequest parse_publish_request(std::string_view body);
 
-// The two ways parse_publish_request() reads a body, for tests.
+// The two ways parse_publish_request() reads a body (the publish handler
+// tries the fast one before it looks for an action), and for tests.
 //
 // The fast path reads one object {"group"|"groups", "data"} (keys in any
 // order) in a single pass without building a DOM. It returns true, with req

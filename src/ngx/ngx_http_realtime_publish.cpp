@@ -188,16 +188,24 @@ static ngx_int_t
 ngx_http_realtime_publish(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, std::string_view body)
 {
-    /* an action by user: only a body that names one is parsed twice */
-    if (body.find("\"action\"") != std::string_view::npos) {
-        realtime::ActionRequest  act = realtime::parse_action_request(body);
+    realtime::PublishRequest  req;
 
-        if (act.is_action) {
-            return ngx_http_realtime_publish_action(r, rlcf, act);
+    /*
+     * The common body first, without a DOM: a body the fast path answers
+     * is a publish (an action's "action" key makes it give up). Else an
+     * action by user, when the body names one, then the full parser.
+     */
+    if (!realtime::parse_publish_request_fast(body, req)) {
+        if (body.find("\"action\"") != std::string_view::npos) {
+            realtime::ActionRequest  act = realtime::parse_action_request(body);
+
+            if (act.is_action) {
+                return ngx_http_realtime_publish_action(r, rlcf, act);
+            }
         }
-    }
 
-    realtime::PublishRequest req = realtime::parse_publish_request(body);
+        req = realtime::parse_publish_request_dom(body);
+    }
 
     if (!req.ok) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
