@@ -637,6 +637,8 @@ Verified verify(std::string_view token, const KeySet& keys, const Policy& policy
     v.header = std::move(header);
     v.claims = std::move(claims);
     v.exp = exp ? *exp : 0;
+    v.has_exp = exp.has_value();
+    v.nbf = nbf;
     return v;
 }
 
