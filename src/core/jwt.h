@@ -96,6 +96,7 @@ struct Verified {
     int64_t exp = 0;  // 0: the token does not expire
     bool has_exp = false;         // the token has an exp claim (then in exp)
     std::optional<int64_t> nbf;   // its nbf claim, if any
+    bool cached = false;          // a VerifiedCache hit, not verified now
 };
 
 Verified verify(std::string_view token, const KeySet& keys, const Policy& policy, int64_t now);

@@ -79,6 +79,7 @@ Verified VerifiedCache::lookup(const Key& key, const Policy& policy, int64_t now
     lru_.splice(lru_.begin(), lru_, it);
     ++hits_;
     v.ok = true;
+    v.cached = true;
     v.header.reset(json_incref(it->header));
     v.claims.reset(json_incref(it->claims));
     v.exp = it->exp;

@@ -60,8 +60,10 @@ TEST_F(JwtCache, MissThenHitSharesTheClaims) {
     EXPECT_EQ(cache.size(), 1u);
     EXPECT_EQ(cache.hits(), 0u);
 
+    EXPECT_FALSE(first.cached);
     Verified second = Check(cache, token);
     ASSERT_TRUE(second.ok);
+    EXPECT_TRUE(second.cached);
     EXPECT_EQ(cache.hits(), 1u);
     EXPECT_EQ(second.claims.get(), first.claims.get());  // shared, not copied
     EXPECT_EQ(second.header.get(), first.header.get());
