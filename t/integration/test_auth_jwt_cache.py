@@ -232,10 +232,11 @@ def test_reconnect_storm_with_repeating_tokens(ngx, keys):
     for s in subjects:
         assert forged[s].rsplit(".", 1)[0] == good[s].rsplit(".", 1)[0]
 
-    plan = []  # (step, subject, genuine)
+    plan = []  # (step, subject, genuine): 15 rounds over the subjects, every
+    # 4th of them forged (once the genuine tokens are in both caches)
     for i in range(300):
         s = subjects[i % len(subjects)]
-        plan.append((f"st{i}", s, i % 10 != 7))
+        plan.append((f"st{i}", s, (i // len(subjects)) % 4 != 2))
     errors = []
     lock = threading.Lock()
     queue = list(plan)
@@ -245,7 +246,7 @@ def test_reconnect_storm_with_repeating_tokens(ngx, keys):
             with lock:
                 if not queue:
                     return
-                step, s, genuine = queue.pop()
+                step, s, genuine = queue.pop(0)
             try:
                 tok = good[s] if genuine else forged[s]
                 resp, ws = handshake(ngx.port, f"/a?token={tok}&step={step}")
@@ -282,7 +283,7 @@ def test_reconnect_storm_with_repeating_tokens(ngx, keys):
     # each genuine token is verified at most once per worker, then hit
     assert cache["MISS"] <= len(subjects) * 2, cache
     assert cache["HIT"] == sum(g for _s, _u, g in plan) - cache["MISS"], cache
-    assert cache["HIT"] >= 200, cache
+    assert cache["HIT"] >= 150, cache
 
 
 # --------------------------------------------------------------------------
