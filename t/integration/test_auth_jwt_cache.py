@@ -316,3 +316,38 @@ def test_refresh_through_the_cache(ngx, keys):
     ws.send_text("still here")
     assert ws.recv_data(timeout=5).payload == b"still here"
     close_ws(ws)
+
+
+# --------------------------------------------------------------------------
+# the directive (nginx -t)
+
+
+def test_directive_values(keys):
+    from groups_util import nginx_test_config
+
+    def t(value, where="location"):
+        inner = f"realtime_auth_jwt_cache {value};" if where == "location" else ""
+        outer = f"realtime_auth_jwt_cache {value};" if where == "http" else ""
+        return nginx_test_config(f"""
+    realtime_zone rt 4m;
+    {outer}
+    server {{
+        listen {{port}};
+        location = /ws {{
+            realtime_websocket;
+            realtime_auth_jwt $arg_token;
+            realtime_auth_jwt_key_file {keys.dir}/a.secret;
+            {inner}
+        }}
+    }}
+""")
+
+    for ok in ("1", "10000", "1000000", "off"):
+        for where in ("location", "http"):
+            rc, out = t(ok, where)
+            assert rc == 0, (ok, where, out)
+    for bad in ("0", "-1", "abc", "10k", "1000001"):
+        rc, out = t(bad)
+        assert rc != 0 and 'invalid "realtime_auth_jwt_cache"' in out, (bad, out)
+    rc, out = t("10; realtime_auth_jwt_cache 20")
+    assert rc != 0 and "is duplicate" in out, out
