@@ -29,11 +29,29 @@ constexpr AlgInfo kAlgs[] = {
     {Alg::ES256, "ES256"}, {Alg::ES384, "ES384"}, {Alg::EdDSA, "EdDSA"},
 };
 
+// Digests fetched once (an implicit fetch per use costs a lookup under a
+// lock each time); the legacy objects if a fetch fails.
 const EVP_MD* digest_of(Alg alg) noexcept {
+    static EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    static EVP_MD* sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+    static EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
     switch (alg) {
-    case Alg::HS256: case Alg::RS256: case Alg::PS256: case Alg::ES256: return EVP_sha256();
-    case Alg::HS384: case Alg::RS384: case Alg::PS384: case Alg::ES384: return EVP_sha384();
-    case Alg::HS512: case Alg::RS512: case Alg::PS512: return EVP_sha512();
+    case Alg::HS256: case Alg::RS256: case Alg::PS256: case Alg::ES256:
+        return sha256 ? sha256 : EVP_sha256();
+    case Alg::HS384: case Alg::RS384: case Alg::PS384: case Alg::ES384:
+        return sha384 ? sha384 : EVP_sha384();
+    case Alg::HS512: case Alg::RS512: case Alg::PS512:
+        return sha512 ? sha512 : EVP_sha512();
+    case Alg::EdDSA: return nullptr;
+    }
+    return nullptr;
+}
+
+const char* digest_name(Alg alg) noexcept {
+    switch (alg) {
+    case Alg::HS256: case Alg::RS256: case Alg::PS256: case Alg::ES256: return "SHA256";
+    case Alg::HS384: case Alg::RS384: case Alg::PS384: case Alg::ES384: return "SHA384";
+    case Alg::HS512: case Alg::RS512: case Alg::PS512: return "SHA512";
     case Alg::EdDSA: return nullptr;
     }
     return nullptr;
@@ -54,9 +72,6 @@ bool fits(Alg alg, Key::Kind kind) noexcept {
 
 struct BioFree {
     void operator()(BIO* b) const noexcept { BIO_free(b); }
-};
-struct MdCtxFree {
-    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
 };
 struct PkeyCtxFree {
     void operator()(EVP_PKEY_CTX* c) const noexcept { EVP_PKEY_CTX_free(c); }
@@ -130,15 +145,79 @@ std::unique_ptr<BIGNUM, BnFree> bn_from_b64(std::string_view b64) {
                   static_cast<int>(bytes->size()), nullptr));
 }
 
-bool verify_hmac(Alg alg, const std::string& secret, std::string_view input, std::string_view sig) {
+size_t index_of(Alg alg) noexcept { return static_cast<size_t>(alg); }
+
+EVP_MAC* hmac_method() noexcept {
+    static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    return mac;
+}
+
+// An HMAC context keyed with the secret for alg's digest, to be copied.
+std::shared_ptr<EVP_MAC_CTX> mac_template(Alg alg, const std::string& secret) {
+    if (secret.empty() || hmac_method() == nullptr) {
+        return nullptr;
+    }
+    std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(EVP_MAC_CTX_new(hmac_method()));
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name(alg)), 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (!ctx || EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(secret.data()),
+                             secret.size(), params) != 1) {
+        ERR_clear_error();
+        return nullptr;
+    }
+    return std::shared_ptr<EVP_MAC_CTX>(ctx.release(), MacCtxFree());
+}
+
+bool verify_hmac(Alg alg, const Key& key, std::string_view input, std::string_view sig) {
     unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (HMAC(digest_of(alg), secret.data(), static_cast<int>(secret.size()),
-             reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len) ==
-        nullptr) {
-        return false;
+    size_t len = 0;
+    const auto& tmpl = key.macs[index_of(alg)];
+    std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(tmpl ? EVP_MAC_CTX_dup(tmpl.get()) : nullptr);
+    if (ctx) {
+        if (EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(input.data()),
+                           input.size()) != 1 ||
+            EVP_MAC_final(ctx.get(), mac, &len, sizeof(mac)) != 1) {
+            ERR_clear_error();
+            return false;
+        }
+    } else {
+        unsigned int n = 0;
+        if (HMAC(digest_of(alg), key.secret.data(), static_cast<int>(key.secret.size()),
+                 reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &n) ==
+            nullptr) {
+            ERR_clear_error();
+            return false;
+        }
+        len = n;
     }
     return sig.size() == len && CRYPTO_memcmp(mac, sig.data(), len) == 0;
+}
+
+// DigestVerifyInit for alg (PSS: salt as long as the digest) into md.
+bool init_verifier(EVP_MD_CTX* md, Alg alg, EVP_PKEY* pkey) {
+    EVP_PKEY_CTX* pctx = nullptr;
+    if (EVP_DigestVerifyInit(md, &pctx, digest_of(alg), nullptr, pkey) != 1) {
+        ERR_clear_error();
+        return false;
+    }
+    if (alg == Alg::PS256 || alg == Alg::PS384 || alg == Alg::PS512) {
+        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1) {
+            ERR_clear_error();
+            return false;
+        }
+    }
+    return true;
+}
+
+std::shared_ptr<EVP_MD_CTX> verifier_template(Alg alg, EVP_PKEY* pkey) {
+    std::unique_ptr<EVP_MD_CTX, MdCtxFree> md(EVP_MD_CTX_new());
+    if (!md || !init_verifier(md.get(), alg, pkey)) {
+        return nullptr;
+    }
+    return std::shared_ptr<EVP_MD_CTX>(md.release(), MdCtxFree());
 }
 
 // JWS carries ECDSA signatures as r || s of fixed size; OpenSSL wants DER.
@@ -164,7 +243,7 @@ std::optional<std::string> ecdsa_der(std::string_view sig, size_t half) {
     return out;
 }
 
-bool verify_pkey(Alg alg, EVP_PKEY* pkey, std::string_view input, std::string_view sig) {
+bool verify_pkey(Alg alg, const Key& key, std::string_view input, std::string_view sig) {
     std::string der;
     if (alg == Alg::ES256 || alg == Alg::ES384) {
         auto d = ecdsa_der(sig, alg == Alg::ES256 ? 32 : 48);
@@ -175,15 +254,15 @@ bool verify_pkey(Alg alg, EVP_PKEY* pkey, std::string_view input, std::string_vi
         sig = der;
     }
     std::unique_ptr<EVP_MD_CTX, MdCtxFree> md(EVP_MD_CTX_new());
-    EVP_PKEY_CTX* pctx = nullptr;
-    if (!md || EVP_DigestVerifyInit(md.get(), &pctx, digest_of(alg), nullptr, pkey) != 1) {
-        ERR_clear_error();
+    if (!md) {
         return false;
     }
-    if (alg == Alg::PS256 || alg == Alg::PS384 || alg == Alg::PS512) {
-        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1) {
-            ERR_clear_error();
+    // a copy of the key's prepared context, else a fresh one
+    const auto& tmpl = key.verifiers[index_of(alg)];
+    if (!tmpl || EVP_MD_CTX_copy_ex(md.get(), tmpl.get()) != 1) {
+        ERR_clear_error();
+        md.reset(EVP_MD_CTX_new());
+        if (!md || !init_verifier(md.get(), alg, key.pkey.get())) {
             return false;
         }
     }
@@ -321,11 +400,26 @@ std::string base64url_encode(std::string_view in) {
     return out;
 }
 
+// The contexts each verification copies, for every algorithm the key fits.
+static void prepare(Key* k) {
+    for (const auto& a : kAlgs) {
+        if (!fits(a.alg, k->kind)) {
+            continue;
+        }
+        if (k->kind == Key::Kind::kHmac) {
+            k->macs[index_of(a.alg)] = mac_template(a.alg, k->secret);
+        } else if (k->pkey) {
+            k->verifiers[index_of(a.alg)] = verifier_template(a.alg, k->pkey.get());
+        }
+    }
+}
+
 void KeySet::add_hmac_secret(std::string secret, std::string kid) {
     Key k;
     k.kind = Key::Kind::kHmac;
     k.kid = std::move(kid);
     k.secret = std::move(secret);
+    prepare(&k);
     keys_.push_back(std::move(k));
 }
 
@@ -369,6 +463,7 @@ bool KeySet::load_pem(std::string_view pem_in, std::string* error) {
         Key k;
         k.kind = *kind;
         k.pkey = std::move(owned);
+        prepare(&k);
         keys_.push_back(std::move(k));
         ++loaded;
     }
@@ -463,6 +558,7 @@ bool KeySet::add_jwk(json_t* jwk, std::string* error) {
     }
     k.kind = *kind;
     k.pkey = std::move(owned);
+    prepare(&k);
     keys_.push_back(std::move(k));
     return true;
 }
@@ -596,8 +692,8 @@ Verified verify(std::string_view token, const KeySet& keys, const Policy& policy
                 continue;
             }
             candidate = true;
-            verified = k.kind == Key::Kind::kHmac ? verify_hmac(*alg, k.secret, input, *sig)
-                                                  : verify_pkey(*alg, k.pkey.get(), input, *sig);
+            verified = k.kind == Key::Kind::kHmac ? verify_hmac(*alg, k, input, *sig)
+                                                  : verify_pkey(*alg, k, input, *sig);
             if (verified) {
                 break;
             }
@@ -637,6 +733,8 @@ Verified verify(std::string_view token, const KeySet& keys, const Policy& policy
     v.header = std::move(header);
     v.claims = std::move(claims);
     v.exp = exp ? *exp : 0;
+    v.has_exp = exp.has_value();
+    v.nbf = nbf;
     return v;
 }
 

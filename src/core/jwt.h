@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,6 +23,7 @@
 namespace realtime::jwt {
 
 enum class Alg { HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA };
+constexpr size_t kAlgCount = 12;
 
 std::optional<Alg> parse_alg(std::string_view name) noexcept;
 std::string_view alg_name(Alg alg) noexcept;
@@ -35,12 +37,26 @@ struct PkeyFree {
     void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
 };
 
+struct MdCtxFree {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+};
+struct MacCtxFree {
+    void operator()(EVP_MAC_CTX* c) const noexcept { EVP_MAC_CTX_free(c); }
+};
+
 struct Key {
     enum class Kind { kHmac, kRsa, kEcP256, kEcP384, kEd25519 };
     Kind kind;
     std::string kid;                    // empty: matches tokens without kid
     std::string secret;                 // kHmac
     std::shared_ptr<EVP_PKEY> pkey;     // the others
+
+    // Per algorithm that fits the key, a context initialised once when the
+    // key is loaded (digest fetched, key bound, padding set) that each
+    // verification copies: cheaper than fetching and initialising again.
+    // Null: verify initialises its own.
+    std::array<std::shared_ptr<EVP_MD_CTX>, kAlgCount> verifiers;  // pkey
+    std::array<std::shared_ptr<EVP_MAC_CTX>, kAlgCount> macs;      // kHmac
 };
 
 class KeySet {
@@ -78,6 +94,9 @@ struct Verified {
     JsonPtr header;
     JsonPtr claims;
     int64_t exp = 0;  // 0: the token does not expire
+    bool has_exp = false;         // the token has an exp claim (then in exp)
+    std::optional<int64_t> nbf;   // its nbf claim, if any
+    bool cached = false;          // a VerifiedCache hit, not verified now
 };
 
 Verified verify(std::string_view token, const KeySet& keys, const Policy& policy, int64_t now);

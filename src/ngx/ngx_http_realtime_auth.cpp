@@ -13,6 +13,7 @@
 #include "ngx_http_realtime_heartbeat.h"
 
 #include <string>
+#include <vector>
 
 #include "core/publish_request.h"
 
@@ -28,6 +29,8 @@ static char *ngx_http_realtime_identity_names(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);
 static json_t *ngx_http_realtime_json_member(json_t *object,
     const ngx_str_t *name);
+static ngx_int_t ngx_http_realtime_jwt_cache_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
 
 
 static ngx_http_variable_t  ngx_http_realtime_vars[] = {
@@ -41,6 +44,10 @@ static ngx_http_variable_t  ngx_http_realtime_vars[] = {
     { ngx_string("realtime_user"), NULL, ngx_http_realtime_user_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("realtime_jwt_cache"), NULL,
+      ngx_http_realtime_jwt_cache_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("realtime_protocol_token"), NULL,
       ngx_http_realtime_protocol_token_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -50,6 +57,16 @@ static ngx_http_variable_t  ngx_http_realtime_vars[] = {
 
 
 #define NGX_HTTP_REALTIME_TOKEN_PROTOCOL  "bearer."
+
+
+/*
+ * This worker's caches of verified tokens, one per location (its keys and
+ * policy), made at the location's first token and freed at exit: a reload
+ * starts new workers, and so empty caches.
+ */
+
+static std::vector<ngx_http_realtime_loc_conf_t *>
+    *ngx_http_realtime_jwt_caches;
 
 
 ngx_int_t
@@ -152,6 +169,46 @@ ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * realtime_auth_jwt_cache size | off;
+ * How many verified tokens each worker keeps for this location.
+ */
+
+char *
+ngx_http_realtime_auth_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_realtime_loc_conf_t *rlcf = (ngx_http_realtime_loc_conf_t *) conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (rlcf->jwt_cache_size != NGX_CONF_UNSET) {
+        return (char *) "is duplicate";
+    }
+
+    value = (ngx_str_t *) cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->jwt_cache_size = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n == 0 || n > NGX_HTTP_REALTIME_JWT_CACHE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"realtime_auth_jwt_cache\" \"%V\": "
+                           "give a number of tokens from 1 to %d, or off",
+                           &value[1], NGX_HTTP_REALTIME_JWT_CACHE_MAX);
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    rlcf->jwt_cache_size = n;
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
     ngx_http_realtime_loc_conf_t *conf)
@@ -164,6 +221,8 @@ ngx_http_realtime_merge_auth(ngx_conf_t *cf, ngx_http_realtime_loc_conf_t *prev,
     ngx_conf_merge_ptr_value(conf->jwt_sources, prev->jwt_sources, NULL);
     ngx_conf_merge_ptr_value(conf->jwt_algorithms, prev->jwt_algorithms, NULL);
     ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 0);
+    ngx_conf_merge_value(conf->jwt_cache_size, prev->jwt_cache_size,
+                         NGX_HTTP_REALTIME_JWT_CACHE_DEFAULT);
     ngx_conf_merge_str_value(conf->jwt_issuer, prev->jwt_issuer, "");
     ngx_conf_merge_str_value(conf->jwt_audience, prev->jwt_audience, "");
     ngx_conf_merge_uint_value(conf->max_connections_per_user,
@@ -487,6 +546,62 @@ ngx_http_realtime_token(ngx_http_request_t *r,
 
 
 /*
+ * The one way a token is verified (handshake and refresh): through this
+ * worker's cache for the location, made now if it is the first token.
+ * May throw std::bad_alloc.
+ */
+
+static realtime::jwt::Verified
+ngx_http_realtime_jwt_verify(ngx_http_realtime_loc_conf_t *rlcf,
+    std::string_view token, ngx_log_t *log)
+{
+    if (rlcf->jwt_cache == NULL && rlcf->jwt_cache_size > 0) {
+        try {
+            if (ngx_http_realtime_jwt_caches == NULL) {
+                ngx_http_realtime_jwt_caches =
+                    new std::vector<ngx_http_realtime_loc_conf_t *>();
+            }
+
+            ngx_http_realtime_jwt_caches->reserve(
+                ngx_http_realtime_jwt_caches->size() + 1);
+            rlcf->jwt_cache = new realtime::jwt::VerifiedCache(
+                                  (size_t) rlcf->jwt_cache_size);
+            ngx_http_realtime_jwt_caches->push_back(rlcf);
+
+        } catch (...) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "realtime: no memory for the JWT cache, "
+                          "verifying every token");
+            rlcf->jwt_cache_size = 0;
+        }
+    }
+
+    /* the location is the scope: its keys and policy verified the entry */
+    return realtime::jwt::verify_cached(rlcf->jwt_cache, (uintptr_t) rlcf,
+                                        token, *rlcf->jwt_keys,
+                                        *rlcf->jwt_policy,
+                                        (int64_t) ngx_time());
+}
+
+
+void
+ngx_http_realtime_auth_exit() noexcept
+{
+    if (ngx_http_realtime_jwt_caches == NULL) {
+        return;
+    }
+
+    for (ngx_http_realtime_loc_conf_t *rlcf : *ngx_http_realtime_jwt_caches) {
+        delete rlcf->jwt_cache;
+        rlcf->jwt_cache = NULL;
+    }
+
+    delete ngx_http_realtime_jwt_caches;
+    ngx_http_realtime_jwt_caches = NULL;
+}
+
+
+/*
  * Verifies the handshake's token into s. Returns NGX_OK, or the HTTP
  * status to refuse with and, in *refusal, the reason to answer.
  */
@@ -515,9 +630,9 @@ ngx_http_realtime_authenticate(ngx_http_request_t *r,
         v.reason = "no token";
 
     } else {
-        v = realtime::jwt::verify(ngx_http_realtime_sv(token),
-                                  *rlcf->jwt_keys, *rlcf->jwt_policy,
-                                  (int64_t) ngx_time());
+        v = ngx_http_realtime_jwt_verify(rlcf, ngx_http_realtime_sv(token),
+                                         r->connection->log);
+        s->jwt_cache_status = rlcf->jwt_cache == NULL ? 3 : v.cached ? 1 : 2;
     }
 
     if (!v.ok) {
@@ -723,10 +838,10 @@ ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,
             v.reason = "no token";
 
         } else {
-            v = realtime::jwt::verify(
-                    std::string_view(json_string_value(token),
-                                     json_string_length(token)),
-                    *rlcf->jwt_keys, *rlcf->jwt_policy, (int64_t) ngx_time());
+            v = ngx_http_realtime_jwt_verify(
+                    rlcf, std::string_view(json_string_value(token),
+                                           json_string_length(token)),
+                    s->connection->log);
         }
 
         std::string  changed;
@@ -861,6 +976,41 @@ ngx_http_realtime_user_variable(ngx_http_request_t *r,
 
     v->data = (u_char *) s->user.data();
     v->len = s->user.size();
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $realtime_jwt_cache: whether the handshake's token was found in this
+ * worker's cache (HIT), verified now (MISS, refused or not) or verified
+ * with the cache off (BYPASS); empty without a token to check.
+ */
+
+static ngx_int_t
+ngx_http_realtime_jwt_cache_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    static ngx_str_t  names[] = {
+        ngx_null_string, ngx_string("HIT"), ngx_string("MISS"),
+        ngx_string("BYPASS")
+    };
+
+    ngx_http_realtime_session_t  *s;
+
+    s = (ngx_http_realtime_session_t *)
+            ngx_http_get_module_ctx(r->main, ngx_realtime_module);
+
+    if (s == NULL || s->jwt_cache_status == 0 || s->jwt_cache_status > 3) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = names[s->jwt_cache_status].data;
+    v->len = names[s->jwt_cache_status].len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

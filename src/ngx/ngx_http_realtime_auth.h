@@ -14,6 +14,8 @@ char *ngx_http_realtime_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 char *ngx_http_realtime_auth_jwt_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+char *ngx_http_realtime_auth_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
 char *ngx_http_realtime_merge_auth(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *prev, ngx_http_realtime_loc_conf_t *conf);
 ngx_int_t ngx_http_realtime_add_variables(ngx_conf_t *cf) noexcept;
@@ -50,6 +52,9 @@ ngx_int_t ngx_http_realtime_auth_names(ngx_http_request_t *r,
     ngx_http_realtime_session_t *s, ngx_array_t *args, ngx_array_t *claims,
     ngx_int_t (*add)(ngx_http_request_t *r, void *ctx, ngx_str_t *value),
     void *ctx);
+
+/* Frees this worker's caches of verified tokens (exit_process). */
+void ngx_http_realtime_auth_exit() noexcept;
 
 /* {"type":"refresh","token":"..."} (a row of the message dispatcher). */
 void ngx_http_realtime_auth_refresh(ngx_http_realtime_session_t *s,

@@ -196,6 +196,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, jwt_algorithms),
       NULL },
 
+    { ngx_string("realtime_auth_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_auth_jwt_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_auth_jwt_leeway"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -448,6 +455,7 @@ ngx_http_realtime_exit_process(ngx_cycle_t *cycle) noexcept
 {
     /* first: the roles name our slot's claim */
     ngx_http_realtime_channels_exit(cycle);
+    ngx_http_realtime_auth_exit();
     ngx_http_realtime_cluster_exit(cycle);
     ngx_http_realtime_worker_exit(cycle);
 }
@@ -533,6 +541,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf) noexcept
     conf->jwt_sources = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->jwt_algorithms = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->jwt_leeway = NGX_CONF_UNSET;
+    conf->jwt_cache_size = NGX_CONF_UNSET;
     conf->max_connections_per_user = NGX_CONF_UNSET_UINT;
     conf->client_publish = (ngx_array_t *) NGX_CONF_UNSET_PTR;
     conf->client_stamps = (ngx_array_t *) NGX_CONF_UNSET_PTR;

@@ -20,6 +20,7 @@ extern "C" {
 
 #include "core/json_template.h"
 #include "core/jwt.h"
+#include "core/jwt_cache.h"
 #include "core/registry.h"
 #include "core/send_queue.h"
 #include "core/ws_handshake.h"
@@ -36,6 +37,8 @@ extern "C" {
  * two users sharing a prefix would share a limit.
  */
 #define NGX_HTTP_REALTIME_USER_MAX    200
+#define NGX_HTTP_REALTIME_JWT_CACHE_DEFAULT  10000  /* verified tokens */
+#define NGX_HTTP_REALTIME_JWT_CACHE_MAX      1000000
 
 
 struct ngx_http_realtime_local_groups_t;
@@ -120,6 +123,9 @@ typedef struct {
     ngx_str_t                   jwt_issuer;
     ngx_str_t                   jwt_audience;
     realtime::jwt::Policy      *jwt_policy;        /* built at merge time */
+    ngx_int_t                   jwt_cache_size;    /* 0: off */
+    realtime::jwt::VerifiedCache *jwt_cache;       /* this worker's, made at
+                                                      the first token */
     ngx_http_complex_value_t   *user;
     ngx_array_t                *identity_claims;   /* of ngx_str_t: claims */
     ngx_array_t                *identity_headers;  /* and token header fields

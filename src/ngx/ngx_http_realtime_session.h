@@ -135,6 +135,9 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::jwt::JsonPtr         jwt_header;
     realtime::jwt::JsonPtr         jwt_claims;
     int64_t                        jwt_exp = 0;   /* 0: never expires */
+    ngx_uint_t                     jwt_cache_status = 0;  /* of the handshake:
+                                                     0 none, 1 HIT, 2 MISS,
+                                                     3 BYPASS (cache off) */
     std::string                    user;          /* realtime_user */
 
     /* groups (ngx_http_realtime_groups.cpp) */

@@ -432,6 +432,33 @@ TEST_P(EveryAlgorithm, ValidTokenVerifiesWithEveryKeyForm) {
     }
 }
 
+// Each key is loaded with a prepared context per algorithm it fits (none
+// for the others), and verifications copy it: it is not used up, and a
+// refused token does not spoil it for the next one.
+TEST_P(EveryAlgorithm, PreparedContextsAreCopiedNotConsumed) {
+    Alg alg = GetParam();
+    std::string token = Token(alg, SignerFor(alg));
+    std::string other = Token(alg, SignerFor(alg, true));
+    for (const auto& [form, ks] : KeySetsFor(alg)) {
+        SCOPED_TRACE(std::string(alg_name(alg)) + " with " + form);
+        ASSERT_EQ(ks.keys().size(), 1u);
+        const Key& key = ks.keys()[0];
+        for (size_t i = 0; i < kAlgCount; ++i) {
+            bool mac = key.macs[i] != nullptr, pkey = key.verifiers[i] != nullptr;
+            if (static_cast<Alg>(i) == alg) {
+                EXPECT_TRUE(IsHmac(alg) ? mac && !pkey : pkey && !mac) << i;
+            } else if (static_cast<Alg>(i) != alg && (mac || pkey)) {
+                // only algorithms of the same key type may have one
+                EXPECT_EQ(IsHmac(static_cast<Alg>(i)), IsHmac(alg)) << i;
+            }
+        }
+        for (int round = 0; round < 3; ++round) {
+            EXPECT_EQ(Reason(token, ks), "ok") << round;
+            EXPECT_EQ(Reason(other, ks), "bad signature") << round;
+        }
+    }
+}
+
 TEST_P(EveryAlgorithm, AnotherKeyOfTheSameTypeIsABadSignature) {
     Alg alg = GetParam();
     std::string token = Token(alg, SignerFor(alg, /*second=*/true));
