@@ -299,7 +299,8 @@ void usage() {
         "       k mod --pub-pool, pipelined if that one is busy, stamped with its slot time)\n"
         "       [--bucket-s 1] (latency over time, by slot)\n"
         "  connect: [--src-ip-base B] (sources 127.0.0.(2+B) ..); stdin lines: probe, publish\n"
-        "       (one publish each), anything else or EOF: stop holding\n"
+        "       (one publish each), expect (count the next message's frames; publish implies it),\n"
+        "       anything else or EOF: stop holding\n"
         "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n"
         "  rtt: --target ours|django|direct [--conns C] [--duration-s D] [--path /relay]\n"
         "       [--app-pids PID,...] (closed loop: one message in flight per connection)\n");
@@ -550,7 +551,7 @@ class Loadgen {
     std::vector<uint32_t> ol_late_us_;    // send() after its slot, every message
     int64_t ol_unsent_ = 0;               // due while no publisher connection was open
     // connect mode: stdin commands
-    bool cmd_probe_ = false, cmd_publish_ = false;
+    bool cmd_probe_ = false, cmd_publish_ = false, cmd_expect_ = false;
     int64_t pub_send_ns_ = 0;             // connect mode: when the measured publish was sent
 
     bool stdin_closed_ = false;
@@ -688,7 +689,8 @@ class Loadgen {
                     std::string line = stdin_buf_.substr(0, nl);
                     stdin_buf_.erase(0, nl + 1);
                     if (line == "probe") cmd_probe_ = true;
-                    else if (line == "publish") cmd_publish_ = true;
+                    else if (line == "publish") cmd_publish_ = cmd_expect_ = true;
+                    else if (line == "expect") cmd_expect_ = true;
                     else stdin_closed_ = true;
                 }
                 if (r <= 0) stdin_closed_ = true;
@@ -1672,11 +1674,15 @@ class Loadgen {
             while (next_seq_ < total_msgs_) {
                 int64_t due = paced_t0_ + next_seq_ * interval;
                 if (now < due) return int((due - now) / 1000000);
-                Conn *c = pubs_[size_t(next_seq_) % pubs_.size()];
-                if (c->st != St::Open) {
-                    c = nullptr;
-                    for (Conn *x : pubs_)
-                        if (x->st == St::Open) { c = x; break; }
+                // an idle connection (from k mod pool on), else the open one
+                // with the fewest requests in flight: pipelined behind them
+                Conn *c = nullptr;
+                size_t np = pubs_.size();
+                for (size_t i = 0; i < np; i++) {
+                    Conn *x = pubs_[(size_t(next_seq_) + i) % np];
+                    if (x->st != St::Open) continue;
+                    if (!x->busy) { c = x; break; }
+                    if (!c || x->pipe.size() < c->pipe.size()) c = x;
                 }
                 if (!c) {
                     ol_unsent_++;  // counted as lost: expected covers every scheduled message
@@ -1961,15 +1967,21 @@ class Loadgen {
         };
         auto tick = [&]() -> int {
             int64_t now = now_ns();
+            if (cmd_expect_) {
+                // the measured message comes (from this process or another):
+                // count its frames from here
+                cmd_expect_ = false;
+                published = true;
+                said_frames = false;
+                open_at_publish = sub_open_;
+                st_.frames = st_.frames_unique = 0;
+                st_.lat_us.clear();
+                st_.first_frame_ns = st_.last_frame_ns = 0;
+            }
             if ((cmd_probe_ || cmd_publish_) && !pub) pub = new_pub();
             if (pub && pub->st == St::Open && !pub->busy) {
                 if (cmd_publish_) {
                     cmd_publish_ = false;
-                    published = true;
-                    open_at_publish = sub_open_;
-                    st_.frames = st_.frames_unique = 0;
-                    st_.lat_us.clear();
-                    st_.first_frame_ns = st_.last_frame_ns = 0;
                     pub_send_ns_ = now;
                     pub_send(pub, 0, false, now);
                 } else if (cmd_probe_) {
