@@ -9,14 +9,21 @@
 //       message, settles, then publishes M messages on one keep-alive HTTP
 //       connection back to back (--rate 0) or paced at R msg/s (a small pool
 //       of connections so a slow answer never delays the schedule), and
-//       counts what arrives.
+//       counts what arrives. --open-loop 1 (with --rate): message k goes out at
+//       its slot t0 + k/rate whatever the answers (on an idle publisher, else
+//       pipelined behind the least busy one) and carries its slot time, so a
+//       server that falls behind shows it as latency; latency per 1-s bucket
+//       of slot time in "buckets".
 //   loadgen publish --target T --port P --conns C --duration-s D [--subs S]
 //       publish requests/s with C keep-alive connections (optionally with S
 //       subscribers attached and reading).
 //   loadgen connect --target T --port P --subs N
 //       opens N idle subscribers, measures handshakes/s, prints a "ready"
 //       JSON line, holds them until a line (or EOF) arrives on stdin or
-//       --hold-s passes, then prints the result line.
+//       --hold-s passes, then prints the result line. While holding, the
+//       stdin lines "probe", "publish" and "expect" publish a probe / one
+//       measured message / count the next message's frames (several such
+//       processes, --src-ip-base apart, make bench/run's connect_100k).
 //   loadgen room    --target T --port P --subs N --senders S --rate R --messages M
 //       a chat room: N member WebSockets to /room/<channel>, of which the
 //       first S also send: each sender sends M messages at R msg/s over its
@@ -295,8 +302,9 @@ void usage() {
         "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n"
         "  fanout: [--sub-ports P1,P2] (subscriber i on P[i mod n]; publishes go to --port;\n"
         "       frames and latency per node) [--cpu-group NAME=PID,...] (repeatable)\n"
-        "  fanout: [--open-loop 1] (with --rate: message k is sent at t0 + k/rate on publisher\n"
-        "       k mod --pub-pool, pipelined if that one is busy, stamped with its slot time)\n"
+        "  fanout: [--open-loop 1] (with --rate: message k is sent at t0 + k/rate on an idle\n"
+        "       publisher of --pub-pool, else pipelined on the least busy one, stamped with its\n"
+        "       slot time)\n"
         "       [--bucket-s 1] (latency over time, by slot)\n"
         "  connect: [--src-ip-base B] (sources 127.0.0.(2+B) ..); stdin lines: probe, publish\n"
         "       (one publish each), expect (count the next message's frames; publish implies it),\n"
@@ -693,7 +701,7 @@ class Loadgen {
                     else if (line == "expect") cmd_expect_ = true;
                     else stdin_closed_ = true;
                 }
-                if (r <= 0) stdin_closed_ = true;
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) stdin_closed_ = true;
                 if (stdin_closed_) epoll_ctl(ep_, EPOLL_CTL_DEL, 0, nullptr);
                 continue;
             }
