@@ -9,14 +9,21 @@
 //       message, settles, then publishes M messages on one keep-alive HTTP
 //       connection back to back (--rate 0) or paced at R msg/s (a small pool
 //       of connections so a slow answer never delays the schedule), and
-//       counts what arrives.
+//       counts what arrives. --open-loop 1 (with --rate): message k goes out at
+//       its slot t0 + k/rate whatever the answers (on an idle publisher, else
+//       pipelined behind the least busy one) and carries its slot time, so a
+//       server that falls behind shows it as latency; latency per 1-s bucket
+//       of slot time in "buckets".
 //   loadgen publish --target T --port P --conns C --duration-s D [--subs S]
 //       publish requests/s with C keep-alive connections (optionally with S
 //       subscribers attached and reading).
 //   loadgen connect --target T --port P --subs N
 //       opens N idle subscribers, measures handshakes/s, prints a "ready"
 //       JSON line, holds them until a line (or EOF) arrives on stdin or
-//       --hold-s passes, then prints the result line.
+//       --hold-s passes, then prints the result line. While holding, the
+//       stdin lines "probe", "publish" and "expect" publish a probe / one
+//       measured message / count the next message's frames (several such
+//       processes, --src-ip-base apart, make bench/run's connect_100k).
 //   loadgen room    --target T --port P --subs N --senders S --rate R --messages M
 //       a chat room: N member WebSockets to /room/<channel>, of which the
 //       first S also send: each sender sends M messages at R msg/s over its
@@ -88,6 +95,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -262,6 +270,9 @@ struct Opts {
     double rate = 0;       // msg/s, 0 = back to back (room: per sender)
     int senders = 10;      // room mode: members that also send
     int pub_pool = 4;      // publisher connections in paced mode
+    bool open_loop = false; // fanout --open-loop 1: every message at its slot, pipelined if busy
+    double bucket_s = 1;   // open loop: latency over time in buckets of this many seconds
+    int src_ip_base = 0;   // first source address: 127.0.0.(2 + base)
     int size = 100;        // payload bytes
     int conns = 16;        // publish mode
     double duration_s = 3;
@@ -291,6 +302,13 @@ void usage() {
         "  [--token-file FILE]  (subscriber i sends ?token=<line i mod lines>)\n"
         "  fanout: [--sub-ports P1,P2] (subscriber i on P[i mod n]; publishes go to --port;\n"
         "       frames and latency per node) [--cpu-group NAME=PID,...] (repeatable)\n"
+        "  fanout: [--open-loop 1] (with --rate: message k is sent at t0 + k/rate on an idle\n"
+        "       publisher of --pub-pool, else pipelined on the least busy one, stamped with its\n"
+        "       slot time)\n"
+        "       [--bucket-s 1] (latency over time, by slot)\n"
+        "  connect: [--src-ip-base B] (sources 127.0.0.(2+B) ..); stdin lines: probe, publish\n"
+        "       (one publish each), expect (count the next message's frames; publish implies it),\n"
+        "       anything else or EOF: stop holding\n"
         "  room: [--senders 10] (--rate and --messages per sender; --size = received frame)\n"
         "  rtt: --target ours|django|direct [--conns C] [--duration-s D] [--path /relay]\n"
         "       [--app-pids PID,...] (closed loop: one message in flight per connection)\n");
@@ -323,6 +341,9 @@ Opts parse_opts(int argc, char **argv) {
         else if (k == "--senders") o.senders = std::atoi(v.c_str());
         else if (k == "--rate") o.rate = std::atof(v.c_str());
         else if (k == "--pub-pool") o.pub_pool = std::atoi(v.c_str());
+        else if (k == "--open-loop") o.open_loop = std::atoi(v.c_str()) != 0;
+        else if (k == "--bucket-s") o.bucket_s = std::atof(v.c_str());
+        else if (k == "--src-ip-base") o.src_ip_base = std::atoi(v.c_str());
         else if (k == "--size") o.size = std::atoi(v.c_str());
         else if (k == "--conns") o.conns = std::atoi(v.c_str());
         else if (k == "--duration-s") o.duration_s = std::atof(v.c_str());
@@ -386,6 +407,11 @@ Opts parse_opts(int argc, char **argv) {
     if (o.size < 48) o.size = 48;
     if (o.src_ips < 1) o.src_ips = 1;
     if (o.src_ips > 200) o.src_ips = 200;
+    if (o.src_ip_base < 0 || 2 + o.src_ip_base + o.src_ips > 255)
+        die("--src-ip-base + --src-ips must stay within 127.0.0.2 .. 127.0.0.254");
+    if (o.open_loop && (o.mode != "fanout" || o.rate <= 0))
+        die("--open-loop is for fanout mode with --rate > 0");
+    if (o.bucket_s <= 0) o.bucket_s = 1;
     if (o.concurrency < 1) o.concurrency = 1;
     if (o.pub_pool < 1) o.pub_pool = 1;
     if (o.conns < 1) o.conns = 1;
@@ -433,6 +459,7 @@ struct Conn {
     // publisher
     bool busy = false;
     bool req_probe = false;
+    std::deque<int64_t> pipe;  // open loop: slot times of the requests in flight, in order
     // rtt: one request in flight at a time
     bool rtt_waiting = false;
     int64_t rtt_seq = 0;       // seq of the message in flight (or next)
@@ -453,6 +480,7 @@ struct Stats {
     std::vector<uint32_t> lat_us;
     int64_t pings = 0;
     int64_t sub_closed = 0;       // subscribers lost after the handshake
+    int64_t last_close_ns = 0;    // when the last open subscriber was lost
     std::map<int, int64_t> close_codes;
     // publishing
     int64_t pub_ok = 0, pub_err = 0, pub_reconnects = 0;
@@ -512,7 +540,7 @@ class Loadgen {
     std::vector<uint32_t> per_seq_;       // frames per seq
 
     // publisher driving
-    enum class Drive { None, Burst, Paced, Flood } drive_ = Drive::None;
+    enum class Drive { None, Burst, Paced, Flood, OpenLoop } drive_ = Drive::None;
     int64_t next_seq_ = 0;
     int64_t total_msgs_ = 0;
     int64_t probe_k_ = 0;
@@ -524,8 +552,18 @@ class Loadgen {
     int64_t paced_max_late_ns_ = 0;
     int64_t paced_late_ = 0;
     int64_t last_pub_done_ = 0;
+    // open loop: latency per bucket of slot time (message seq -> bucket seq*interval/bucket)
+    std::vector<std::vector<uint32_t>> ol_bucket_lat_;
+    int64_t ol_bucket_ns_ = 0;            // 0: not bucketing
+    int64_t ol_interval_ns_ = 0;
+    std::vector<uint32_t> ol_late_us_;    // send() after its slot, every message
+    int64_t ol_unsent_ = 0;               // due while no publisher connection was open
+    // connect mode: stdin commands
+    bool cmd_probe_ = false, cmd_publish_ = false, cmd_expect_ = false;
+    int64_t pub_send_ns_ = 0;             // connect mode: when the measured publish was sent
 
     bool stdin_closed_ = false;
+    std::string stdin_buf_;
     int max_events_ = 1024;               // per epoll_wait (room: fewer, so the schedule runs often)
 
     // room mode
@@ -581,6 +619,7 @@ class Loadgen {
         if (!c->is_pub) {
             if (was_open) {
                 st_.sub_closed++;
+                st_.last_close_ns = now_ns();
                 sub_open_--;
             } else if (was_hs) {
                 st_.hs_fail++;
@@ -649,13 +688,21 @@ class Loadgen {
         }
         for (int i = 0; i < n; i++) {
             Conn *c = static_cast<Conn *>(evs[i].data.ptr);
-            if (c == nullptr) {  // stdin
+            if (c == nullptr) {  // stdin: "probe", "publish", anything else stops
                 char b[256];
                 ssize_t r = read(0, b, sizeof b);
-                if (r <= 0 || std::memchr(b, '\n', size_t(r))) {
-                    stdin_closed_ = true;
-                    epoll_ctl(ep_, EPOLL_CTL_DEL, 0, nullptr);
+                if (r > 0) stdin_buf_.append(b, size_t(r));
+                size_t nl;
+                while (!stdin_closed_ && (nl = stdin_buf_.find('\n')) != std::string::npos) {
+                    std::string line = stdin_buf_.substr(0, nl);
+                    stdin_buf_.erase(0, nl + 1);
+                    if (line == "probe") cmd_probe_ = true;
+                    else if (line == "publish") cmd_publish_ = cmd_expect_ = true;
+                    else if (line == "expect") cmd_expect_ = true;
+                    else stdin_closed_ = true;
                 }
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) stdin_closed_ = true;
+                if (stdin_closed_) epoll_ctl(ep_, EPOLL_CTL_DEL, 0, nullptr);
                 continue;
             }
             if (c->st == St::Closed) continue;
@@ -705,7 +752,8 @@ class Loadgen {
             setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
             sockaddr_in src{};
             src.sin_family = AF_INET;
-            src.sin_addr.s_addr = htonl(0x7f000000u | uint32_t(2 + (i % o_.src_ips)));
+            src.sin_addr.s_addr =
+                htonl(0x7f000000u | uint32_t(2 + o_.src_ip_base + (i % o_.src_ips)));
             if (bind(fd, reinterpret_cast<sockaddr *>(&src), sizeof src) < 0)
                 warnf("bind: %s", strerror(errno));
         }
@@ -953,6 +1001,10 @@ class Loadgen {
         if (st_.first_frame_ns == 0) st_.first_frame_ns = now;
         st_.last_frame_ns = now;
         if (st_.lat_us.size() < 50000000) st_.lat_us.push_back(sat_us(now - ts));
+        if (ol_bucket_ns_ > 0 && seq >= 0) {
+            size_t b = size_t(seq * ol_interval_ns_ / ol_bucket_ns_);
+            if (b < ol_bucket_lat_.size()) ol_bucket_lat_[b].push_back(sat_us(now - ts));
+        }
         size_t node = sub_dst_.empty() ? 0 : c->id % sub_dst_.size();
         if (!sub_dst_.empty() && node_lat_[node].size() < 50000000)
             node_lat_[node].push_back(sat_us(now - ts));
@@ -960,7 +1012,6 @@ class Loadgen {
         if (seq > c->last_seq) c->last_seq = seq;
         bool unique = true;
         if (track_m_ > 0 && seq >= 0 && seq < track_m_) {
-            per_seq_[size_t(seq)]++;
             if (!seen_.empty()) {
                 uint8_t &s = seen_[size_t(c->id) * size_t(track_m_) + size_t(seq)];
                 if (s) {
@@ -970,6 +1021,7 @@ class Loadgen {
                     s = 1;
                 }
             }
+            if (unique) per_seq_[size_t(seq)]++;  // unique frames per message
         }
         if (unique) {
             st_.frames_unique++;
@@ -1132,6 +1184,13 @@ class Loadgen {
         }
         bool was_busy = c->busy;
         c->busy = false;
+        if (!c->pipe.empty()) {
+            // open loop: every pipelined request on it is lost (one counted below)
+            int64_t lost = int64_t(c->pipe.size()) - (was_busy ? 1 : 0);
+            st_.pub_err += lost;
+            st_.pub_status[0] += lost;
+            c->pipe.clear();
+        }
         if (rtt_ && c->rtt_waiting) {
             rtt_failed(c, "connection to the app lost with a request in flight", 0);
             rtt_lost_++;
@@ -1159,8 +1218,9 @@ class Loadgen {
         return s;
     }
 
-    void pub_send(Conn *c, int64_t seq, bool probe) {
-        int64_t ts = now_ns();
+    // ts: the time stamped into the message (0: now, just before the send())
+    void pub_send(Conn *c, int64_t seq, bool probe, int64_t ts = 0) {
+        if (ts == 0) ts = now_ns();
         std::string text = payload(seq, probe, ts);
         std::string body, path, ctype;
         if (o_.target == "ours") {
@@ -1179,6 +1239,7 @@ class Loadgen {
         std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " +
                           ctype + "\r\nContent-Length: " + std::to_string(body.size()) +
                           "\r\n\r\n" + body;
+        if (drive_ == Drive::OpenLoop && !probe) c->pipe.push_back(ts);  // pipelined
         c->busy = true;
         c->req_probe = probe;
         c->req_sent = ts;
@@ -1268,6 +1329,11 @@ class Loadgen {
 
     void on_pub_response(Conn *c, int status, int64_t now) {
         if (!c->busy) return;
+        if (!c->pipe.empty()) {  // open loop: answers come in request order
+            c->req_sent = c->pipe.front();
+            c->req_probe = false;
+            c->pipe.pop_front();
+        }
         c->busy = false;
         uint32_t lat = sat_us(now - c->req_sent);
         if (c->req_probe) {
@@ -1287,6 +1353,7 @@ class Loadgen {
             }
             last_pub_done_ = now;
         }
+        if (!c->pipe.empty()) c->busy = true;
         on_pub_idle(c, now);
     }
 
@@ -1583,21 +1650,63 @@ class Loadgen {
             }, deadline_in(5));
         }
 
+        int64_t interval = o_.rate > 0 ? int64_t(1e9 / o_.rate) : 0;
+        if (o_.open_loop) {
+            max_events_ = 64;  // look at the schedule every ~0.5 ms of frames (as room)
+            ol_interval_ns_ = interval;
+            ol_bucket_ns_ = int64_t(o_.bucket_s * 1e9);
+            int64_t span = (total_msgs_ - 1) * interval;
+            ol_bucket_lat_.assign(size_t(span / ol_bucket_ns_ + 1), {});
+            ol_late_us_.reserve(size_t(total_msgs_));
+        }
         std::vector<CpuSample> g0;
         for (auto &g : o_.cpu_groups) g0.push_back(read_cpu(g.second));
         CpuSample c0 = read_cpu(o_.cpu_pids);
         double cl0 = self_cpu_s();
+        int64_t pre0 = self_preempted();
         int64_t t0 = now_ns();
         next_seq_ = 0;
         if (o_.rate <= 0) {
             drive_ = Drive::Burst;
             pub_send(probe_pub, next_seq_++, false);
         } else {
-            drive_ = Drive::Paced;
+            drive_ = o_.open_loop ? Drive::OpenLoop : Drive::Paced;
             paced_t0_ = t0;
         }
-        int64_t interval = o_.rate > 0 ? int64_t(1e9 / o_.rate) : 0;
+        // Open loop: message k is due at t0 + k*interval and goes out then on
+        // publisher k mod pool, pipelined behind its unanswered requests, with
+        // its slot time as the send time: a server that answers late or
+        // delivers late cannot slow the schedule down or hide its delay.
+        auto ol_tick = [&]() -> int {
+            int64_t now = now_ns();
+            while (next_seq_ < total_msgs_) {
+                int64_t due = paced_t0_ + next_seq_ * interval;
+                if (now < due) return int((due - now) / 1000000);
+                // an idle connection (from k mod pool on), else the open one
+                // with the fewest requests in flight: pipelined behind them
+                Conn *c = nullptr;
+                size_t np = pubs_.size();
+                for (size_t i = 0; i < np; i++) {
+                    Conn *x = pubs_[(size_t(next_seq_) + i) % np];
+                    if (x->st != St::Open) continue;
+                    if (!x->busy) { c = x; break; }
+                    if (!c || x->pipe.size() < c->pipe.size()) c = x;
+                }
+                if (!c) {
+                    ol_unsent_++;  // counted as lost: expected covers every scheduled message
+                } else {
+                    int64_t late = now - due;
+                    if (late > paced_max_late_ns_) paced_max_late_ns_ = late;
+                    ol_late_us_.push_back(sat_us(late));
+                    pub_send(c, next_seq_, false, due);
+                }
+                next_seq_++;
+                now = now_ns();
+            }
+            return -1;
+        };
         auto tick = [&]() -> int {
+            if (drive_ == Drive::OpenLoop) return ol_tick();
             if (drive_ != Drive::Paced) return -1;
             int64_t now = now_ns();
             while (next_seq_ < total_msgs_) {
@@ -1614,6 +1723,7 @@ class Loadgen {
             return -1;
         };
         int64_t expected_max = n_open * total_msgs_;
+        if (o_.open_loop) hard = t0 + (total_msgs_ - 1) * interval + int64_t(o_.timeout_s * 1e9);
         bool complete = run_until([&] {
             if (st_.frames_unique >= expected_max && next_seq_ >= total_msgs_ && pubs_idle())
                 return true;
@@ -1628,10 +1738,12 @@ class Loadgen {
         std::vector<CpuSample> g1;
         for (auto &g : o_.cpu_groups) g1.push_back(read_cpu(g.second));
         double cl1 = self_cpu_s();
+        int64_t pre1 = self_preempted();
         drive_ = Drive::None;
 
         // expected frames: every subscriber open at the start times every accepted message
-        int64_t expected = n_open * st_.pub_ok;
+        // (open loop: every scheduled message, so a refused or unsent publish is loss too)
+        int64_t expected = n_open * (o_.open_loop ? total_msgs_ : st_.pub_ok);
         emit_common(j);
         j.num("ready", ready ? 1 : 0).num("ready_s", ready_s).num("probes", double(st_.probes_sent));
         j.num("messages", double(total_msgs_)).num("rate", o_.rate).num("size", o_.size);
@@ -1647,6 +1759,7 @@ class Loadgen {
             j.num("paced_late_ticks", double(paced_late_));
             j.num("paced_max_late_us", double(paced_max_late_ns_) / 1000);
         }
+        if (o_.open_loop) emit_open_loop(j, t0, interval, n_open, t_end, pre1 - pre0);
         // messages that reached fewer than all subscribers
         int64_t partial = 0;
         for (uint32_t n : per_seq_)
@@ -1679,6 +1792,49 @@ class Loadgen {
         std::printf("%s\n", j.done().c_str());
         std::fflush(stdout);
         return 0;
+    }
+
+    // Open loop: the schedule's own lateness, what was still in flight at the
+    // end, and latency over time: per bucket of slot time, the frames of the
+    // messages due in it (delivered / expected) and their p50/p99/max.
+    void emit_open_loop(Json &j, int64_t t0, int64_t interval, int64_t n_open, int64_t t_end,
+                        int64_t preempted) {
+        j.num("open_loop", 1).num("pub_pool", double(pubs_.size()));
+        j.num("schedule_s", double((total_msgs_ - 1) * interval) / 1e9);
+        j.num("messages_unsent", double(ol_unsent_));
+        j.num("send_late_p50_us", percentile(ol_late_us_, 50));
+        j.num("send_late_p99_us", percentile(ol_late_us_, 99));
+        j.num("send_max_late_us", double(paced_max_late_ns_) / 1000);
+        j.num("client_preempted", double(preempted));
+        int64_t inflight = 0;
+        for (Conn *c : pubs_) inflight += int64_t(c->pipe.size());
+        j.num("publishes_unanswered_at_end", double(inflight));
+        int64_t sched_end = t0 + (total_msgs_ - 1) * interval;
+        j.num("tail_after_schedule_s",
+              st_.last_frame_ns > sched_end ? double(st_.last_frame_ns - sched_end) / 1e9 : 0);
+        j.num("ended_after_schedule_s", double(t_end - sched_end) / 1e9);
+        std::string b = "[";
+        for (size_t k = 0; k < ol_bucket_lat_.size(); k++) {
+            int64_t lo = int64_t(k) * ol_bucket_ns_, hi = lo + ol_bucket_ns_;
+            int64_t msgs = 0, got = 0;
+            for (int64_t s = 0; s < total_msgs_; s++) {
+                int64_t at = s * interval;
+                if (at >= lo && at < hi) {
+                    msgs++;
+                    got += per_seq_[size_t(s)];
+                }
+            }
+            std::vector<uint32_t> &v = ol_bucket_lat_[k];
+            char e[256];
+            std::snprintf(e, sizeof e,
+                          "%s{\"t_s\":%.6g,\"messages\":%" PRId64 ",\"expected\":%" PRId64
+                          ",\"delivered\":%" PRId64 ",\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f}",
+                          k ? "," : "", double(lo) / 1e9, msgs, msgs * n_open, got,
+                          percentile(v, 50), percentile(v, 99),
+                          v.empty() ? -1.0 : double(*std::max_element(v.begin(), v.end())));
+            b += e;
+        }
+        j.raw("buckets", b + "]");
     }
 
     // --sub-ports: frames and latency of each node's subscribers (node k: the
@@ -1780,6 +1936,14 @@ class Loadgen {
         return 0;
     }
 
+    // Connect: opens N subscribers, prints {"event":"ready",...}, holds them.
+    // While holding, stdin lines "probe" / "publish" make this process publish
+    // one probe / one measured message (seq 0) on a publisher connection of
+    // its own; it prints {"event":"probed"} once every open subscriber has a
+    // probe and {"event":"frames"} once every open subscriber has the message
+    // (with first/last receive times, CLOCK_MONOTONIC, comparable across
+    // processes). It stops holding on any other line, EOF, --hold-s, or once
+    // the server has closed every subscriber ({"event":"closed"}).
     int run_connect() {
         Json j;
         CpuSample c0 = read_cpu(o_.cpu_pids);
@@ -1789,7 +1953,8 @@ class Loadgen {
         run_until([] { return false; }, settle_end);
         Json r;
         r.str("event", "ready").num("subs_connected", double(st_.hs_ok))
-         .num("subs_open", double(sub_open_));
+         .num("subs_open", double(sub_open_)).num("connect_failures", double(st_.hs_fail))
+         .num("hs_first_ns", double(st_.hs_first)).num("hs_last_ns", double(st_.hs_last));
         std::printf("%s\n", r.done().c_str());
         std::fflush(stdout);
         // hold until a line on stdin (or EOF), bounded by --hold-s
@@ -1799,12 +1964,90 @@ class Loadgen {
         ev.data.ptr = nullptr;
         if (epoll_ctl(ep_, EPOLL_CTL_ADD, 0, &ev) < 0) stdin_closed_ = true;  // not pollable: do not hold
         int64_t t_hold = now_ns();
-        run_until([&] { return stdin_closed_; }, deadline_in(o_.hold_s));
+        Conn *pub = nullptr;
+        bool said_probed = false, said_frames = false, said_closed = false;
+        bool published = false;
+        int64_t open_at_publish = 0;
+        auto all_probed = [&] {
+            for (Conn *c : subs_)
+                if (c->st == St::Open && !c->probed) return false;
+            return true;
+        };
+        auto tick = [&]() -> int {
+            int64_t now = now_ns();
+            if (cmd_expect_) {
+                // the measured message comes (from this process or another):
+                // count its frames from here
+                cmd_expect_ = false;
+                published = true;
+                said_frames = false;
+                open_at_publish = sub_open_;
+                st_.frames = st_.frames_unique = 0;
+                st_.lat_us.clear();
+                st_.first_frame_ns = st_.last_frame_ns = 0;
+            }
+            if ((cmd_probe_ || cmd_publish_) && !pub) pub = new_pub();
+            if (pub && pub->st == St::Open && !pub->busy) {
+                if (cmd_publish_) {
+                    cmd_publish_ = false;
+                    pub_send_ns_ = now;
+                    pub_send(pub, 0, false, now);
+                } else if (cmd_probe_) {
+                    cmd_probe_ = false;
+                    pub_send(pub, probe_k_++, true);
+                }
+            }
+            if (!said_probed && st_.probe_frames > 0 && all_probed()) {
+                said_probed = true;
+                Json e;
+                e.str("event", "probed").num("subs_open", double(sub_open_));
+                std::printf("%s\n", e.done().c_str());
+                std::fflush(stdout);
+            }
+            if (published && !said_frames && st_.frames_unique >= sub_open_) {
+                said_frames = true;
+                Json e;
+                e.str("event", "frames").num("frames", double(st_.frames_unique))
+                 .num("subs_open", double(sub_open_))
+                 .num("first_frame_ns", double(st_.first_frame_ns))
+                 .num("last_frame_ns", double(st_.last_frame_ns))
+                 .num("pub_send_ns", double(pub_send_ns_));
+                std::printf("%s\n", e.done().c_str());
+                std::fflush(stdout);
+            }
+            if (!said_closed && st_.hs_ok > 0 && sub_open_ == 0) {
+                said_closed = true;
+                Json e;
+                e.str("event", "closed").num("last_close_ns", double(st_.last_close_ns));
+                std::printf("%s\n", e.done().c_str());
+                std::fflush(stdout);
+            }
+            (void)now;
+            return 20;
+        };
+        run_until([&] { return stdin_closed_ || said_closed; }, deadline_in(o_.hold_s), tick, 20);
         emit_common(j);
         j.num("held_s", double(now_ns() - t_hold) / 1e9);
+        j.num("hs_first_ns", double(st_.hs_first)).num("hs_last_ns", double(st_.hs_last));
         j.num("subs_open_at_end", double(sub_open_));
         j.num("subs_closed_by_server", double(st_.sub_closed));
+        j.num("last_close_ns", double(st_.last_close_ns));
+        std::string codes = "{";
+        for (auto &kv : st_.close_codes)
+            codes += (codes.size() > 1 ? "," : "") + std::string("\"") + std::to_string(kv.first) +
+                     "\":" + std::to_string(kv.second);
+        j.raw("close_codes", codes + "}");
         j.num("pings", double(st_.pings));
+        if (published) {
+            j.num("pub_send_ns", double(pub_send_ns_)).num("subs_open_at_publish", double(open_at_publish));
+            j.num("frames_delivered", double(st_.frames_unique));
+            j.num("first_frame_ns", double(st_.first_frame_ns)).num("last_frame_ns", double(st_.last_frame_ns));
+            j.num("lat_p50_us", percentile(st_.lat_us, 50));
+            j.num("lat_p99_us", percentile(st_.lat_us, 99));
+            j.num("lat_max_us", st_.lat_us.empty() ? -1 : double(*std::max_element(st_.lat_us.begin(), st_.lat_us.end())));
+        }
+        j.num("probes", double(st_.probes_sent));
+        emit_pub(j);
         emit_cpu(j, c0, c1, double(st_.hs_ok), "handshakes");
         emit_client_cpu(j);
         std::printf("%s\n", j.done().c_str());
