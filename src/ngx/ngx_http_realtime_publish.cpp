@@ -378,20 +378,37 @@ ngx_http_realtime_request_wait_finish(ngx_http_realtime_request_wait_t *w,
 }
 
 
-struct ngx_http_realtime_publish_wait_t final
-    : ngx_http_realtime_request_wait_t
-{
+/*
+ * A publish or an action through Redis: sent there first, answered here
+ * once Redis took it all (done here then, with "nodes"), or 503.
+ */
+
+struct ngx_http_realtime_redis_wait_t : ngx_http_realtime_request_wait_t {
     ngx_http_realtime_loc_conf_t  *rlcf = NULL;
-    realtime::PublishRequest       req;
+    realtime::PublishRequest       req;     /* what goes to Redis */
+    const char                    *what = "publish";
+
+    /* here, after Redis; may throw */
+    virtual ngx_int_t local(ngx_http_request_t *r, int64_t nodes,
+        const realtime::MessageId *ids) = 0;
+};
+
+
+struct ngx_http_realtime_publish_wait_t final : ngx_http_realtime_redis_wait_t {
+    ngx_int_t local(ngx_http_request_t *r, int64_t nodes,
+        const realtime::MessageId *ids) override
+    {
+        return ngx_http_realtime_publish_local(r, rlcf, req, nodes, ids);
+    }
 };
 
 
 static void
-ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
+ngx_http_realtime_redis_done(void *data, int64_t nodes,
     const realtime::MessageId *ids)
 {
     ngx_int_t           rc;
-    auto               *w = (ngx_http_realtime_publish_wait_t *) data;
+    auto               *w = (ngx_http_realtime_redis_wait_t *) data;
     ngx_http_request_t *r = ngx_http_realtime_request_wait_take(w);
 
     if (r == NULL) {
@@ -400,16 +417,15 @@ ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
 
     if (nodes < 0) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "realtime: publish refused with 503: redis did not "
-                      "take it");
+                      "realtime: %s refused with 503: redis did not take it",
+                      w->what);
 
         rc = ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "{\"error\":\"redis unavailable\"}");
 
     } else {
         try {
-            rc = ngx_http_realtime_publish_local(r, w->rlcf, w->req, nodes,
-                                                 ids);
+            rc = w->local(r, nodes, ids);
 
         } catch (...) {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -420,23 +436,20 @@ ngx_http_realtime_publish_redis_done(void *data, int64_t nodes,
 }
 
 
-static ngx_int_t
-ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req)
-{
-    auto  *w = new (std::nothrow) ngx_http_realtime_publish_wait_t();
+/* Sends w->req to Redis; w is the request's from now on (armed here). */
 
-    if (w == NULL || ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
+static ngx_int_t
+ngx_http_realtime_redis_send(ngx_http_request_t *r,
+    ngx_http_realtime_redis_wait_t *w, uint32_t history_size,
+    uint32_t history_ttl)
+{
+    if (ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
         delete w;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    w->rlcf = rlcf;
-    w->req = std::move(req);
-
-    if (ngx_http_realtime_cluster_publish(rlcf->zone, w->req,
-            (uint32_t) rlcf->history_size, (uint32_t) rlcf->history_ttl,
-            ngx_http_realtime_publish_redis_done, w)
+    if (ngx_http_realtime_cluster_publish(w->rlcf->zone, w->req, history_size,
+            history_ttl, ngx_http_realtime_redis_done, w)
         != NGX_OK)
     {
         ngx_http_realtime_request_wait_drop(w);
@@ -448,6 +461,24 @@ ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_publish_cluster(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, realtime::PublishRequest &&req)
+{
+    auto  *w = new (std::nothrow) ngx_http_realtime_publish_wait_t();
+
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->rlcf = rlcf;
+    w->req = std::move(req);
+
+    return ngx_http_realtime_redis_send(r, w, (uint32_t) rlcf->history_size,
+                                        (uint32_t) rlcf->history_ttl);
 }
 
 
@@ -522,47 +553,15 @@ static ngx_int_t ngx_http_realtime_publish_action_local(ngx_http_request_t *r,
  * does (503 and nothing done anywhere when Redis is unavailable).
  */
 
-struct ngx_http_realtime_action_wait_t final
-    : ngx_http_realtime_request_wait_t
-{
-    ngx_http_realtime_loc_conf_t  *rlcf = NULL;
+struct ngx_http_realtime_action_wait_t final : ngx_http_realtime_redis_wait_t {
     realtime::ActionRequest        act;
-    realtime::PublishRequest       req;
+
+    ngx_int_t local(ngx_http_request_t *r, int64_t nodes,
+        const realtime::MessageId *ids) override
+    {
+        return ngx_http_realtime_publish_action_local(r, rlcf, act, nodes);
+    }
 };
-
-
-static void
-ngx_http_realtime_action_redis_done(void *data, int64_t nodes,
-    const realtime::MessageId *ids)
-{
-    ngx_int_t           rc;
-    auto               *w = (ngx_http_realtime_action_wait_t *) data;
-    ngx_http_request_t *r = ngx_http_realtime_request_wait_take(w);
-
-    if (r == NULL) {
-        return;
-    }
-
-    if (nodes < 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "realtime: action refused with 503: redis did not "
-                      "take it");
-
-        rc = ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "{\"error\":\"redis unavailable\"}");
-
-    } else {
-        try {
-            rc = ngx_http_realtime_publish_action_local(r, w->rlcf, w->act,
-                                                        nodes);
-
-        } catch (...) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    ngx_http_realtime_request_wait_finish(w, r, rc);
-}
 
 
 static ngx_int_t
@@ -583,12 +582,12 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
 
     auto  *w = new (std::nothrow) ngx_http_realtime_action_wait_t();
 
-    if (w == NULL || ngx_http_realtime_request_wait_arm(r, w) != NGX_OK) {
-        delete w;
+    if (w == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     w->rlcf = rlcf;
+    w->what = "action";
     w->act = act;
     w->req.ok = true;
     w->req.items.emplace_back();
@@ -596,18 +595,7 @@ ngx_http_realtime_publish_action(ngx_http_request_t *r,
     w->req.items.back().payload = act.instruction;
     w->req.items.back().is_control = true;
 
-    if (ngx_http_realtime_cluster_publish(rlcf->zone, w->req, 0, 0,
-            ngx_http_realtime_action_redis_done, w)
-        != NGX_OK)
-    {
-        ngx_http_realtime_request_wait_drop(w);
-        return ngx_http_realtime_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "{\"error\":\"redis unavailable\"}");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_realtime_redis_send(r, w, 0, 0);
 }
 
 
