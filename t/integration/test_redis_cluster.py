@@ -529,7 +529,10 @@ def test_redis_down_and_back(redis, nginx_factory):
     t.start()
     time.sleep(0.3)
     redis.kill()
-    time.sleep(0.5)
+    # until the node answers 503 (a loaded machine may take a while to get
+    # there), and a little longer
+    wait_for(lambda: any(st == 503 for _i, st in list(results)), TIMEOUT)
+    time.sleep(0.2)
     stop.set()
     t.join(10)
     statuses = {st for _i, st in results}
