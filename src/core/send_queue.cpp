@@ -26,7 +26,7 @@ void release(SharedFrame* f) noexcept {
 }
 
 bool SendQueue::grow() noexcept {
-    uint32_t cap = capacity_ ? capacity_ * 2 : 4;
+    uint32_t cap = capacity_ * 2;
     auto* ring = static_cast<uintptr_t*>(std::malloc(sizeof(uintptr_t) * cap));
     if (ring == nullptr) {
         return false;
@@ -34,7 +34,9 @@ bool SendQueue::grow() noexcept {
     for (uint32_t i = 0; i < count_; ++i) {
         ring[i] = ring_[(head_ + i) & (capacity_ - 1)];
     }
-    std::free(ring_);
+    if (on_heap()) {
+        std::free(ring_);
+    }
     ring_ = ring;
     capacity_ = cap;
     head_ = 0;
@@ -115,9 +117,11 @@ void SendQueue::clear() noexcept {
     for (uint32_t i = 0; i < count_; ++i) {
         release(frame_of(ring_[(head_ + i) & (capacity_ - 1)]));
     }
-    std::free(ring_);
-    ring_ = nullptr;
-    capacity_ = 0;
+    if (on_heap()) {
+        std::free(ring_);
+    }
+    ring_ = inline_;
+    capacity_ = kInline;
     head_ = 0;
     count_ = 0;
     head_offset_ = 0;

@@ -3,7 +3,10 @@
 // A broadcast is framed once into a SharedFrame; every connection that must
 // send it queues a reference, never a copy. The queue is a ring of frame
 // pointers that grows only when needed, so queuing a frame allocates nothing
-// in the steady state, and a connection that never sends holds no ring.
+// in the steady state. The first kInline entries live inside the queue
+// itself: the common case (a frame or two between writes) touches no memory
+// beyond the connection's own, which matters when a fan-out walks thousands
+// of connections whose state is no longer in the CPU's caches.
 // Single-threaded by design: one nginx worker owns a queue and its frames.
 #pragma once
 
@@ -75,8 +78,13 @@ private:
     }
     static bool is_reply(uintptr_t e) noexcept { return e & 1; }
 
-    uintptr_t* ring_ = nullptr;
-    uint32_t capacity_ = 0;  // a power of two
+    static constexpr uint32_t kInline = 2;  // a power of two
+
+    bool on_heap() const noexcept { return ring_ != inline_; }
+
+    uintptr_t inline_[kInline] = {};
+    uintptr_t* ring_ = inline_;
+    uint32_t capacity_ = kInline;  // a power of two
     uint32_t head_ = 0;
     uint32_t count_ = 0;
     uint32_t head_offset_ = 0;  // bytes of the front frame already sent

@@ -5,22 +5,37 @@
  * the list of its own connections per group. A drain takes the worker's
  * queue under the lock, copies each message once into a frame shared by
  * all its local subscribers, and writes each connection's batch with one
- * send_chain(), in time slices so other events are served in between.
+ * system call, in time slices so other events are served in between.
  */
 
 #include "ngx_http_realtime_groups.h"
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "ngx_http_realtime_history.h"
 #include "ngx_http_realtime_worker.h"
 
 
+struct ngx_http_realtime_member_t;
+
+/* An entry of a group's fan-out array: the session, read by every
+   delivery, and its membership, to fix the index when entries move. */
+struct ngx_http_realtime_member_ref_t {
+    ngx_http_realtime_session_t        *session;
+    ngx_http_realtime_member_t         *member;
+};
+
 struct ngx_http_realtime_local_group_t {
     std::string                   name;
-    ngx_queue_t                   members;
-    ngx_uint_t                    count;
+    /*
+     * An array rather than a linked list: a delivery walks it in order and
+     * asks for the sessions ahead of use; a list made every step wait for
+     * the previous node to come from memory (bench/RESULTS.md, the paced
+     * fan-out). A leave moves the last entry into the hole.
+     */
+    std::vector<ngx_http_realtime_member_ref_t>  members;
 };
 
 
@@ -31,13 +46,14 @@ struct ngx_http_realtime_local_groups_t {
 };
 
 
-/* A connection's membership of a group: linked from both sides. */
-typedef struct {
-    ngx_queue_t                         in_group;    /* local group's list */
+/* A connection's membership of a group: in its session's list and at
+   index in the group's array. */
+struct ngx_http_realtime_member_t {
     ngx_queue_t                         in_session;  /* session's list */
     ngx_http_realtime_session_t        *session;
     ngx_http_realtime_local_group_t    *group;
-} ngx_http_realtime_member_t;
+    size_t                              index;       /* in group->members */
+};
 
 
 /*
@@ -49,6 +65,7 @@ typedef struct {
  */
 #define NGX_HTTP_REALTIME_FLUSH_SLICE_NS  300000
 #define NGX_HTTP_REALTIME_FLUSH_CHECK     16      /* connections per clock read */
+#define NGX_HTTP_REALTIME_PREFETCH_AHEAD  8       /* members, in a delivery */
 
 
 static void ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z);
@@ -57,6 +74,8 @@ static realtime::SharedFrame *ngx_http_realtime_envelope_frame(
 static realtime::SharedFrame *ngx_http_realtime_stream_frame(
     const realtime::ShmMessage *m, uint16_t k, bool envelope, bool chunked);
 static void ngx_http_realtime_flush_slice(void);
+static void ngx_http_realtime_prefetch_ahead(ngx_queue_t *list,
+    size_t link_offset);
 
 
 /* Links s into this worker's fan-out list of one group. */
@@ -88,8 +107,6 @@ ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
         if (it == z->local->map.end()) {
             g = new ngx_http_realtime_local_group_t();
             g->name.assign(name);
-            g->count = 0;
-            ngx_queue_init(&g->members);
 
             try {
                 z->local->map.emplace(std::string_view(g->name), g);
@@ -102,18 +119,69 @@ ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
             g = it->second;
         }
 
+        g->members.push_back({s, member});
+
     } catch (...) {
+        /* a group just made for s is empty: it is not left behind */
+        if (z->local) {
+            auto  it = z->local->map.find(name);
+
+            if (it != z->local->map.end() && it->second->members.empty()) {
+                g = it->second;
+                z->local->map.erase(it);
+                delete g;
+            }
+        }
+
         ngx_free(member);
         return NGX_ERROR;
     }
 
     member->session = s;
     member->group = g;
-    ngx_queue_insert_tail(&g->members, &member->in_group);
+    member->index = g->members.size() - 1;
     ngx_queue_insert_tail(&s->members, &member->in_session);
-    g->count++;
 
     return NGX_OK;
+}
+
+
+/* Takes member out of its group's array (and the group out of the map
+   when it was the last) and frees it. */
+
+static void
+ngx_http_realtime_unlink_member(ngx_http_realtime_zone_t *z,
+    ngx_http_realtime_member_t *member)
+{
+    ngx_http_realtime_local_group_t  *g;
+
+    g = member->group;
+
+    ngx_queue_remove(&member->in_session);
+
+    if (member->index + 1 != g->members.size()) {
+        g->members[member->index] = g->members.back();
+        g->members[member->index].member->index = member->index;
+    }
+
+    g->members.pop_back();
+
+    /* a crowd that left gives its room back (a shrink that fails keeps it) */
+    if (g->members.capacity() > 64
+        && g->members.size() < g->members.capacity() / 4)
+    {
+        try {
+            g->members.shrink_to_fit();
+        } catch (...) {
+        }
+    }
+
+    if (g->members.empty()) {
+        z->local->map.erase(std::string_view(g->name));
+        delete g;
+    }
+
+    ngx_free(member);
 }
 
 
@@ -122,27 +190,13 @@ ngx_http_realtime_join_local(ngx_http_realtime_session_t *s,
 static void
 ngx_http_realtime_leave_local(ngx_http_realtime_session_t *s)
 {
-    ngx_queue_t                      *q;
-    ngx_http_realtime_zone_t         *z;
-    ngx_http_realtime_member_t       *member;
-    ngx_http_realtime_local_group_t  *g;
-
-    z = s->zone;
+    ngx_queue_t  *q;
 
     while (!ngx_queue_empty(&s->members)) {
         q = ngx_queue_head(&s->members);
-        member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
-        g = member->group;
 
-        ngx_queue_remove(&member->in_session);
-        ngx_queue_remove(&member->in_group);
-
-        if (--g->count == 0) {
-            z->local->map.erase(std::string_view(g->name));
-            delete g;
-        }
-
-        ngx_free(member);
+        ngx_http_realtime_unlink_member(s->zone,
+            ngx_queue_data(q, ngx_http_realtime_member_t, in_session));
     }
 }
 
@@ -153,30 +207,20 @@ static bool
 ngx_http_realtime_leave_local_one(ngx_http_realtime_session_t *s,
     std::string_view name)
 {
-    ngx_queue_t                      *q;
-    ngx_http_realtime_member_t       *member;
-    ngx_http_realtime_local_group_t  *g;
+    ngx_queue_t                 *q;
+    ngx_http_realtime_member_t  *member;
 
     for (q = ngx_queue_head(&s->members);
          q != ngx_queue_sentinel(&s->members);
          q = ngx_queue_next(q))
     {
         member = ngx_queue_data(q, ngx_http_realtime_member_t, in_session);
-        g = member->group;
 
-        if (g->name != name) {
+        if (member->group->name != name) {
             continue;
         }
 
-        ngx_queue_remove(&member->in_session);
-        ngx_queue_remove(&member->in_group);
-
-        if (--g->count == 0) {
-            s->zone->local->map.erase(std::string_view(g->name));
-            delete g;
-        }
-
-        ngx_free(member);
+        ngx_http_realtime_unlink_member(s->zone, member);
         return true;
     }
 
@@ -517,11 +561,49 @@ ngx_http_realtime_groups_drain(void) noexcept
 }
 
 
-/* One send_chain() per connection for everything it got, in time slices. */
+/* What the flush loop below asks the CPU to load, see there. */
+
+static void
+ngx_http_realtime_prefetch_ahead(ngx_queue_t *list, size_t link_offset)
+{
+    ngx_queue_t                  *q;
+    ngx_http_realtime_session_t  *s;
+
+    q = ngx_queue_head(list);
+
+    if (q == ngx_queue_sentinel(list)) {
+        return;
+    }
+
+    s = (ngx_queue_data(q, ngx_http_realtime_flush_link_t, queue))->session;
+    __builtin_prefetch(s->connection->write);
+
+    q = ngx_queue_next(q);
+
+    if (q == ngx_queue_sentinel(list)) {
+        return;
+    }
+
+    s = (ngx_queue_data(q, ngx_http_realtime_flush_link_t, queue))->session;
+    ngx_http_realtime_prefetch_connection(s->connection);
+
+    q = ngx_queue_next(q);
+
+    if (q == ngx_queue_sentinel(list)) {
+        return;
+    }
+
+    ngx_http_realtime_prefetch_session((const ngx_http_realtime_session_t *)
+                                       ((const u_char *) q - link_offset));
+}
+
+
+/* One write per connection for everything it got, in time slices. */
 
 static void
 ngx_http_realtime_flush_slice(void)
 {
+    size_t                        link_offset;
     uint64_t                      start;
     ngx_uint_t                    n;
     ngx_queue_t                  *q, *list;
@@ -529,6 +611,15 @@ ngx_http_realtime_flush_slice(void)
     ngx_http_realtime_session_t  *s;
 
     list = &ngx_http_realtime_worker.flush_list;
+
+    if (ngx_queue_empty(list)) {
+        return;
+    }
+
+    /* where a session's flush link is, from the session's start */
+    s = (ngx_queue_data(ngx_queue_head(list), ngx_http_realtime_flush_link_t,
+                        queue))->session;
+    link_offset = (const u_char *) &s->flush_link.queue - (const u_char *) s;
 
     /* a monotonic clock (vDSO: no syscall); ngx_current_msec stands still
        within one event handler */
@@ -558,6 +649,15 @@ ngx_http_realtime_flush_slice(void)
 
         ngx_queue_remove(q);
         s->in_flush = false;
+
+        /*
+         * Ahead of use, loading while this one's system call runs, each
+         * from lines asked for one turn ago so that nothing here waits:
+         * the next session's write event, the connection of the one after,
+         * and the session after that, found from its link without reading
+         * it (the link sits at the same place in every session).
+         */
+        ngx_http_realtime_prefetch_ahead(list, link_offset);
 
         ngx_http_realtime_session_flush(s);
     }
@@ -601,11 +701,10 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
     uint16_t                           k;
     realtime::SharedFrame             *fe, *fs[4];
     uint64_t                           delivered, stamp;
-    ngx_queue_t                       *q;
+    size_t                             i;
     realtime::QueueNode               *list, *node;
     realtime::ShmMessage              *m;
     realtime::SharedFrame             *f;
-    ngx_http_realtime_member_t        *member;
     ngx_http_realtime_session_t       *s;
     ngx_http_realtime_local_group_t   *g;
 
@@ -656,13 +755,32 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
             fe = NULL;
             fs[0] = fs[1] = fs[2] = fs[3] = NULL;
 
-            for (q = ngx_queue_head(&g->members);
-                 q != ngx_queue_sentinel(&g->members);
-                 q = ngx_queue_next(q))
+            /*
+             * The array does not change during the walk: the control branch
+             * below acts on other groups only ("~" names are internal), and
+             * a slow consumer's close leaves its groups later. Its size is
+             * read again at each step all the same.
+             */
+            for (i = 0; i < NGX_HTTP_REALTIME_PREFETCH_AHEAD
+                        && i < g->members.size(); i++)
             {
-                member = ngx_queue_data(q, ngx_http_realtime_member_t,
-                                        in_group);
-                s = member->session;
+                ngx_http_realtime_prefetch_session(g->members[i].session);
+            }
+
+            for (i = 0; i < g->members.size(); i++) {
+                s = g->members[i].session;
+
+                /*
+                 * The session NGX_HTTP_REALTIME_PREFETCH_AHEAD entries on is
+                 * asked for now, so that it is in the caches when its turn
+                 * comes: thousands of connections do not fit them, and one
+                 * miss after another was most of this loop's time
+                 * (bench/RESULTS.md, the paced fan-out).
+                 */
+                if (i + NGX_HTTP_REALTIME_PREFETCH_AHEAD < g->members.size()) {
+                    ngx_http_realtime_prefetch_session(
+                        g->members[i + NGX_HTTP_REALTIME_PREFETCH_AHEAD].session);
+                }
 
                 if (s->delivered == stamp) {
                     continue;   /* in two of the message's groups */

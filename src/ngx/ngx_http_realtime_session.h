@@ -116,8 +116,29 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
        ours or the client's; 0 until then (1006 if none ever comes) */
     uint16_t                       close_code = 0;
 
-    realtime::ws::FrameParser      parser;
+    /*
+     * What a fan-out reads and writes for every connection it reaches
+     * (groups.cpp's delivery, the flush list, write()), kept together
+     * right after the fields above: a walk over thousands of connections
+     * whose state has left the CPU's caches then misses on two or three
+     * lines per connection instead of one per field (bench/RESULTS.md,
+     * the paced fan-out).
+     */
+    uint64_t                       delivered = 0; /* last message stamp */
+    uint64_t                       conn_id = 0;   /* shm_conn->id */
+    uint64_t                       joined_at = 0; /* root->published when it
+                                                     joined: older messages
+                                                     come by replay, if at all */
+    bool                           in_flush = false;
+    ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */
+    ngx_msec_t                     last_data;     /* data message either way */
     realtime::SendQueue            out;
+    /* realtime_redis: per group the last id a resume replayed from Redis
+       (cluster_resume.cpp): a message up to it that reaches this node
+       later is not given again */
+    std::vector<ngx_http_realtime_floor_t>            floors;
+
+    realtime::ws::FrameParser      parser;
 
     /*
      * The one timer: ping, pong, idle and expiry deadlines (heartbeat), or
@@ -125,7 +146,6 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
      */
     ngx_event_t                    timer;
     ngx_msec_t                     last_rx;       /* any bytes from the client */
-    ngx_msec_t                     last_data;     /* data message either way */
     ngx_msec_t                     ping_sent = 0;
     bool                           awaiting_pong = false;
     bool                           restart_pending = false;  /* a reload's
@@ -145,15 +165,8 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     ngx_queue_t                    members;       /* of ..._member_t */
     bool                           counted = false;  /* in the slot's count */
     realtime::ConnNode            *shm_conn = nullptr;  /* its zone record */
-    uint64_t                       conn_id = 0;   /* shm_conn->id */
-    uint64_t                       joined_at = 0; /* root->published when it
-                                                     joined: older messages
-                                                     come by replay, if at all */
     ngx_uint_t                     handshake_groups = 0;  /* joined before
                                                              the 101 */
-    uint64_t                       delivered = 0; /* last message stamp */
-    bool                           in_flush = false;
-    ngx_http_realtime_flush_link_t flush_link;    /* worker's flush list */
 
     /*
      * What the features above need of the handshake after it is gone
@@ -170,11 +183,8 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     realtime::RateLimiter          rate;
     std::string                    presence_info; /* JSON, "" none */
     std::string                    resume_from;   /* realtime_resume_from */
-    /* realtime_redis: what a resume read from Redis (cluster_resume.cpp),
-       and per group the last id it replayed from there: a message up to
-       it that reaches this node later is not given again */
+    /* realtime_redis: what a resume read from Redis (cluster_resume.cpp) */
     std::shared_ptr<ngx_http_realtime_fetched_set_t>  fetched;
-    std::vector<ngx_http_realtime_floor_t>            floors;
     ngx_http_realtime_relay_stream_t  *relay = nullptr;  /* relay.cpp */
     bool                           presence = false;  /* tracked (has user) */
 
@@ -183,6 +193,31 @@ struct ngx_http_realtime_session_t final : public realtime::ws::FrameSink {
     u_char                        *leftover = nullptr;
     u_char                        *leftover_end = nullptr;
 };
+
+
+/*
+ * Asks the CPU to load, ahead of use, what a fan-out touches of a session
+ * (its first three lines: the fields above up to floors) or of its
+ * connection (fd, write event, sent, buffered). A prefetch never faults;
+ * the caller passes pointers it may read.
+ */
+static inline void
+ngx_http_realtime_prefetch_session(const ngx_http_realtime_session_t *s)
+{
+    __builtin_prefetch((const char *) s);
+    __builtin_prefetch((const char *) s + 64);
+    __builtin_prefetch((const char *) s + 128);
+}
+
+
+static inline void
+ngx_http_realtime_prefetch_connection(const ngx_connection_t *c)
+{
+    /* fd and write at the start, sent, ssl, buffered near the end */
+    for (size_t off = 0; off < sizeof(ngx_connection_t); off += 64) {
+        __builtin_prefetch((const char *) c + off);
+    }
+}
 
 
 /* A session for r, owned by r's pool until it detaches; not yet serving. */

@@ -8,7 +8,8 @@ import json
 import selectors
 import time
 
-from groups_util import Publisher, count, expect_nothing_more, stats, subscribe
+from groups_util import (Publisher, close_ws, count, expect_nothing_more, next_text, publish,
+                         stats, subscribe, wait_count)
 from nginx_harness import wait_for
 from wsclient import OP_PING, OP_TEXT
 
@@ -94,3 +95,43 @@ def test_fan_out_slices_with_concurrent_publishers(nginx_factory):
         (stats(ngx.port)["frames_delivered"], want)
     assert stats(ngx.port)["messages_published"] == before["messages_published"] + total
     expect_nothing_more(ngx.port, conns, "crowd")
+
+
+def test_leaves_in_any_order_keep_everyone_else_served(nginx_factory):
+    """A worker's fan-out list of a group is an array whose leaves move the
+    last entry into the hole (and give room back when most have left).
+    Connections leaving from the front, the back and the middle, in a
+    shuffled order, must leave every remaining one served exactly once and
+    the gone ones forgotten; joins after the shrink must be served too."""
+    import random
+    rnd = random.Random(14)
+    ngx = nginx_factory(CONF, workers=1)
+    n = 300
+    conns = [subscribe(ngx.port, "/ws?g=churn") for _ in range(n)]
+    # some are also in a second group: leaving "churn" must not touch it
+    others = [subscribe(ngx.port, "/ws?g=churn2") for _ in range(5)]
+    alive = list(range(n))
+    order = [0, n - 1, n // 2] + rnd.sample(range(1, n - 1), n - 3)
+    order = list(dict.fromkeys(order))
+    rounds = 0
+    for cut in (3, 60, 150, 260, 290):          # leave down to 10 (a shrink)
+        while n - len(alive) < cut:
+            i = order[n - len(alive)]
+            alive.remove(i)
+            close_ws(conns[i])
+        wait_count(ngx.port, "churn", len(alive))
+        rounds += 1
+        body = f"round-{rounds}"
+        r = publish(ngx.port, {"group": "churn", "data": body}).json()
+        assert r["subscribers"] == len(alive), r
+        for i in alive:
+            assert next_text(conns[i]) == body, i
+    fresh = [subscribe(ngx.port, "/ws?g=churn") for _ in range(80)]
+    wait_count(ngx.port, "churn", len(alive) + 80)
+    everyone = [conns[i] for i in alive] + fresh
+    r = publish(ngx.port, {"group": "churn", "data": "after"}).json()
+    assert r["subscribers"] == len(everyone), r
+    for ws in everyone:
+        assert next_text(ws) == "after"
+    expect_nothing_more(ngx.port, everyone, "churn")
+    expect_nothing_more(ngx.port, others, "churn2")
