@@ -57,11 +57,12 @@ struct ngx_http_realtime_member_t {
 
 
 /*
- * Time spent writing connections per turn of the event loop. A fan-out to
- * many connections is written in slices, so publish requests and other
- * events are served in between (a publish is answered in well under a
+ * Time spent writing connections per turn of the event loop (by the
+ * delivery's direct writes, then by each flush). A fan-out to many
+ * connections is written in slices, so publish requests and other events
+ * are served in between (a publish is answered in well under a
  * millisecond), and messages published meanwhile join the pending
- * connections' queues, so they go out in the same writev.
+ * connections' queues, so they go out in the same write.
  */
 #define NGX_HTTP_REALTIME_FLUSH_SLICE_NS  300000
 #define NGX_HTTP_REALTIME_FLUSH_CHECK     16      /* connections per clock read */
@@ -74,6 +75,17 @@ static realtime::SharedFrame *ngx_http_realtime_envelope_frame(
 static realtime::SharedFrame *ngx_http_realtime_stream_frame(
     const realtime::ShmMessage *m, uint16_t k, bool envelope, bool chunked);
 static void ngx_http_realtime_flush_slice(void);
+
+/* The delivery's direct writes (see ngx_http_realtime_give()). */
+typedef struct {
+    bool                                on;
+    ngx_uint_t                          n;       /* written so far */
+    uint64_t                            start;   /* ns */
+} ngx_http_realtime_direct_t;
+
+static uint64_t ngx_http_realtime_clock_ns(void);
+static bool ngx_http_realtime_give(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f, ngx_http_realtime_direct_t *direct);
 static void ngx_http_realtime_prefetch_ahead(ngx_queue_t *list,
     size_t link_offset);
 
@@ -561,6 +573,56 @@ ngx_http_realtime_groups_drain(void) noexcept
 }
 
 
+/* A monotonic clock in ns (vDSO: no system call); ngx_current_msec stands
+   still within one event handler. */
+
+static uint64_t
+ngx_http_realtime_clock_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
+/*
+ * Gives s a data frame: written at once where direct allows and nothing
+ * waits before it on s (ngx_http_realtime_session_send_now()), queued
+ * otherwise. Direct writes stop for the rest of the drain once they took
+ * a time slice: the remaining connections are queued and flushed in
+ * slices, so that other events are served in between. Returns whether s
+ * needs a flush.
+ */
+
+static bool
+ngx_http_realtime_give(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f, ngx_http_realtime_direct_t *direct)
+{
+    ngx_http_realtime_send_now_e  rc;
+
+    if (direct->on) {
+        rc = ngx_http_realtime_session_send_now(s, f);
+
+        if (rc != ngx_http_realtime_send_now_e::kNotTaken) {
+            if (++direct->n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0
+                && ngx_http_realtime_clock_ns() - direct->start
+                   > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
+            {
+                direct->on = false;
+            }
+
+            return rc == ngx_http_realtime_send_now_e::kQueued;
+        }
+    }
+
+    ngx_http_realtime_session_send(s, f);
+
+    return true;
+}
+
+
 /* What the flush loop below asks the CPU to load, see there. */
 
 static void
@@ -607,7 +669,6 @@ ngx_http_realtime_flush_slice(void)
     uint64_t                      start;
     ngx_uint_t                    n;
     ngx_queue_t                  *q, *list;
-    struct timespec               ts;
     ngx_http_realtime_session_t  *s;
 
     list = &ngx_http_realtime_worker.flush_list;
@@ -621,10 +682,7 @@ ngx_http_realtime_flush_slice(void)
                         queue))->session;
     link_offset = (const u_char *) &s->flush_link.queue - (const u_char *) s;
 
-    /* a monotonic clock (vDSO: no syscall); ngx_current_msec stands still
-       within one event handler */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    start = (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+    start = ngx_http_realtime_clock_ns();
 
     for (n = 1; /* void */; n++) {
 
@@ -632,14 +690,11 @@ ngx_http_realtime_flush_slice(void)
             return;
         }
 
-        if (n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-
-            if ((uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec - start
-                > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
-            {
-                break;
-            }
+        if (n % NGX_HTTP_REALTIME_FLUSH_CHECK == 0
+            && ngx_http_realtime_clock_ns() - start
+               > NGX_HTTP_REALTIME_FLUSH_SLICE_NS)
+        {
+            break;
         }
 
         q = ngx_queue_head(list);
@@ -699,6 +754,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 {
     bool                               control;
     uint16_t                           k;
+    ngx_http_realtime_direct_t         direct;
     realtime::SharedFrame             *fe, *fs[4];
     uint64_t                           delivered, stamp;
     size_t                             i;
@@ -729,6 +785,22 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
         f = NULL;
         stamp = ++ngx_http_realtime_worker.delivery;
         control = (m->kind == realtime::MessageKind::kControl);
+
+        /*
+         * The drain's last message can be written straight away to the
+         * connections with nothing queued: none after it in this drain
+         * could leave in the same write. A paced fan-out (one message per
+         * drain) then costs one pass and one send() per connection, and
+         * its first frames leave before the last connection is reached.
+         * An earlier message is queued, so that a burst's messages leave
+         * together.
+         */
+        direct.on = (node->next == NULL);
+
+        if (direct.on) {
+            direct.n = 0;
+            direct.start = ngx_http_realtime_clock_ns();
+        }
 
         for (k = 0; k < m->ngroups && z->local; k++) {
 
@@ -848,12 +920,18 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
 
                     if (fe) {
                         delivered++;
-                        ngx_http_realtime_session_send(s, fe);
+
+                        if (!ngx_http_realtime_give(s, fe, &direct)) {
+                            continue;   /* written: nothing to flush */
+                        }
                     }
 
                 } else {
                     delivered++;
-                    ngx_http_realtime_session_send(s, f);
+
+                    if (!ngx_http_realtime_give(s, f, &direct)) {
+                        continue;       /* written: nothing to flush */
+                    }
                 }
 
                 if (!s->in_flush) {

@@ -716,6 +716,59 @@ ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
 }
 
 
+ngx_http_realtime_send_now_e
+ngx_http_realtime_session_send_now(ngx_http_realtime_session_t *s,
+    realtime::SharedFrame *f) noexcept
+{
+    ssize_t            sent;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+
+    if (s->closing() || s->request || s->in_flush || !s->out.empty()
+        || s->eventsource || c->ssl || c->buffered || !c->write->ready)
+    {
+        return ngx_http_realtime_send_now_e::kNotTaken;
+    }
+
+    sent = send(c->fd, f->data(), f->size, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    if (sent == -1) {
+        ngx_err_t  err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN) {
+            c->write->ready = 0;
+
+        } else if (err != NGX_EINTR) {
+            c->error = 1;
+            ngx_connection_error(c, err, (char *) "send() failed");
+            s->state = ngx_http_realtime_state_e::kDone;
+        }
+
+        return ngx_http_realtime_send_now_e::kNotTaken;
+    }
+
+    c->sent += sent;
+    s->last_data = ngx_current_msec;    /* idle counts both ways */
+
+    if ((size_t) sent == f->size) {
+        return ngx_http_realtime_send_now_e::kWritten;
+    }
+
+    /* the rest waits in the queue for the socket (one frame: far below
+       the send buffer limit) */
+    c->write->ready = 0;
+
+    if (!ngx_http_realtime_queue(s, f, false)) {
+        return ngx_http_realtime_send_now_e::kQueued;   /* session closing */
+    }
+
+    s->out.consume((size_t) sent);
+
+    return ngx_http_realtime_send_now_e::kQueued;
+}
+
+
 void
 ngx_http_realtime_session_close(ngx_http_realtime_session_t *s, uint16_t code,
     std::string_view reason) noexcept

@@ -242,6 +242,22 @@ void ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
         ngx_http_realtime_frame_kind_e::kData) noexcept;
 
 /*
+ * A data frame written at once where nothing waits before it: an open,
+ * detached, plain (no TLS) WebSocket whose queue is empty and whose socket
+ * takes more. kWritten: all of it went out (nothing to flush); kQueued:
+ * part went out, the rest is queued and the session must be flushed (its
+ * socket is full: the flush waits for it); kNotTaken: nothing was done,
+ * send and flush it as usual (the socket was full, or the session is not
+ * in that state; a failed socket ends the session, as a write would).
+ */
+enum class ngx_http_realtime_send_now_e : uint8_t {
+    kWritten, kQueued, kNotTaken
+};
+
+ngx_http_realtime_send_now_e ngx_http_realtime_session_send_now(
+    ngx_http_realtime_session_t *s, realtime::SharedFrame *f) noexcept;
+
+/*
  * Queues a text message the module itself sends (welcome, recovery notice,
  * a replayed message with its id) in the session's transport: a text frame,
  * or an SSE event with id (id is used by SSE only). False when out of

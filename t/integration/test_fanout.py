@@ -9,7 +9,7 @@ import selectors
 import time
 
 from groups_util import (Publisher, close_ws, count, expect_nothing_more, next_text, publish,
-                         stats, subscribe, wait_count)
+                         stalled_socket, stats, subscribe, wait_count)
 from nginx_harness import wait_for
 from wsclient import OP_PING, OP_TEXT
 
@@ -135,3 +135,35 @@ def test_leaves_in_any_order_keep_everyone_else_served(nginx_factory):
         assert next_text(ws) == "after"
     expect_nothing_more(ngx.port, everyone, "churn")
     expect_nothing_more(ngx.port, others, "churn2")
+
+
+def test_paced_messages_to_a_paused_reader_arrive_whole_and_in_order(nginx_factory):
+    """One message per drain is written straight from the delivery where
+    nothing is queued before it; once a paused reader's socket is full, a
+    frame is written in part and its rest queued, and later ones queue
+    behind it. When the reader reads again, every message must arrive whole
+    and in order, as for a reader that never paused (under the send buffer
+    limit: nothing is closed). The kernel takes a few MB before the
+    socket is full, hence the size."""
+    conf = CONF.replace("realtime_websocket;",
+                        "realtime_websocket;\n        realtime_send_buffer_size 32m;")
+    ngx = nginx_factory(conf, workers=1)
+    paused = stalled_socket(ngx.port, "/ws?g=pause", rcvbuf=4096)
+    reader = subscribe(ngx.port, "/ws?g=pause")
+    chunk = "z" * 9_973                     # not a divisor of any buffer size
+    n = 800                                 # ~8 MB: past the kernel's buffers, under 32m
+    for i in range(n):
+        r = publish(ngx.port, {"group": "pause", "data": f"{i:05d}{chunk}"}).json()
+        assert r["subscribers"] == 2, r
+        assert next_text(reader) == f"{i:05d}{chunk}"
+    texts = []
+    while len(texts) < n:
+        f = paused.recv_data(timeout=10)
+        if f.opcode == OP_PING:
+            continue
+        assert f.opcode == OP_TEXT and f.fin, f
+        texts.append(f.payload.decode())
+    assert [t[:5] for t in texts] == [f"{i:05d}" for i in range(n)]
+    assert all(t[5:] == chunk for t in texts)
+    assert stats(ngx.port)["slow_consumer_closes"] == 0
+    expect_nothing_more(ngx.port, [reader, paused], "pause")
