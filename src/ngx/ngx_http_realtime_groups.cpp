@@ -787,15 +787,17 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *z)
         control = (m->kind == realtime::MessageKind::kControl);
 
         /*
-         * The drain's last message can be written straight away to the
-         * connections with nothing queued: none after it in this drain
-         * could leave in the same write. A paced fan-out (one message per
-         * drain) then costs one pass and one send() per connection, and
-         * its first frames leave before the last connection is reached.
-         * An earlier message is queued, so that a burst's messages leave
-         * together.
+         * When this worker has nothing left to write (a paced fan-out: the
+         * last message was out before this one came), the drain's last
+         * message is written straight away to the connections with nothing
+         * queued: its first frames leave before the last connection is
+         * reached, with one pass and one send() each. Otherwise (a burst:
+         * earlier messages still wait in queues, or come before it in this
+         * drain) it is queued, so that the burst's messages leave together
+         * in one write per connection.
          */
-        direct.on = (node->next == NULL);
+        direct.on = (node->next == NULL
+                     && ngx_queue_empty(&ngx_http_realtime_worker.flush_list));
 
         if (direct.on) {
             direct.n = 0;
