@@ -38,6 +38,7 @@ static void ngx_http_realtime_process(ngx_http_realtime_session_t *s,
 static void ngx_http_realtime_write(ngx_http_realtime_session_t *s);
 static bool ngx_http_realtime_queue(ngx_http_realtime_session_t *s,
     realtime::SharedFrame *f, bool reply);
+static void ngx_http_realtime_check_backlog(ngx_http_realtime_session_t *s);
 
 
 ngx_http_realtime_session_t::ngx_http_realtime_session_t(
@@ -695,6 +696,15 @@ ngx_http_realtime_session_send(ngx_http_realtime_session_t *s,
         s->last_data = ngx_current_msec;    /* idle counts both ways */
     }
 
+    ngx_http_realtime_check_backlog(s);
+}
+
+
+/* Closes s with 4008 when its queue holds more than the send buffer. */
+
+static void
+ngx_http_realtime_check_backlog(ngx_http_realtime_session_t *s)
+{
     if (s->out.bytes() > s->conf->send_buffer_size) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "realtime: client reads too slowly, %uz bytes pending, "
@@ -755,8 +765,7 @@ ngx_http_realtime_session_send_now(ngx_http_realtime_session_t *s,
         return ngx_http_realtime_send_now_e::kWritten;
     }
 
-    /* the rest waits in the queue for the socket (one frame: far below
-       the send buffer limit) */
+    /* the rest waits in the queue for the socket */
     c->write->ready = 0;
 
     if (!ngx_http_realtime_queue(s, f, false)) {
@@ -764,6 +773,7 @@ ngx_http_realtime_session_send_now(ngx_http_realtime_session_t *s,
     }
 
     s->out.consume((size_t) sent);
+    ngx_http_realtime_check_backlog(s);     /* the limit of any queue */
 
     return ngx_http_realtime_send_now_e::kQueued;
 }
